@@ -1,0 +1,489 @@
+import type { FastifyRequest } from 'fastify'
+import { WebSocket } from 'ws'
+import { errors, closeCodeOf } from '../errors.js'
+import { isSendableCloseCode } from '../close-codes.js'
+import type { RouteSettings } from '../options.js'
+import { kConnection, kPeerClose } from '../symbols.js'
+import { MessageQueue } from './message-queue.js'
+import { CLOSED_MESSAGE, CLOSING_MESSAGE, type WSMessage } from './messages.js'
+import type { RealtimeSocket } from './socket.js'
+import type { DeadlineClock, DeadlineOwner } from './timers.js'
+import { applyRouteSettings, deflateNegotiated } from './ws-internals.js'
+
+/** Where a connection registers itself while open. */
+export interface ConnectionHost {
+  readonly clock: DeadlineClock
+  readonly connections: Set<RealtimeConnection>
+}
+
+export interface ReceiveOptions {
+  /** Overrides the route's receiveTimeout for this call, in ms. */
+  timeout?: number | null
+}
+
+export interface SendOptions {
+  /** Compress this message (when permessage-deflate was negotiated); default: by the route's threshold. */
+  compress?: boolean
+}
+
+export interface CloseOptions {
+  /** @default 1000 */
+  code?: number
+  /** At most 123 bytes of UTF-8. @default '' */
+  reason?: string
+}
+
+/** Binary payloads `sendBinary()` accepts. */
+export type BinaryData = Buffer | ArrayBuffer | ArrayBufferView
+
+type State = 'open' | 'closing' | 'closed'
+
+interface Waiter {
+  resolve (message: WSMessage): void
+  reject (error: Error): void
+  timeout: number | null
+  startedAt: number
+}
+
+// aiohttp answers four reads after close, then raises: a handler looping on receive() is a bug.
+const CLOSED_READS_ALLOWED = 4
+const EMPTY = Buffer.alloc(0)
+
+/**
+ * One WebSocket connection, as aiohttp's `WebSocketResponse`: pull messages with `receive()` or
+ * `for await`, send with `send*()`, end with `close()`. All timers run on the shared clock.
+ */
+export class RealtimeConnection implements DeadlineOwner {
+  /** The Fastify request that opened this connection. */
+  readonly request: FastifyRequest
+  /** The negotiated subprotocol, or null. */
+  readonly protocol: string | null
+  /** The close code once known: the peer's code, 1005 for an empty close frame, 1006 when the connection dropped or timed out. */
+  closeCode: number | null = null
+
+  private readonly ws: RealtimeSocket
+  private readonly settings: RouteSettings
+  private readonly host: ConnectionHost
+  private readonly queue = new MessageQueue()
+  private state: State = 'open'
+  private failure: Error | null = null
+  private waiter: Waiter | null = null
+  private pausedByQueue = false
+  private peerClosed = false
+  private closedReads = 0
+  private lastReceivedAt: number
+  private lastFrameAt: number
+  private pingSentAt = 0
+  private closeDeadline = Infinity
+  private whenClosedPromise: Promise<void> | null = null
+  private resolveClosed: (() => void) | null = null
+
+  constructor (ws: RealtimeSocket, request: FastifyRequest, settings: RouteSettings, host: ConnectionHost) {
+    this.ws = ws
+    this.request = request
+    this.settings = settings
+    this.host = host
+    this.protocol = ws.protocol === '' ? null : ws.protocol
+    this.lastReceivedAt = this.lastFrameAt = Date.now()
+    applyRouteSettings(ws, settings)
+    ws[kConnection] = this
+    ws[kPeerClose] = onPeerClose
+    ws.on('message', onMessage)
+    ws.on('ping', onPing)
+    ws.on('pong', onPong)
+    ws.on('error', onError)
+    ws.on('close', onClose)
+    const socket = (ws as unknown as { _socket: NodeJS.EventEmitter })._socket
+    socket.on('data', onSocketData)
+    Object.defineProperty(socket, kConnection, { value: this, configurable: true })
+    host.connections.add(this)
+    this.reschedule()
+  }
+
+  /** The error that ended the connection (protocol error, heartbeat or close timeout, lost connection), or null. */
+  get exception (): Error | null {
+    return this.failure
+  }
+
+  /** True once closing has started or the connection is gone. */
+  get closed (): boolean {
+    return this.state !== 'open'
+  }
+
+  /** Bytes queued for sending and not yet written to the socket. */
+  get bufferedAmount (): number {
+    return this.ws.bufferedAmount
+  }
+
+  /**
+   * The next message. Pings/pongs reach the handler only with autoPing off, the peer's close frame
+   * once as 'close'. After the connection ends: 'closing' or 'closed'. Rejects with
+   * FST_RT_RECEIVE_TIMEOUT (the connection stays open) or FST_RT_CONCURRENT_RECEIVE.
+   */
+  receive (options?: ReceiveOptions): Promise<WSMessage> {
+    if (this.waiter !== null) return Promise.reject(new errors.FST_RT_CONCURRENT_RECEIVE())
+    const queued = this.queue.shift()
+    if (queued !== undefined) {
+      this.resumeIfDrained()
+      return Promise.resolve(queued)
+    }
+    if (this.state === 'closed') {
+      if (++this.closedReads > CLOSED_READS_ALLOWED) {
+        return Promise.reject(new errors.FST_RT_RECEIVE_AFTER_CLOSE(this.closedReads))
+      }
+      return Promise.resolve(CLOSED_MESSAGE)
+    }
+    if (this.state === 'closing' || this.peerClosed) return Promise.resolve(CLOSING_MESSAGE)
+    const timeout = options?.timeout === undefined ? this.settings.receiveTimeout : options.timeout
+    return new Promise<WSMessage>((resolve, reject) => {
+      this.waiter = { resolve, reject, timeout, startedAt: Date.now() }
+      if (timeout !== null) this.reschedule()
+    })
+  }
+
+  /** The next text message; rejects with FST_RT_MESSAGE_TYPE for any other type. */
+  async receiveText (options?: ReceiveOptions): Promise<string> {
+    const message = await this.receive(options)
+    if (message.type !== 'text') throw new errors.FST_RT_MESSAGE_TYPE('text', message.type)
+    return message.data
+  }
+
+  /** The next binary message; rejects with FST_RT_MESSAGE_TYPE for any other type. */
+  async receiveBinary (options?: ReceiveOptions): Promise<Buffer> {
+    const message = await this.receive(options)
+    if (message.type !== 'binary') throw new errors.FST_RT_MESSAGE_TYPE('binary', message.type)
+    return message.data
+  }
+
+  /** The next text message parsed as JSON; FST_RT_INVALID_JSON leaves the connection usable. */
+  async receiveJson<T = unknown> (options?: ReceiveOptions): Promise<T> {
+    const text = await this.receiveText(options)
+    try {
+      return JSON.parse(text) as T
+    } catch (error) {
+      throw new errors.FST_RT_INVALID_JSON((error as Error).message, { cause: error })
+    }
+  }
+
+  /** Yields messages until close, closing or closed; yields 'error' messages. */
+  async * [Symbol.asyncIterator] (): AsyncGenerator<WSMessage, void, undefined> {
+    for (;;) {
+      const message = await this.receive()
+      if (message.type === 'close' || message.type === 'closing' || message.type === 'closed') return
+      yield message
+    }
+  }
+
+  /** Sends a text message; resolves at once below the write limit, else once written. */
+  sendText (data: string, options?: SendOptions): Promise<void> {
+    if (typeof data !== 'string') return Promise.reject(new errors.FST_RT_MESSAGE_TYPE('string for sendText()', typeof data))
+    return this.write(data, false, options, 'sendText')
+  }
+
+  /** Sends a binary message; resolves at once below the write limit, else once written. */
+  sendBinary (data: BinaryData, options?: SendOptions): Promise<void> {
+    if (!(data instanceof ArrayBuffer) && !ArrayBuffer.isView(data)) {
+      return Promise.reject(new errors.FST_RT_MESSAGE_TYPE('Buffer, ArrayBuffer or typed array for sendBinary()', typeof data))
+    }
+    return this.write(data, true, options, 'sendBinary')
+  }
+
+  /** Sends `JSON.stringify(value)` as a text message. */
+  sendJson (value: unknown, options?: SendOptions): Promise<void> {
+    let text: string | undefined
+    try {
+      text = JSON.stringify(value)
+    } catch (error) {
+      return Promise.reject(new errors.FST_RT_NOT_SERIALIZABLE((error as Error).message, { cause: error }))
+    }
+    if (text === undefined) return Promise.reject(new errors.FST_RT_NOT_SERIALIZABLE(`${typeof value} has no JSON form`))
+    return this.write(text, false, options, 'sendJson')
+  }
+
+  /** Sends a ping frame (payload at most 125 bytes). */
+  ping (data?: BinaryData | string): Promise<void> {
+    return this.control('ping', data)
+  }
+
+  /** Sends an unsolicited pong frame (payload at most 125 bytes). */
+  pong (data?: BinaryData | string): Promise<void> {
+    return this.control('pong', data)
+  }
+
+  /**
+   * Starts the close handshake and waits for it: the peer's close frame or closeTimeout (then TCP
+   * is dropped, closeCode 1006, exception FST_RT_CLOSE_TIMEOUT). Resolves true, or false when the
+   * connection was already closing or closed.
+   */
+  async close (options?: CloseOptions): Promise<boolean> {
+    const code = options?.code ?? 1000
+    const reason = options?.reason ?? ''
+    if (!isSendableCloseCode(code)) throw new errors.FST_RT_INVALID_CLOSE_CODE(code)
+    const reasonBytes = Buffer.byteLength(reason)
+    if (reasonBytes > 123) throw new errors.FST_RT_CLOSE_REASON_TOO_LONG(reasonBytes)
+    if (this.state !== 'open') return false
+    this.state = 'closing'
+    // Unread data is dropped and reading resumes so the peer's close frame can arrive.
+    this.queue.dropData()
+    if (this.pausedByQueue) {
+      this.pausedByQueue = false
+      this.ws.resume()
+    }
+    this.wake(CLOSING_MESSAGE)
+    this.closeDeadline = Date.now() + this.settings.closeTimeout
+    this.reschedule()
+    this.ws.close(code, reason)
+    await this.whenClosed()
+    return true
+  }
+
+  /** Drops the TCP connection at once, without a close frame. */
+  terminate (): void {
+    if (this.state === 'closed') return
+    this.state = 'closing'
+    this.ws.terminate()
+  }
+
+  /** Resolves once the TCP connection is closed. */
+  whenClosed (): Promise<void> {
+    if (this.state === 'closed') return Promise.resolve()
+    this.whenClosedPromise ??= new Promise<void>((resolve) => { this.resolveClosed = resolve })
+    return this.whenClosedPromise
+  }
+
+  // ---- sending ----
+
+  private write (data: string | BinaryData, binary: boolean, options: SendOptions | undefined, operation: string): Promise<void> {
+    if (this.state !== 'open' || this.ws.readyState !== WebSocket.OPEN) {
+      return Promise.reject(new errors.FST_RT_CONNECTION_CLOSED(operation))
+    }
+    const compress = this.shouldCompress(data, options)
+    if (this.ws.bufferedAmount <= this.settings.writeLimit) {
+      this.ws.send(data, { binary, compress })
+      return Promise.resolve()
+    }
+    // Above the limit the caller waits until this message, and so all before it, is written.
+    return new Promise<void>((resolve, reject) => {
+      this.ws.send(data, { binary, compress }, (error) => {
+        if (error === undefined || error === null) resolve()
+        else reject(new errors.FST_RT_CONNECTION_CLOSED(operation, { cause: error }))
+      })
+    })
+  }
+
+  private shouldCompress (data: string | BinaryData, options: SendOptions | undefined): boolean {
+    const compress = this.settings.compress
+    if (compress === null || !deflateNegotiated(this.ws)) return false
+    if (options?.compress !== undefined) return options.compress
+    if (compress.threshold === 0) return true
+    const size = typeof data === 'string' ? Buffer.byteLength(data) : data.byteLength
+    return size >= compress.threshold
+  }
+
+  private control (kind: 'ping' | 'pong', data: BinaryData | string | undefined): Promise<void> {
+    const payload = data ?? EMPTY
+    const size = typeof payload === 'string' ? Buffer.byteLength(payload) : payload.byteLength
+    if (size > 125) return Promise.reject(new errors.FST_RT_CONTROL_PAYLOAD_TOO_LARGE(size))
+    if (this.state !== 'open' || this.ws.readyState !== WebSocket.OPEN) {
+      return Promise.reject(new errors.FST_RT_CONNECTION_CLOSED(kind))
+    }
+    return new Promise<void>((resolve, reject) => {
+      this.ws[kind](payload, false, (error) => {
+        if (error === undefined || error === null) resolve()
+        else reject(new errors.FST_RT_CONNECTION_CLOSED(kind, { cause: error }))
+      })
+    })
+  }
+
+  // ---- receiving ----
+
+  /** @internal */
+  deliver (message: WSMessage, size: number): void {
+    this.lastFrameAt = Date.now()
+    if (this.waiter !== null) {
+      const waiter = this.waiter
+      this.waiter = null
+      waiter.resolve(message)
+      return
+    }
+    this.queue.push(message, size)
+    if (!this.pausedByQueue && this.queue.bytes > this.settings.readLimit) {
+      this.pausedByQueue = true
+      this.ws.pause()
+    }
+  }
+
+  private resumeIfDrained (): void {
+    if (this.pausedByQueue && this.queue.bytes <= this.settings.readLimit) {
+      this.pausedByQueue = false
+      // Paused time was not the peer's silence: the heartbeat counts from now.
+      this.lastReceivedAt = Date.now()
+      this.ws.resume()
+    }
+  }
+
+  private wake (message: WSMessage): void {
+    const waiter = this.waiter
+    if (waiter === null) return
+    this.waiter = null
+    waiter.resolve(message)
+  }
+
+  /** @internal */
+  onData (): void {
+    this.lastReceivedAt = Date.now()
+  }
+
+  /** @internal */
+  onMessage (data: Buffer, isBinary: boolean): void {
+    if (this.state !== 'open') return
+    if (isBinary) this.deliver({ type: 'binary', data, extra: null }, data.length)
+    else this.deliver({ type: 'text', data: data.toString('utf8'), extra: null }, data.length)
+  }
+
+  /** @internal */
+  onControl (type: 'ping' | 'pong', data: Buffer): void {
+    if (this.settings.autoPing) {
+      // ws already answered the ping; the frame still restarts a pending receive's window.
+      this.lastFrameAt = Date.now()
+      return
+    }
+    if (this.state === 'open') this.deliver({ type, data, extra: null }, data.length)
+  }
+
+  /** @internal Returns true to defer the close reply (autoClose off). */
+  onPeerClose (code: number, reason: Buffer): boolean {
+    this.peerClosed = true
+    this.closeCode = code
+    this.deliver({ type: 'close', data: code, extra: reason.toString('utf8') }, 0)
+    if (this.settings.autoClose) {
+      this.state = 'closing'
+      return false
+    }
+    // The handler answers; closeTimeout still bounds one that never does.
+    this.closeDeadline = Date.now() + this.settings.closeTimeout
+    this.reschedule()
+    return true
+  }
+
+  /** @internal */
+  onError (error: Error & { code?: string }): void {
+    if (this.failure !== null) return
+    const wsCode = typeof error.code === 'string' ? error.code : 'WS_ERR'
+    const failure = wsCode.startsWith('WS_ERR_')
+      ? new errors.FST_RT_PROTOCOL_ERROR(wsCode, error.message, { cause: error })
+      : new errors.FST_RT_CONNECTION_LOST({ cause: error })
+    Object.defineProperty(failure, 'closeCode', { value: protocolCloseCode(wsCode), enumerable: true })
+    this.fail(failure)
+  }
+
+  /** @internal */
+  onClose (code: number): void {
+    if (this.state === 'closed') return
+    this.state = 'closed'
+    this.host.clock.cancel(this)
+    this.host.connections.delete(this)
+    if (this.closeCode === null) {
+      this.closeCode = code
+      if (code === 1006 && this.failure === null) this.failure = new errors.FST_RT_CONNECTION_LOST()
+    }
+    if (this.failure !== null) this.closeCode = 1006
+    this.wake(CLOSED_MESSAGE)
+    this.resolveClosed?.()
+  }
+
+  private fail (error: Error & { code?: string, closeCode?: number }): void {
+    // Every failure carries the close code it maps to; the connection itself ends abnormally.
+    if (error.closeCode === undefined) {
+      Object.defineProperty(error, 'closeCode', { value: closeCodeOf(error.code ?? '') ?? 1006, enumerable: true })
+    }
+    this.failure = error
+    this.closeCode = 1006
+    this.deliver({ type: 'error', data: error, extra: null }, 0)
+  }
+
+  // ---- deadlines (heartbeat, receive timeout, close timeout) ----
+
+  /** @internal */
+  onDeadline (now: number): number {
+    if (this.state === 'closed') return Infinity
+    if (now >= this.closeDeadline) {
+      this.closeDeadline = Infinity
+      this.fail(new errors.FST_RT_CLOSE_TIMEOUT(this.settings.closeTimeout))
+      this.ws.terminate()
+      return Infinity
+    }
+    const waiter = this.waiter
+    if (waiter !== null && waiter.timeout !== null && now >= Math.max(waiter.startedAt, this.lastFrameAt) + waiter.timeout) {
+      this.waiter = null
+      waiter.reject(new errors.FST_RT_RECEIVE_TIMEOUT(waiter.timeout))
+    }
+    const heartbeat = this.settings.heartbeat
+    if (heartbeat !== null && this.state === 'open' && !this.peerClosed) {
+      if (this.pausedByQueue) this.lastReceivedAt = now
+      if (this.pingSentAt > this.lastReceivedAt) {
+        if (now >= this.pingSentAt + heartbeat / 2) {
+          this.fail(new errors.FST_RT_HEARTBEAT_TIMEOUT(heartbeat / 2))
+          this.state = 'closing'
+          this.ws.terminate()
+          return Infinity
+        }
+      } else if (now >= this.lastReceivedAt + heartbeat) {
+        this.pingSentAt = now
+        this.ws.ping(EMPTY)
+      }
+    }
+    return this.nextDeadline()
+  }
+
+  private nextDeadline (): number {
+    let next = this.closeDeadline
+    const waiter = this.waiter
+    if (waiter !== null && waiter.timeout !== null) {
+      next = Math.min(next, Math.max(waiter.startedAt, this.lastFrameAt) + waiter.timeout)
+    }
+    const heartbeat = this.settings.heartbeat
+    if (heartbeat !== null && this.state === 'open' && !this.peerClosed) {
+      next = Math.min(next, this.pingSentAt > this.lastReceivedAt ? this.pingSentAt + heartbeat / 2 : this.lastReceivedAt + heartbeat)
+    }
+    return next
+  }
+
+  private reschedule (): void {
+    this.host.clock.schedule(this, this.nextDeadline())
+  }
+}
+
+/** The close code ws sent for one of its error codes (RFC 6455 §7.4.1). */
+function protocolCloseCode (wsCode: string): number {
+  if (wsCode === 'WS_ERR_UNSUPPORTED_MESSAGE_LENGTH') return 1009
+  if (wsCode === 'WS_ERR_INVALID_UTF8') return 1007
+  return 1002
+}
+
+// Module-level listeners: `this` is the ws socket, so no closure is allocated per connection.
+function connectionOf (target: object): RealtimeConnection {
+  return (target as { [kConnection]: RealtimeConnection })[kConnection]
+}
+function onMessage (this: WebSocket, data: Buffer, isBinary: boolean): void {
+  connectionOf(this).onMessage(data, isBinary)
+}
+function onPing (this: WebSocket, data: Buffer): void {
+  connectionOf(this).onControl('ping', data)
+}
+function onPong (this: WebSocket, data: Buffer): void {
+  connectionOf(this).onControl('pong', data)
+}
+function onError (this: WebSocket, error: Error): void {
+  connectionOf(this).onError(error)
+}
+function onClose (this: WebSocket, code: number): void {
+  connectionOf(this).onClose(code)
+}
+function onSocketData (this: object): void {
+  connectionOf(this).onData()
+}
+function onPeerClose (this: RealtimeSocket, code: number, reason: Buffer): boolean {
+  return connectionOf(this).onPeerClose(code, reason)
+}
+

@@ -1,0 +1,49 @@
+import type { WebSocket } from 'ws'
+import type { RouteSettings } from '../options.js'
+
+/*
+ * ws keeps maxPayload, autoPong, the close timer and zlib settings per server, but routes need
+ * their own. These are the only private ws fields fastify-realtime touches; each is set right after
+ * the upgrade, before ws has parsed a byte, and test/ws-internals.test.ts pins them to the ws
+ * version in package.json.
+ */
+interface WsPrivate {
+  _receiver: { _maxPayload: number } | null
+  _extensions: Record<string, { _maxPayload: number, _options: Record<string, unknown> } | undefined>
+  _autoPong: boolean
+  _closeTimeout: number
+  _closeFrameReceived: boolean
+}
+
+function internals (ws: WebSocket): WsPrivate {
+  return ws as unknown as WsPrivate
+}
+
+/** Applies one route's limits to a freshly upgraded socket. */
+export function applyRouteSettings (ws: WebSocket, settings: RouteSettings): void {
+  const raw = internals(ws)
+  if (raw._receiver !== null) raw._receiver._maxPayload = settings.maxMsgSize
+  const deflate = raw._extensions['permessage-deflate']
+  if (deflate !== undefined && settings.compress !== null) {
+    // The inflated size counts against the limit too, so a small frame cannot inflate past it.
+    deflate._maxPayload = settings.maxMsgSize
+    deflate._options = {
+      ...deflate._options,
+      zlibDeflateOptions: { level: settings.compress.level, memLevel: settings.compress.memLevel }
+    }
+  }
+  // ws pongs as soon as a ping is parsed; with autoPing off the handler answers instead.
+  raw._autoPong = settings.autoPing
+  // Our own deadline enforces closeTimeout with aiohttp semantics; ws's timer is only a backstop.
+  raw._closeTimeout = settings.closeTimeout * 2
+}
+
+/** Whether the peer's close frame has been read (ws has no public way to tell). */
+export function closeFrameReceived (ws: WebSocket): boolean {
+  return internals(ws)._closeFrameReceived
+}
+
+/** Whether permessage-deflate was negotiated for this socket. */
+export function deflateNegotiated (ws: WebSocket): boolean {
+  return internals(ws)._extensions['permessage-deflate'] !== undefined
+}

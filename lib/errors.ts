@@ -1,0 +1,48 @@
+import createError from '@fastify/error'
+import type { FastifyErrorConstructor } from '@fastify/error'
+
+const closeCodes = new Map<string, number>()
+
+/** Creates an error code and records the close code a connection ends with when it is raised. */
+function withCloseCode<C extends FastifyErrorConstructor> (ctor: C, closeCode: number): C {
+  closeCodes.set(ctor.prototype.code, closeCode)
+  return ctor
+}
+
+export const errors = {
+  // ---- configuration: thrown at registration ----
+  FST_RT_INVALID_OPTION: createError('FST_RT_INVALID_OPTION', 'Invalid fastify-realtime option %s: %s', 500, TypeError),
+  FST_RT_INVALID_ROUTE: createError('FST_RT_INVALID_ROUTE', 'Invalid realtime route %s: %s', 500, TypeError),
+
+  // ---- handshake: answered with an HTTP status before the upgrade ----
+  FST_RT_BAD_HANDSHAKE: createError('FST_RT_BAD_HANDSHAKE', 'Bad WebSocket handshake: %s', 400),
+  FST_RT_UPGRADE_REQUIRED: createError('FST_RT_UPGRADE_REQUIRED', 'This route only accepts WebSocket connections: send a WebSocket upgrade request', 426),
+  FST_RT_ORIGIN_FORBIDDEN: createError('FST_RT_ORIGIN_FORBIDDEN', 'Origin %s is not allowed', 403),
+  FST_RT_NO_SUBPROTOCOL: createError('FST_RT_NO_SUBPROTOCOL', 'None of the offered subprotocols (%s) is supported; this route supports: %s', 400),
+  FST_RT_SHUTTING_DOWN: createError('FST_RT_SHUTTING_DOWN', 'The server is shutting down and accepts no new WebSocket connections', 503),
+
+  // ---- connection API misuse: thrown to the handler, the connection is unaffected ----
+  FST_RT_CONCURRENT_RECEIVE: createError('FST_RT_CONCURRENT_RECEIVE', 'Concurrent call to receive() is not allowed'),
+  FST_RT_RECEIVE_AFTER_CLOSE: createError('FST_RT_RECEIVE_AFTER_CLOSE', 'receive() was called %s times after the connection closed'),
+  FST_RT_RECEIVE_TIMEOUT: createError('FST_RT_RECEIVE_TIMEOUT', 'No message received within %s ms'),
+  FST_RT_MESSAGE_TYPE: createError('FST_RT_MESSAGE_TYPE', 'Expected a %s message, received %s', 500, TypeError),
+  FST_RT_INVALID_JSON: createError('FST_RT_INVALID_JSON', 'Received text is not valid JSON: %s', 500, SyntaxError),
+  FST_RT_NOT_SERIALIZABLE: createError('FST_RT_NOT_SERIALIZABLE', 'Value cannot be sent as JSON: %s', 500, TypeError),
+  FST_RT_CONNECTION_CLOSED: createError('FST_RT_CONNECTION_CLOSED', 'Cannot %s: the connection is closing or closed'),
+  FST_RT_CONTROL_PAYLOAD_TOO_LARGE: createError('FST_RT_CONTROL_PAYLOAD_TOO_LARGE', 'A control frame payload is %s bytes; the limit is 125', 500, RangeError),
+  FST_RT_INVALID_CLOSE_CODE: createError('FST_RT_INVALID_CLOSE_CODE', 'Close code %s cannot be sent: use 1000-1003, 1007-1014 or 3000-4999', 500, RangeError),
+  FST_RT_CLOSE_REASON_TOO_LONG: createError('FST_RT_CLOSE_REASON_TOO_LONG', 'A close reason is %s bytes; the limit is 123', 500, RangeError),
+
+  // ---- connection failures: the connection's exception, paired with its close code ----
+  FST_RT_HEARTBEAT_TIMEOUT: withCloseCode(createError('FST_RT_HEARTBEAT_TIMEOUT', 'No data received within %s ms after a ping'), 1006),
+  FST_RT_CLOSE_TIMEOUT: withCloseCode(createError('FST_RT_CLOSE_TIMEOUT', 'The peer did not complete the close handshake within %s ms'), 1006),
+  FST_RT_CONNECTION_LOST: withCloseCode(createError('FST_RT_CONNECTION_LOST', 'The connection was lost without a close frame'), 1006),
+  FST_RT_PROTOCOL_ERROR: withCloseCode(createError('FST_RT_PROTOCOL_ERROR', 'WebSocket protocol error (%s): %s'), 1002)
+} as const
+
+export type RealtimeErrorCode = keyof typeof errors
+
+/** The close code paired with an error code, if it has one. */
+export function closeCodeOf (code: string): number | undefined {
+  return closeCodes.get(code)
+}

@@ -1,0 +1,51 @@
+import type {} from '@fastify/websocket'
+import type { FastifyReply, FastifyRequest } from 'fastify'
+import { errors } from '../errors.js'
+import type { RouteSettings } from '../options.js'
+import { kOfferedExtensions, kProtocol } from '../symbols.js'
+import { negotiateDeflate } from './compression.js'
+import { checkOrigin } from './origin.js'
+import { chooseProtocol, parseOffer } from './protocols.js'
+import { checkHandshake, shown } from './validate.js'
+
+/** Plugin-wide state the handshake needs. */
+export interface HandshakeHost {
+  readonly shuttingDown: boolean
+}
+
+type RawWithHandshake = FastifyRequest['raw'] & { [kProtocol]?: string, [kOfferedExtensions]?: string }
+
+/**
+ * The onRequest hook of one realtime route: runs before the upgrade, after the app's own
+ * onRequest hooks, so it can answer with a real HTTP status.
+ */
+export function handshakeHook (settings: RouteSettings, host: HandshakeHost) {
+  return async function realtimeHandshake (request: FastifyRequest, reply: FastifyReply): Promise<void> {
+    if (!request.ws) return
+    if (host.shuttingDown) throw new errors.FST_RT_SHUTTING_DOWN()
+    const problem = checkHandshake(request.headers)
+    if (problem !== null) {
+      if (problem.headers !== undefined) reply.headers(problem.headers)
+      throw new errors.FST_RT_BAD_HANDSHAKE(problem.message)
+    }
+    if (settings.allowedOrigins !== null) await checkOrigin(request, settings.allowedOrigins)
+
+    const raw = request.raw as RawWithHandshake
+    const header = request.headers['sec-websocket-protocol']
+    const offered = parseOffer(header)
+    if (offered === null) throw new errors.FST_RT_BAD_HANDSHAKE(`invalid Sec-WebSocket-Protocol header ${shown(header)}`)
+    const protocol = chooseProtocol(offered, settings.protocols)
+    if (protocol !== null) {
+      raw[kProtocol] = protocol
+    } else if (offered.length > 0) {
+      if (settings.requireProtocol) throw new errors.FST_RT_NO_SUBPROTOCOL(offered.join(', '), settings.protocols.join(', ') || 'none')
+      request.log.warn({ offered, supported: settings.protocols }, 'realtime: no common subprotocol, upgrading without one')
+    }
+
+    // ws negotiates whatever header it sees, so it is shown only this route's accepted offer.
+    if (settings.compress !== null) {
+      const accepted = negotiateDeflate(raw[kOfferedExtensions], settings.compress)
+      if (accepted !== null) raw.headers['sec-websocket-extensions'] = accepted
+    }
+  }
+}

@@ -1,0 +1,69 @@
+import type { FastifyInstance, FastifyReply, FastifyRequest, RouteOptions } from 'fastify'
+import { errors } from './errors.js'
+import { normalizeOptions, type RouteSettings } from './options.js'
+import { RealtimeConnection, type ConnectionHost } from './connection/connection.js'
+import type { RealtimeSocket } from './connection/socket.js'
+import { handshakeHook, type HandshakeHost } from './handshake/hook.js'
+import { checkHandshake, looksLikeHandshake } from './handshake/validate.js'
+
+export type RealtimeHandlerFunction = (this: FastifyInstance, connection: RealtimeConnection, request: FastifyRequest) => unknown
+
+export interface RouteHost extends ConnectionHost, HandshakeHost {
+  readonly settings: RouteSettings
+}
+
+type Hooks = NonNullable<RouteOptions['onRequest']>
+type Hook = Extract<Hooks, (...args: never[]) => unknown>
+
+function hookList (hooks: Hooks | undefined): Hook[] {
+  if (hooks === undefined) return []
+  return Array.isArray(hooks) ? hooks as Hook[] : [hooks as Hook]
+}
+
+/** A plain HTTP request to a WebSocket route: 400 for a botched handshake, else 426. */
+function httpFallback (request: FastifyRequest, reply: FastifyReply): void {
+  if (looksLikeHandshake(request.headers)) {
+    const problem = checkHandshake(request.headers)
+    // Node only upgrades with `Connection: upgrade`, so a well-formed handshake cannot land here.
+    throw new errors.FST_RT_BAD_HANDSHAKE(problem?.message ?? 'the request was not upgraded')
+  }
+  reply.header('upgrade', 'websocket')
+  throw new errors.FST_RT_UPGRADE_REQUIRED()
+}
+
+/** Runs the handler, then ends the connection aiohttp's way: 1000 on return, 1011 on a throw. */
+async function runHandler (this: FastifyInstance, handler: RealtimeHandlerFunction, connection: RealtimeConnection): Promise<void> {
+  const request = connection.request
+  try {
+    await handler.call(this, connection, request)
+  } catch (error) {
+    request.log.error({ err: error }, 'realtime: handler failed')
+    await connection.close({ code: 1011, reason: 'Internal error' })
+    return
+  }
+  await connection.close()
+}
+
+/**
+ * Turns a route declared with `realtime` into a @fastify/websocket route: the handshake hook
+ * goes first among the route's onRequest hooks, plain HTTP gets 426, the handler gets a connection.
+ */
+export function convertRealtimeRoute (routeOptions: RouteOptions & { realtime?: unknown }, host: RouteHost): void {
+  const realtime = routeOptions.realtime
+  if (realtime === undefined || realtime === false) return
+  const methods = Array.isArray(routeOptions.method) ? routeOptions.method : [routeOptions.method]
+  if (methods.some((method) => method !== 'GET' && method !== 'HEAD')) {
+    throw new errors.FST_RT_INVALID_ROUTE(routeOptions.url, `a WebSocket route must use GET, got ${methods.join(', ')}`)
+  }
+  const handler = routeOptions.handler as unknown
+  if (typeof handler !== 'function') throw new errors.FST_RT_INVALID_ROUTE(routeOptions.url, 'the handler must be a function')
+  const settings = normalizeOptions(realtime, host.settings)
+  routeOptions.handler = httpFallback
+  // Fastify's automatic HEAD route can never be upgraded.
+  if (methods.every((method) => method === 'HEAD')) return
+  routeOptions.onRequest = [handshakeHook(settings, host) as Hook, ...hookList(routeOptions.onRequest)]
+  routeOptions.wsHandler = function realtimeUpgrade (this: FastifyInstance, socket, request) {
+    const connection = new RealtimeConnection(socket as RealtimeSocket, request, settings, host)
+    return runHandler.call(this, handler as RealtimeHandlerFunction, connection)
+  }
+}
