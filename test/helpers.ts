@@ -105,3 +105,79 @@ export function handshake (path: string, headers: Record<string, string | null> 
 
 /** Resolves on the next event from `emitter`; a deadline makes a broken test fail instead of hang. */
 export { once }
+
+export interface RawResponse {
+  status: number
+  /** Header names lowercased; repeated headers joined with ', '. */
+  headers: Record<string, string>
+  body: string
+}
+
+/**
+ * Sends `request` over raw TCP and resolves with the whole first response: head parsed, body read
+ * to its Content-Length (or to the end of the connection). The socket is destroyed afterwards.
+ */
+export async function rawResponse (port: number, request: string): Promise<RawResponse> {
+  const socket = net.connect(port, '127.0.0.1')
+  try {
+    await once(socket, 'connect')
+    socket.write(request)
+    let buffered = Buffer.alloc(0)
+    let parsed: { status: number, headers: Record<string, string>, bodyStart: number } | null = null
+    const complete = (): boolean => {
+      if (parsed === null) {
+        const end = buffered.indexOf('\r\n\r\n')
+        if (end === -1) return false
+        const [statusLine = '', ...lines] = buffered.subarray(0, end).toString('latin1').split('\r\n')
+        const headers: Record<string, string> = {}
+        for (const line of lines) {
+          const colon = line.indexOf(':')
+          const name = line.slice(0, colon).trim().toLowerCase()
+          const value = line.slice(colon + 1).trim()
+          headers[name] = headers[name] === undefined ? value : `${headers[name]}, ${value}`
+        }
+        parsed = { status: Number(/^HTTP\/1\.1 (\d{3})/.exec(statusLine)?.[1]), headers, bodyStart: end + 4 }
+      }
+      if (parsed.status < 200) return true
+      const length = parsed.headers['content-length']
+      return length !== undefined && buffered.length - parsed.bodyStart >= Number(length)
+    }
+    for await (const chunk of socket) {
+      buffered = Buffer.concat([buffered, chunk as Buffer])
+      if (complete()) break
+    }
+    if (parsed === null) complete()
+    if (parsed === null) throw new Error(`no complete response head, got ${JSON.stringify(buffered.toString('latin1'))}`)
+    const { status, headers, bodyStart } = parsed as { status: number, headers: Record<string, string>, bodyStart: number }
+    const length = headers['content-length']
+    const body = buffered.subarray(bodyStart, length === undefined ? undefined : bodyStart + Number(length)).toString('utf8')
+    return { status, headers, body: status < 200 ? '' : body }
+  } finally {
+    socket.destroy()
+  }
+}
+
+/** A realtime handler that echoes text and binary messages until the peer closes. */
+export async function echoHandler (conn: import('../lib/index.js').RealtimeConnection): Promise<void> {
+  for await (const message of conn) {
+    if (message.type === 'text') await conn.sendText(message.data)
+    else if (message.type === 'binary') await conn.sendBinary(message.data)
+  }
+}
+
+/** Asserts that a fresh client can connect to `url` and get one message echoed back. */
+export async function assertEchoes (t: Test, url: string, protocols?: string | string[], options?: ClientOptions): Promise<void> {
+  const c = await client(t, url, protocols, options)
+  const text = `still serving ${Math.random()}`
+  c.ws.send(text)
+  t.equal(await c.text(), text, `the server still echoes on ${url}`)
+  c.ws.close(1000)
+  await c.closed
+}
+
+/** A promise with its resolve exposed, for handing values out of handlers. */
+export function deferred<T = void> (): { promise: Promise<T>, resolve: (value: T) => void } {
+  let resolve!: (value: T) => void
+  const promise = new Promise<T>((r) => { resolve = r })
+  return { promise, resolve }
+}
