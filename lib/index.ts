@@ -6,6 +6,8 @@ import type {
 import fp from 'fastify-plugin'
 import websocket, { type WebsocketPluginOptions } from '@fastify/websocket'
 import type { IncomingMessage } from 'node:http'
+import type { Socket } from 'node:net'
+import type { Duplex } from 'node:stream'
 import type { ServerOptions } from 'ws'
 import { RealtimeConnection } from './connection/connection.js'
 import { RealtimeSocket } from './connection/socket.js'
@@ -102,6 +104,16 @@ function selectProtocol (_offered: Set<string>, request: IncomingMessage): strin
   return (request as RawWithHandshake)[kProtocol] ?? false
 }
 
+/**
+ * While closing, Fastify answers an upgrade request with 503 synchronously, on a socket that the
+ * HTTP server handed over with the 'upgrade' event and no longer manages: nobody would end it, and
+ * `app.close()` would wait for it forever. This listener runs right after @fastify/websocket's.
+ */
+function endAnsweredUpgrade (_request: IncomingMessage, socket: Duplex): void {
+  const net = socket as Socket
+  if (net.bytesWritten > 0 || net.writableLength > 0) net.end(() => { net.destroy() })
+}
+
 function logSocketError (error: Error, _socket: unknown, request: FastifyRequest): void {
   // The connection reports socket errors as its exception; this only keeps a trace.
   request.log.debug({ err: error }, 'realtime: socket error')
@@ -145,6 +157,11 @@ const fastifyRealtime: FastifyPluginAsync<RealtimePluginOptions> = async (fastif
     }
   })
   fastify.addHook('onRequest', holdExtensionOffer)
+  fastify.server.on('upgrade', endAnsweredUpgrade)
+  fastify.addHook('onClose', (instance, done) => {
+    instance.server.removeListener('upgrade', endAnsweredUpgrade)
+    done()
+  })
 }
 
 /** The fastify-realtime plugin. */

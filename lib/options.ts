@@ -114,6 +114,9 @@ const compressNames = new Set<string>(Object.keys(defaultCompress))
 
 function describe (value: unknown): string {
   if (typeof value === 'string') return JSON.stringify(value)
+  // JSON shows Infinity and NaN as null, and a RegExp in an array as {}: the message would name the wrong value.
+  if (typeof value === 'number' || typeof value === 'bigint') return String(value)
+  if (Array.isArray(value)) return `[${value.map(describe).join(',')}]`
   if (typeof value === 'function') return 'a function'
   if (value instanceof RegExp) return String(value)
   try {

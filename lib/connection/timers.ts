@@ -59,7 +59,8 @@ export class DeadlineClock {
       const entry = this.pop()
       if (this.scheduled.get(entry.owner) !== entry.at) continue
       this.scheduled.delete(entry.owner)
-      this.schedule(entry.owner, entry.owner.onDeadline(now))
+      // A deadline at or before `now` waits for the next turn, so an owner cannot spin the loop.
+      this.schedule(entry.owner, Math.max(entry.owner.onDeadline(now), now + 1))
     }
     const next = this.heap[0]
     if (next !== undefined && this.timer === null) this.arm(next.at)

@@ -38,10 +38,12 @@ function accept (offer: Params, route: NormalizedCompress): string | null {
   const clientBits = offer.get('client_max_window_bits')
   if (typeof clientBits === 'string' && !BITS.test(clientBits)) return null
 
-  if (offer.has('server_no_context_takeover') || route.serverNoContextTakeover) response.push('server_no_context_takeover')
-  if (route.clientNoContextTakeover) response.push('client_no_context_takeover')
+  // aiohttp's order (window bits, then no_context_takeover): ws echoes this string's order, and
+  // clients comparing against aiohttp see the offer `...=9; server_no_context_takeover` returned as is.
   const server = Math.min(serverBits === undefined ? 15 : Number(serverBits), route.serverMaxWindowBits)
   if (server < 15) response.push(`server_max_window_bits=${server}`)
+  if (offer.has('server_no_context_takeover') || route.serverNoContextTakeover) response.push('server_no_context_takeover')
+  if (route.clientNoContextTakeover) response.push('client_no_context_takeover')
   if (route.clientMaxWindowBits < 15) {
     // The client's window can only be limited if it said it supports the parameter.
     if (clientBits === undefined) return null

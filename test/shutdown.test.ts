@@ -1,0 +1,75 @@
+import t from 'tap'
+import Fastify, { type FastifyInstance } from 'fastify'
+import { once } from 'node:events'
+import type { AddressInfo } from 'node:net'
+import WebSocket from 'ws'
+import realtime from '../lib/index.js'
+import { Client, deferred } from './helpers.js'
+import { closeCodeOfFrame, frame, rawClient } from './frames.js'
+
+async function listening (setup: (app: FastifyInstance) => void, closeTimeout = 10_000): Promise<{ app: FastifyInstance, port: number }> {
+  const app = Fastify()
+  await app.register(realtime, { closeTimeout })
+  setup(app)
+  await app.listen({ host: '127.0.0.1', port: 0 })
+  return { app, port: (app.server.address() as AddressInfo).port }
+}
+
+t.test('app.close() closes every connection with 1001 after what the handler already sent', async (t) => {
+  const ready = deferred()
+  let opened = 0
+  const { app, port } = await listening((app) => {
+    app.get('/', { realtime: true }, async (conn) => {
+      await conn.sendText('before shutdown')
+      if (++opened === 2) ready.resolve()
+      for await (const message of conn) void message
+    })
+  })
+  const clients = [new Client(new WebSocket(`ws://127.0.0.1:${port}/`)), new Client(new WebSocket(`ws://127.0.0.1:${port}/`))]
+  await ready.promise
+  await app.close()
+  for (const c of clients) {
+    t.equal(await c.text(), 'before shutdown')
+    t.same(await c.closed, { code: 1001, reason: 'Server shutting down' })
+  }
+})
+
+t.test('during shutdown new upgrades get 503, and a stuck peer holds the close no longer than closeTimeout', async (t) => {
+  const stuckOpen = deferred()
+  const { app, port } = await listening((app) => {
+    app.get('/', { realtime: true }, async (conn) => {
+      stuckOpen.resolve()
+      await conn.receive()
+    })
+  }, 150)
+  const stuck = await rawClient(port, '/')
+  await stuckOpen.promise
+  const started = Date.now()
+  const closing = app.close()
+  t.equal(closeCodeOfFrame(await stuck.next()), 1001, 'the stuck peer is asked to close')
+  const late = new WebSocket(`ws://127.0.0.1:${port}/`)
+  const [, response] = await once(late, 'unexpected-response') as [unknown, { statusCode: number }]
+  t.equal(response.statusCode, 503)
+  late.on('error', () => {})
+  late.terminate()
+  await closing
+  const elapsed = Date.now() - started
+  t.ok(elapsed >= 140 && elapsed < 5000, `close waited about closeTimeout (${elapsed} ms)`)
+  await stuck.closed
+})
+
+t.test('a connection whose handler is closing already is waited for, not closed twice', async (t) => {
+  const { app, port } = await listening((app) => {
+    app.get('/', { realtime: true }, async (conn) => {
+      await conn.receive()
+      await conn.close({ code: 4000 })
+    })
+  })
+  const raw = await rawClient(port, '/')
+  raw.send(frame(0x1, 'close yourself'))
+  t.equal(closeCodeOfFrame(await raw.next()), 4000)
+  const closing = app.close()
+  raw.send(frame(0x8, Buffer.from([0x03, 0xe8])))
+  await closing
+  t.equal(await raw.next(), null, 'one close frame only')
+})
