@@ -1,0 +1,66 @@
+import t from 'tap'
+import { readFileSync } from 'node:fs'
+import WebSocket from 'ws'
+import { RealtimeSocket } from '../lib/connection/socket.js'
+import { build, client, deferred } from './helpers.js'
+
+// lib/connection/ws-internals.ts and lib/connection/socket.ts rely on these private ws details.
+// If a ws upgrade breaks one, this file says which.
+
+interface Private {
+  _receiver: { _maxPayload: number }
+  _extensions: Record<string, { _maxPayload: number, _options: { zlibDeflateOptions?: { level: number, memLevel: number } } } | undefined>
+  _autoPong: boolean
+  _closeTimeout: number
+  _closeFrameReceived: boolean
+}
+
+t.test('ws is the exact version the internals were checked against', async (t) => {
+  const ours = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { dependencies: Record<string, string> }
+  const installed = JSON.parse(readFileSync(new URL('../node_modules/ws/package.json', import.meta.url), 'utf8')) as { version: string }
+  t.equal(ours.dependencies.ws, installed.version, 'ws is pinned and installed at that version')
+})
+
+t.test('per-route limits land on the private fields ws reads', async (t) => {
+  const seen = deferred<Private>()
+  const original = RealtimeSocket.prototype.setSocket
+  const sockets: RealtimeSocket[] = []
+  RealtimeSocket.prototype.setSocket = function (this: RealtimeSocket, ...args: Parameters<typeof original>) {
+    sockets.push(this)
+    return original.apply(this, args)
+  }
+  t.teardown(() => { RealtimeSocket.prototype.setSocket = original })
+  const { url } = await build(t, (app) => {
+    app.get('/', { realtime: { maxMsgSize: 1234, autoPing: false, closeTimeout: 700, compress: { level: 6, memLevel: 5 } } }, async (conn) => {
+      seen.resolve(sockets[0] as unknown as Private)
+      await conn.receive()
+    })
+  })
+  const c = await client(t, url, undefined, { perMessageDeflate: true })
+  const raw = await seen.promise
+  t.equal(raw._receiver._maxPayload, 1234)
+  t.equal(raw._autoPong, false)
+  t.equal(raw._closeTimeout, 1400)
+  const deflate = raw._extensions['permessage-deflate']
+  t.ok(deflate, 'compression was negotiated')
+  t.equal(deflate?._maxPayload, 1234)
+  t.same(deflate?._options.zlibDeflateOptions, { level: 6, memLevel: 5 })
+  c.ws.close()
+})
+
+t.test('ws calls close() on the socket, still OPEN, when the peer close frame arrives', async (t) => {
+  const calls: Array<{ code: number | undefined, readyState: number, received: boolean }> = []
+  const original = RealtimeSocket.prototype.close
+  RealtimeSocket.prototype.close = function (this: RealtimeSocket, code?: number, data?: string | Buffer) {
+    calls.push({ code, readyState: this.readyState, received: (this as unknown as Private)._closeFrameReceived })
+    return original.call(this, code, data)
+  }
+  t.teardown(() => { RealtimeSocket.prototype.close = original })
+  const { url } = await build(t, (app) => {
+    app.get('/', { realtime: true }, async (conn) => { await conn.receive() })
+  })
+  const c = await client(t, url)
+  c.ws.close(4321)
+  await c.closed
+  t.same(calls[0], { code: 4321, readyState: WebSocket.OPEN, received: true })
+})
