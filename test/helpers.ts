@@ -181,3 +181,98 @@ export function deferred<T = void> (): { promise: Promise<T>, resolve: (value: T
   const promise = new Promise<T>((r) => { resolve = r })
   return { promise, resolve }
 }
+
+/** One frame as the server sent it (server frames are unmasked). */
+export interface ServerFrame {
+  fin: boolean
+  rsv1: boolean
+  opcode: number
+  payload: Buffer
+}
+
+/** Parses the frames the server writes to `socket`, from `initial` bytes on; `next()` awaits the next one. */
+export class FrameReader {
+  readonly frames: ServerFrame[] = []
+  private buffered: Buffer
+  private read = 0
+  private waiting: (() => void) | null = null
+
+  constructor (socket: net.Socket, initial: Buffer = Buffer.alloc(0)) {
+    this.buffered = initial
+    socket.on('data', (chunk: Buffer) => {
+      this.buffered = Buffer.concat([this.buffered, chunk])
+      this.parse()
+    })
+    this.parse()
+  }
+
+  private parse (): void {
+    for (;;) {
+      const b = this.buffered
+      if (b.length < 2) break
+      let length = (b[1] as number) & 0x7f
+      let offset = 2
+      if (length === 126) {
+        if (b.length < 4) break
+        length = b.readUInt16BE(2)
+        offset = 4
+      } else if (length === 127) {
+        if (b.length < 10) break
+        length = Number(b.readBigUInt64BE(2))
+        offset = 10
+      }
+      if (b.length < offset + length) break
+      const first = b[0] as number
+      this.frames.push({ fin: (first & 0x80) !== 0, rsv1: (first & 0x40) !== 0, opcode: first & 0x0f, payload: b.subarray(offset, offset + length) })
+      this.buffered = b.subarray(offset + length)
+    }
+    if (this.read < this.frames.length && this.waiting !== null) {
+      const waiting = this.waiting
+      this.waiting = null
+      waiting()
+    }
+  }
+
+  async next (): Promise<ServerFrame> {
+    while (this.read >= this.frames.length) await new Promise<void>((resolve) => { this.waiting = resolve })
+    return this.frames[this.read++] as ServerFrame
+  }
+}
+
+/**
+ * Sends a handshake over raw TCP and resolves once the response head is in: status, lowercased
+ * headers, the socket (still open, destroyed on teardown) and a reader for the frames that follow.
+ */
+export async function rawUpgrade (t: Test, port: number, request: string): Promise<{ status: number, headers: Record<string, string>, socket: net.Socket, frames: FrameReader }> {
+  const socket = net.connect(port, '127.0.0.1')
+  t.teardown(() => { socket.destroy() })
+  await once(socket, 'connect')
+  socket.write(request)
+  let buffered = Buffer.alloc(0)
+  let end = -1
+  while (end === -1) {
+    const [chunk] = await once(socket, 'data') as [Buffer]
+    buffered = Buffer.concat([buffered, chunk])
+    end = buffered.indexOf('\r\n\r\n')
+  }
+  const [statusLine = '', ...lines] = buffered.subarray(0, end).toString('latin1').split('\r\n')
+  const headers: Record<string, string> = {}
+  for (const line of lines) {
+    const colon = line.indexOf(':')
+    headers[line.slice(0, colon).trim().toLowerCase()] = line.slice(colon + 1).trim()
+  }
+  const status = Number(/^HTTP\/1\.1 (\d{3})/.exec(statusLine)?.[1])
+  return { status, headers, socket, frames: new FrameReader(socket, buffered.subarray(end + 4)) }
+}
+
+/** Encodes one masked client frame; `rsv1` marks a compressed message. */
+export function clientFrame (opcode: number, payload: Buffer, rsv1 = false): Buffer {
+  const head: number[] = [0x80 | (rsv1 ? 0x40 : 0) | opcode]
+  if (payload.length < 126) head.push(0x80 | payload.length)
+  else if (payload.length < 65536) head.push(0x80 | 126, payload.length >> 8, payload.length & 0xff)
+  else throw new RangeError('clientFrame: payloads of 64 KiB or more are not needed here')
+  const key = Buffer.from([0x37, 0xfa, 0x21, 0x3d])
+  const masked = Buffer.from(payload)
+  for (let i = 0; i < masked.length; i++) masked[i] = (masked[i] as number) ^ (key[i % 4] as number)
+  return Buffer.concat([Buffer.from(head), key, masked])
+}

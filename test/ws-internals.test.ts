@@ -23,13 +23,15 @@ t.test('ws is the exact version the internals were checked against', async (t) =
 
 t.test('per-route limits land on the private fields ws reads', async (t) => {
   const seen = deferred<Private>()
-  const original = RealtimeSocket.prototype.setSocket
+  // setSocket is ws's private entry point for a server-side upgrade; it sees every new socket.
+  const proto = RealtimeSocket.prototype as unknown as { setSocket: (...args: unknown[]) => unknown }
+  const original = proto.setSocket
   const sockets: RealtimeSocket[] = []
-  RealtimeSocket.prototype.setSocket = function (this: RealtimeSocket, ...args: Parameters<typeof original>) {
+  proto.setSocket = function (this: RealtimeSocket, ...args: unknown[]) {
     sockets.push(this)
     return original.apply(this, args)
   }
-  t.teardown(() => { RealtimeSocket.prototype.setSocket = original })
+  t.teardown(() => { proto.setSocket = original })
   const { url } = await build(t, (app) => {
     app.get('/', { realtime: { maxMsgSize: 1234, autoPing: false, closeTimeout: 700, compress: { level: 6, memLevel: 5 } } }, async (conn) => {
       seen.resolve(sockets[0] as unknown as Private)
