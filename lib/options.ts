@@ -5,7 +5,7 @@ import { errors } from './errors.js'
 export interface CompressOptions {
   /** Largest LZ77 window the server compresses with, 9-15. @default 15 */
   serverMaxWindowBits?: number
-  /** Largest window the client may compress with, 8-15; only applied when the client offers it. @default 15 */
+  /** Largest window the client may compress with, 8-15. Below 15, an offer without `client_max_window_bits` is declined (the limit could not be applied), as ws does. @default 15 */
   clientMaxWindowBits?: number
   /** Reset the server's compressor after each message (less memory, worse ratio). @default false */
   serverNoContextTakeover?: boolean

@@ -81,9 +81,10 @@ export async function rawRequest (port: number, request: string): Promise<{ stat
   await once(socket, 'connect')
   socket.write(request)
   let buffered = ''
-  for await (const chunk of socket) {
-    buffered += (chunk as Buffer).toString('latin1')
-    if (buffered.includes('\r\n\r\n')) break
+  // once() rather than for-await: breaking out of an async iterator would destroy the socket.
+  while (!buffered.includes('\r\n\r\n')) {
+    const [chunk] = await once(socket, 'data') as [Buffer]
+    buffered += chunk.toString('latin1')
   }
   const status = Number(/^HTTP\/1\.1 (\d{3})/.exec(buffered)?.[1])
   return { status, head: buffered, socket }
