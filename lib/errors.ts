@@ -5,7 +5,8 @@ const closeCodes = new Map<string, number>()
 
 /** Creates an error code and records the close code a connection ends with when it is raised. */
 function withCloseCode<C extends FastifyErrorConstructor> (ctor: C, closeCode: number): C {
-  closeCodes.set(ctor.prototype.code, closeCode)
+  // @fastify/error sets `code` on instances, not on the prototype.
+  closeCodes.set(new ctor().code, closeCode)
   return ctor
 }
 

@@ -11,6 +11,7 @@ import type { Duplex } from 'node:stream'
 import type { ServerOptions } from 'ws'
 import { RealtimeConnection } from './connection/connection.js'
 import { RealtimeSocket } from './connection/socket.js'
+import { backstopCloseTimeout } from './connection/ws-internals.js'
 import { DeadlineClock } from './connection/timers.js'
 import { errors } from './errors.js'
 import { defaultSettings, normalizeOptions, type RealtimePluginOptions, type RealtimeRouteOptions } from './options.js'
@@ -18,7 +19,7 @@ import { convertRealtimeRoute, type RouteHost } from './route.js'
 import { kOfferedExtensions, kProtocol } from './symbols.js'
 
 export { RealtimeConnection } from './connection/connection.js'
-export type { BinaryData, CloseOptions, ReceiveOptions, SendOptions } from './connection/connection.js'
+export type { BinaryData, CloseOptions, IteratedMessage, ReceiveOptions, SendOptions } from './connection/connection.js'
 export type { WSMessage, WSMessageType } from './connection/messages.js'
 export { CloseCode, RECONNECT_RANGE, TERMINAL_RANGE } from './close-codes.js'
 export { errors } from './errors.js'
@@ -38,7 +39,7 @@ export type RealtimeHandler<
   this: FastifyInstance<RawServer, RawRequest, RawReplyDefaultExpression<RawServer>, Logger, TypeProvider>,
   connection: RealtimeConnection,
   request: FastifyRequest<RouteGeneric, RawServer, RawRequest, SchemaCompiler, TypeProvider, ContextConfig, Logger>
-) => void | Promise<void>
+) => unknown
 
 declare module 'fastify' {
   interface RouteShorthandOptions<
@@ -138,7 +139,7 @@ const fastifyRealtime: FastifyPluginAsync<RealtimePluginOptions> = async (fastif
       maxPayload: settings.maxMsgSize,
       clientTracking: false,
       autoPong: true,
-      closeTimeout: settings.closeTimeout * 2,
+      closeTimeout: backstopCloseTimeout(settings.closeTimeout),
       handleProtocols: selectProtocol,
       perMessageDeflate: {
         threshold: 0,

@@ -278,3 +278,49 @@ for (const violation of violations) {
     t.equal(await next.text(), 'still serving')
   })
 }
+
+t.test('corrupt deflate data closes with 1007 and reaches the handler as a protocol error', async (t) => {
+  const result = deferred<{ message: WSMessage, code: number | null }>()
+  const { port, url } = await build(t, (app) => {
+    app.get('/', { realtime: { compress: true } }, async (conn) => {
+      if (conn.request.headers['x-echo'] !== undefined) {
+        await conn.sendText(await conn.receiveText())
+        return
+      }
+      const message = await conn.receive()
+      await conn.whenClosed()
+      result.resolve({ message, code: conn.closeCode })
+    })
+  })
+  const raw = await rawClient(port, '/', { 'Sec-WebSocket-Extensions': 'permessage-deflate' })
+  raw.send(frame(0x2, Buffer.from([0xff, 0xff, 0xff, 0xff]), { rsv: 4 }))
+  t.equal(closeCodeOfFrame(await raw.next()), 1007)
+  const { message, code } = await result.promise
+  t.equal(message.type, 'error')
+  t.equal((message.data as Coded).code, 'FST_RT_PROTOCOL_ERROR')
+  t.equal((message.data as Coded).closeCode, 1007)
+  t.equal(code, 1006)
+  const next = await client(t, url, undefined, { headers: { 'x-echo': '1' }, perMessageDeflate: true })
+  next.ws.send('compressed and fine')
+  t.equal(await next.text(), 'compressed and fine')
+})
+
+t.test('the longest closeTimeout does not overflow the timers ws and Node use', async (t) => {
+  const result = deferred<{ ok: boolean, code: number | null }>()
+  const warnings: string[] = []
+  const onWarning = (warning: Error): void => { warnings.push(warning.name) }
+  process.on('warning', onWarning)
+  t.teardown(() => { process.off('warning', onWarning) })
+  const { url } = await build(t, (app) => {
+    app.get('/', { realtime: { closeTimeout: 2 ** 31 - 1 } }, async (conn) => {
+      await conn.receive()
+      const ok = await conn.close({ code: 4000 })
+      result.resolve({ ok, code: conn.closeCode })
+    })
+  }, { closeTimeout: 2 ** 31 - 1 })
+  const c = await client(t, url)
+  c.ws.send('close please')
+  t.equal((await c.closed).code, 4000)
+  t.same(await result.promise, { ok: true, code: 4000 }, 'the handshake completed normally')
+  t.notOk(warnings.includes('TimeoutOverflowWarning'))
+})

@@ -36,6 +36,9 @@ export interface CloseOptions {
 /** Binary payloads `sendBinary()` accepts. */
 export type BinaryData = Buffer | ArrayBuffer | ArrayBufferView
 
+/** What `for await` yields: every message but the ones that end the iteration. */
+export type IteratedMessage = Exclude<WSMessage, { type: 'close' | 'closing' | 'closed' }>
+
 type State = 'open' | 'closing' | 'closed'
 
 interface Waiter {
@@ -58,8 +61,6 @@ export class RealtimeConnection implements DeadlineOwner {
   readonly request: FastifyRequest
   /** The negotiated subprotocol, or null. */
   readonly protocol: string | null
-  /** The close code once known: the peer's code, 1005 for an empty close frame, 1006 when the connection dropped or timed out. */
-  closeCode: number | null = null
 
   private readonly ws: RealtimeSocket
   private readonly settings: RouteSettings
@@ -75,6 +76,7 @@ export class RealtimeConnection implements DeadlineOwner {
   private lastFrameAt: number
   private pingSentAt = 0
   private closeDeadline = Infinity
+  private code: number | null = null
   private whenClosedPromise: Promise<void> | null = null
   private resolveClosed: (() => void) | null = null
 
@@ -103,6 +105,11 @@ export class RealtimeConnection implements DeadlineOwner {
   /** The error that ended the connection (protocol error, heartbeat or close timeout, lost connection), or null. */
   get exception (): Error | null {
     return this.failure
+  }
+
+  /** The close code once known: the peer's code, 1005 for an empty close frame, 1006 when the connection dropped or timed out. */
+  get closeCode (): number | null {
+    return this.code
   }
 
   /** True once closing has started or the connection is gone. */
@@ -166,7 +173,7 @@ export class RealtimeConnection implements DeadlineOwner {
   }
 
   /** Yields messages until close, closing or closed; yields 'error' messages. */
-  async * [Symbol.asyncIterator] (): AsyncGenerator<WSMessage, void, undefined> {
+  async * [Symbol.asyncIterator] (): AsyncGenerator<IteratedMessage, void, undefined> {
     for (;;) {
       const message = await this.receive()
       if (message.type === 'close' || message.type === 'closing' || message.type === 'closed') return
@@ -354,7 +361,7 @@ export class RealtimeConnection implements DeadlineOwner {
   /** @internal Returns true to defer the close reply (autoClose off). */
   onPeerClose (code: number, reason: Buffer): boolean {
     this.peerClosed = true
-    this.closeCode = code
+    this.code = code
     this.deliver({ type: 'close', data: code, extra: reason.toString('utf8') }, 0)
     if (this.settings.autoClose) {
       this.state = 'closing'
@@ -369,12 +376,15 @@ export class RealtimeConnection implements DeadlineOwner {
   /** @internal */
   onError (error: Error & { code?: string }): void {
     if (this.failure !== null) return
-    const wsCode = typeof error.code === 'string' ? error.code : 'WS_ERR'
-    const failure = wsCode.startsWith('WS_ERR_')
-      ? new errors.FST_RT_PROTOCOL_ERROR(wsCode, error.message, { cause: error })
-      : new errors.FST_RT_CONNECTION_LOST({ cause: error })
-    Object.defineProperty(failure, 'closeCode', { value: protocolCloseCode(wsCode), enumerable: true })
-    this.fail(failure)
+    const wsCode = typeof error.code === 'string' ? error.code : ''
+    // ws's own parse errors carry WS_ERR_* codes; zlib's (corrupt deflate data) carry Z_* codes.
+    if (wsCode.startsWith('WS_ERR_') || wsCode.startsWith('Z_')) {
+      const failure = new errors.FST_RT_PROTOCOL_ERROR(wsCode, error.message, { cause: error })
+      Object.defineProperty(failure, 'closeCode', { value: protocolCloseCode(wsCode), enumerable: true })
+      this.fail(failure)
+    } else {
+      this.fail(new errors.FST_RT_CONNECTION_LOST({ cause: error }))
+    }
   }
 
   /** @internal */
@@ -383,11 +393,11 @@ export class RealtimeConnection implements DeadlineOwner {
     this.state = 'closed'
     this.host.clock.cancel(this)
     this.host.connections.delete(this)
-    if (this.closeCode === null) {
-      this.closeCode = code
+    if (this.code === null) {
+      this.code = code
       if (code === 1006 && this.failure === null) this.failure = new errors.FST_RT_CONNECTION_LOST()
     }
-    if (this.failure !== null) this.closeCode = 1006
+    if (this.failure !== null) this.code = 1006
     this.wake(CLOSED_MESSAGE)
     this.resolveClosed?.()
   }
@@ -398,7 +408,7 @@ export class RealtimeConnection implements DeadlineOwner {
       Object.defineProperty(error, 'closeCode', { value: closeCodeOf(error.code ?? '') ?? 1006, enumerable: true })
     }
     this.failure = error
-    this.closeCode = 1006
+    this.code = 1006
     this.deliver({ type: 'error', data: error, extra: null }, 0)
   }
 
@@ -457,7 +467,7 @@ export class RealtimeConnection implements DeadlineOwner {
 /** The close code ws sent for one of its error codes (RFC 6455 §7.4.1). */
 function protocolCloseCode (wsCode: string): number {
   if (wsCode === 'WS_ERR_UNSUPPORTED_MESSAGE_LENGTH') return 1009
-  if (wsCode === 'WS_ERR_INVALID_UTF8') return 1007
+  if (wsCode === 'WS_ERR_INVALID_UTF8' || wsCode.startsWith('Z_')) return 1007
   return 1002
 }
 

@@ -35,7 +35,7 @@ export function applyRouteSettings (ws: WebSocket, settings: RouteSettings): voi
   // ws pongs as soon as a ping is parsed; with autoPing off the handler answers instead.
   raw._autoPong = settings.autoPing
   // Our own deadline enforces closeTimeout with aiohttp semantics; ws's timer is only a backstop.
-  raw._closeTimeout = settings.closeTimeout * 2
+  raw._closeTimeout = backstopCloseTimeout(settings.closeTimeout)
 }
 
 /** Whether the peer's close frame has been read (ws has no public way to tell). */
@@ -46,4 +46,9 @@ export function closeFrameReceived (ws: WebSocket): boolean {
 /** Whether permessage-deflate was negotiated for this socket. */
 export function deflateNegotiated (ws: WebSocket): boolean {
   return internals(ws)._extensions['permessage-deflate'] !== undefined
+}
+
+/** ws's own close timer: twice ours, capped where Node timers would overflow and fire at once. */
+export function backstopCloseTimeout (closeTimeout: number): number {
+  return Math.min(closeTimeout * 2, 2 ** 31 - 1)
 }
