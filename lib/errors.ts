@@ -20,7 +20,6 @@ export const errors = {
   FST_RT_UPGRADE_REQUIRED: createError('FST_RT_UPGRADE_REQUIRED', 'This route only accepts WebSocket connections: send a WebSocket upgrade request', 426),
   FST_RT_ORIGIN_FORBIDDEN: createError('FST_RT_ORIGIN_FORBIDDEN', 'Origin %s is not allowed', 403),
   FST_RT_NO_SUBPROTOCOL: createError('FST_RT_NO_SUBPROTOCOL', 'None of the offered subprotocols (%s) is supported; this route supports: %s', 400),
-  FST_RT_SHUTTING_DOWN: createError('FST_RT_SHUTTING_DOWN', 'The server is shutting down and accepts no new WebSocket connections', 503),
 
   // ---- connection API misuse: thrown to the handler, the connection is unaffected ----
   FST_RT_CONCURRENT_RECEIVE: createError('FST_RT_CONCURRENT_RECEIVE', 'Concurrent call to receive() is not allowed'),

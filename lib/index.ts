@@ -121,13 +121,12 @@ function logSocketError (error: Error, _socket: unknown, request: FastifyRequest
 }
 
 const fastifyRealtime: FastifyPluginAsync<RealtimePluginOptions> = async (fastify, options) => {
-  const own = Object.fromEntries(Object.entries(options ?? {}).filter(([key]) => !REGISTER_KEYS.has(key)))
+  const own = Object.fromEntries(Object.entries(options).filter(([key]) => !REGISTER_KEYS.has(key)))
   const settings = normalizeOptions(own, defaultSettings)
-  const host: RouteHost & { shuttingDown: boolean } = {
+  const host: RouteHost = {
     settings,
     clock: new DeadlineClock(),
-    connections: new Set<RealtimeConnection>(),
-    shuttingDown: false
+    connections: new Set<RealtimeConnection>()
   }
 
   // Added before @fastify/websocket registers its own onRoute hook, so it sees the converted route.
@@ -149,7 +148,7 @@ const fastifyRealtime: FastifyPluginAsync<RealtimePluginOptions> = async (fastif
     } satisfies Omit<ServerOptions, 'WebSocket'> & { WebSocket: typeof RealtimeSocket, closeTimeout: number } as unknown as WebsocketPluginOptions['options'],
     errorHandler: logSocketError,
     preClose: async function closeConnections (this: FastifyInstance) {
-      host.shuttingDown = true
+      // Fastify already answers new requests, upgrades included, with 503 (see endAnsweredUpgrade).
       await Promise.all([...host.connections].map(async (connection) => {
         await connection.close({ code: 1001, reason: 'Server shutting down' })
         await connection.whenClosed()

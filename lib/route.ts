@@ -3,12 +3,12 @@ import { errors } from './errors.js'
 import { normalizeOptions, type RouteSettings } from './options.js'
 import { RealtimeConnection, type ConnectionHost } from './connection/connection.js'
 import type { RealtimeSocket } from './connection/socket.js'
-import { handshakeHook, type HandshakeHost } from './handshake/hook.js'
+import { handshakeHook } from './handshake/hook.js'
 import { checkHandshake, looksLikeHandshake } from './handshake/validate.js'
 
 export type RealtimeHandlerFunction = (this: FastifyInstance, connection: RealtimeConnection, request: FastifyRequest) => unknown
 
-export interface RouteHost extends ConnectionHost, HandshakeHost {
+export interface RouteHost extends ConnectionHost {
   readonly settings: RouteSettings
 }
 
@@ -55,15 +55,15 @@ export function convertRealtimeRoute (routeOptions: RouteOptions & { realtime?: 
   if (methods.some((method) => method !== 'GET' && method !== 'HEAD')) {
     throw new errors.FST_RT_INVALID_ROUTE(routeOptions.url, `a WebSocket route must use GET, got ${methods.join(', ')}`)
   }
-  const handler = routeOptions.handler as unknown
-  if (typeof handler !== 'function') throw new errors.FST_RT_INVALID_ROUTE(routeOptions.url, 'the handler must be a function')
+  // Fastify has already refused a route without a handler function.
+  const handler = routeOptions.handler as unknown as RealtimeHandlerFunction
   const settings = normalizeOptions(realtime, host.settings)
   routeOptions.handler = httpFallback
   // Fastify's automatic HEAD route can never be upgraded.
   if (methods.every((method) => method === 'HEAD')) return
-  routeOptions.onRequest = [handshakeHook(settings, host) as Hook, ...hookList(routeOptions.onRequest)]
+  routeOptions.onRequest = [handshakeHook(settings) as Hook, ...hookList(routeOptions.onRequest)]
   routeOptions.wsHandler = function realtimeUpgrade (this: FastifyInstance, socket, request) {
     const connection = new RealtimeConnection(socket as RealtimeSocket, request, settings, host)
-    return runHandler.call(this, handler as RealtimeHandlerFunction, connection)
+    return runHandler.call(this, handler, connection)
   }
 }

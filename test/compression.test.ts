@@ -71,7 +71,12 @@ const table: Array<[offer: string, response: string | undefined]> = [
   ['permessage-deflate; server_max_window_bits=10; server_max_window_bits=10', undefined],
   // RFC 7692 §7.1.2.1: server_max_window_bits needs a value.
   ['permessage-deflate; server_max_window_bits', undefined],
-  ['permessage-deflate; server_max_window_bits, permessage-deflate; server_no_context_takeover', 'permessage-deflate; server_no_context_takeover']
+  ['permessage-deflate; server_max_window_bits, permessage-deflate; server_no_context_takeover', 'permessage-deflate; server_no_context_takeover'],
+  // RFC 7692 §5: a parameter value may be a quoted string.
+  ['permessage-deflate; server_max_window_bits="10"', 'permessage-deflate; server_max_window_bits=10'],
+  // Flags take no value, and window bits must be 8-15.
+  ['permessage-deflate; server_no_context_takeover=1', undefined],
+  ['permessage-deflate; client_max_window_bits=20', undefined]
 ]
 
 for (const [offer, expected] of table) {
@@ -260,4 +265,22 @@ t.test('a compressed message inflating to exactly maxMsgSize passes', async (t) 
   c.ws.send(`${text}a`)
   t.equal((await over).code, 1009, 'one byte more closes with 1009')
   await assertEchoes(t, `${url}/ws`, undefined, deflateClient)
+})
+
+t.test('threshold counts binary messages by their byte length', async (t) => {
+  const { url } = await build(t, (app) => {
+    app.get('/ws', { realtime: { compress: { threshold: 100 } } }, async (conn) => {
+      for await (const message of conn) {
+        if (message.type === 'text') await conn.sendBinary(Buffer.alloc(Number(message.data), 1))
+      }
+    })
+  })
+  const c = await client(t, `${url}/ws`, undefined, deflateClient)
+  const frames = sniff(c)
+  c.ws.send('99')
+  t.equal((await frames.next()).rsv1, false, '99 bytes go uncompressed')
+  t.equal((await c.next()).data.length, 99)
+  c.ws.send('100')
+  t.equal((await frames.next()).rsv1, true, '100 bytes are compressed')
+  t.equal((await c.next()).data.length, 100)
 })

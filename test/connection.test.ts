@@ -355,4 +355,80 @@ t.test('terminate() drops the connection without a close frame', async (t) => {
   await server.whenClosed()
   t.equal(server.closeCode, 1006)
   t.equal(server.closed, true)
+  server.terminate()
+  t.equal(server.closeCode, 1006, 'terminate() after the end changes nothing')
+})
+
+t.test('close() while reading is paused resumes it, so the peer close can arrive', async (t) => {
+  const pause = RealtimeSocket.prototype.pause
+  const resume = RealtimeSocket.prototype.resume
+  const paused = deferred()
+  let resumed = 0
+  RealtimeSocket.prototype.pause = function (this: RealtimeSocket) { paused.resolve(); pause.call(this) }
+  RealtimeSocket.prototype.resume = function (this: RealtimeSocket) { resumed++; resume.call(this) }
+  t.teardown(() => {
+    RealtimeSocket.prototype.pause = pause
+    RealtimeSocket.prototype.resume = resume
+  })
+  const go = deferred()
+  const result = deferred<{ ok: boolean, code: number | null }>()
+  const { url } = await build(t, (app) => {
+    app.get('/', { realtime: { readLimit: 1024, closeTimeout: 5000 } }, async (conn) => {
+      await go.promise
+      const ok = await conn.close({ code: 4000 })
+      result.resolve({ ok, code: conn.closeCode })
+    })
+  })
+  const c = await client(t, url)
+  for (let i = 0; i < 10; i++) c.ws.send('x'.repeat(1024))
+  await paused.promise
+  go.resolve()
+  t.equal((await c.closed).code, 4000)
+  t.same(await result.promise, { ok: true, code: 4000 }, 'the peer answered within closeTimeout')
+  t.ok(resumed >= 1)
+})
+
+t.test('sends and pings waiting on a dead socket reject with FST_RT_CONNECTION_CLOSED', async (t) => {
+  const stalled = deferred()
+  const result = deferred<string[]>()
+  const { url } = await build(t, (app) => {
+    app.get('/', { realtime: { writeLimit: 1024 } }, async (conn) => {
+      const chunk = Buffer.alloc(64 * 1024)
+      // Bounded: the kernel buffers a few MiB at most before bufferedAmount grows.
+      for (let i = 0; i < 2000 && conn.bufferedAmount <= 1024; i++) await conn.sendBinary(chunk)
+      const waiting = [conn.sendBinary(chunk), conn.ping()]
+      stalled.resolve()
+      result.resolve(await Promise.all(waiting.map((p) => p.then(() => 'sent', (error: Error & { code: string }) => error.code))))
+    })
+  })
+  const c = await client(t, url)
+  const socket = (c.ws as unknown as { _socket: import('node:net').Socket })._socket
+  socket.pause()
+  await stalled.promise
+  c.ws.terminate()
+  t.same(await result.promise, ['FST_RT_CONNECTION_CLOSED', 'FST_RT_CONNECTION_CLOSED'])
+})
+
+t.test('a socket error that is not a protocol error is reported as a lost connection', async (t) => {
+  const proto = RealtimeSocket.prototype as unknown as { setSocket: (...args: unknown[]) => unknown }
+  const original = proto.setSocket
+  const sockets: RealtimeSocket[] = []
+  proto.setSocket = function (this: RealtimeSocket, ...args: unknown[]) { sockets.push(this); return original.apply(this, args) }
+  t.teardown(() => { proto.setSocket = original })
+  const result = deferred<{ message: WSMessage, exception: string | undefined }>()
+  const { url } = await build(t, (app) => {
+    app.get('/', { realtime: true }, async (conn) => {
+      const message = await conn.receive()
+      result.resolve({ message, exception: (conn.exception as Error & { code: string } | null)?.code })
+    })
+  })
+  await client(t, url)
+  // What ws emits when a write fails (its sender's error path); only the first error counts.
+  sockets[0]?.emit('error', new Error('write failed'))
+  sockets[0]?.emit('error', Object.assign(new Error('write EPIPE'), { code: 'EPIPE' }))
+  const { message, exception } = await result.promise
+  t.equal(message.type, 'error')
+  t.equal((message.data as Error & { code: string }).code, 'FST_RT_CONNECTION_LOST')
+  t.equal(((message.data as Error).cause as Error).message, 'write failed')
+  t.equal(exception, 'FST_RT_CONNECTION_LOST')
 })

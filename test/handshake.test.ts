@@ -483,3 +483,72 @@ t.test('the automatic HEAD route of a realtime route answers 426', async (t) => 
   t.equal(raw.status, 426)
   await assertEchoes(t, `${url}/ws`)
 })
+
+t.test('requireProtocol on a route without protocols refuses any offer and says it supports none', async (t) => {
+  const { app } = await build(t, (app) => {
+    app.get('/strict', { realtime: { requireProtocol: true } }, echoHandler)
+  })
+  const { status, body } = await rawResponse((app.server.address() as import('node:net').AddressInfo).port, handshake('/strict', { 'Sec-WebSocket-Protocol': 'chat' }))
+  t.equal(status, 400)
+  t.match(json(body), { code: 'FST_RT_NO_SUBPROTOCOL', message: /supports: none/ })
+})
+
+t.test('a route\'s own onRequest hooks, given as an array, run after the handshake checks', async (t) => {
+  const order: string[] = []
+  const { url, port } = await build(t, (app) => {
+    app.get('/', {
+      realtime: true,
+      onRequest: [
+        async () => { order.push('first') },
+        async () => { order.push('second') }
+      ]
+    }, echoHandler)
+  })
+  await assertEchoes(t, url)
+  t.same(order, ['first', 'second'])
+  order.length = 0
+  const { status } = await rawResponse(port, handshake('/', { 'Sec-WebSocket-Key': 'short' }))
+  t.equal(status, 400)
+  t.same(order, [], 'a malformed handshake is refused before the route hooks run')
+})
+
+t.test('realtime: false leaves an ordinary HTTP route', async (t) => {
+  const { app } = await build(t, (app) => {
+    app.get('/plain', { realtime: false }, async () => ({ plain: true }))
+  })
+  const response = await app.inject({ method: 'GET', url: '/plain' })
+  t.same(response.json(), { plain: true })
+})
+
+t.test('handshake headers that never became an upgrade get a 400 that says what is missing', async (t) => {
+  const { app, url } = await build(t, (app) => {
+    app.get('/ws', { realtime: true }, echoHandler)
+  })
+  const onlyKey = await app.inject({ method: 'GET', url: '/ws', headers: { 'sec-websocket-key': 'dGhlIHNhbXBsZSBub25jZQ==' } })
+  t.equal(onlyKey.statusCode, 400)
+  t.match(onlyKey.json().message, /Upgrade header must be "websocket", got none/)
+  const noConnection = await app.inject({ method: 'GET', url: '/ws', headers: { upgrade: 'websocket' } })
+  t.equal(noConnection.statusCode, 400)
+  t.match(noConnection.json().message, /Connection header must contain the "upgrade" token, got none/)
+  // inject() never upgrades, so even a complete handshake lands on the HTTP path.
+  const complete = await app.inject({
+    method: 'GET',
+    url: '/ws',
+    headers: { upgrade: 'websocket', connection: 'upgrade', 'sec-websocket-key': 'dGhlIHNhbXBsZSBub25jZQ==', 'sec-websocket-version': '13' }
+  })
+  t.equal(complete.statusCode, 400)
+  t.match(complete.json().message, /the request was not upgraded/)
+  await assertEchoes(t, `${url}/ws`)
+})
+
+t.test('a long header value is cut short in the error message', async (t) => {
+  const { port, url } = await build(t, (app) => {
+    app.get('/ws', { realtime: true }, echoHandler)
+  })
+  const { status, body } = await rawResponse(port, handshake('/ws', { 'Sec-WebSocket-Key': 'k'.repeat(60) }))
+  t.equal(status, 400)
+  const message = String(json(body).message)
+  t.match(message, /got "k{40}\.\.\."/)
+  t.notMatch(message, /k{41}/)
+  await assertEchoes(t, `${url}/ws`)
+})

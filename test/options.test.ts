@@ -230,3 +230,18 @@ t.test('heartbeat: null on a route resets the global heartbeat', async (t) => {
   t.equal(await reset.text(), 'flush')
   t.equal(resetPings, 0, 'the server never pinged /reset')
 })
+
+t.test('values JSON cannot show are still named in the error', async (t) => {
+  t.throws(() => normalizeOptions({ maxMsgSize: 10n }), { code: 'FST_RT_INVALID_OPTION', message: /"maxMsgSize".*got 10/ })
+  t.throws(() => normalizeOptions({ heartbeat: Symbol('beat') }), { code: 'FST_RT_INVALID_OPTION', message: /"heartbeat".*got Symbol\(beat\)/ })
+})
+
+t.test('a value JSON cannot serialize at all is still described', async (t) => {
+  const loop: Record<string, unknown> = {}
+  loop.self = loop
+  t.throws(() => normalizeOptions({ heartbeat: loop }), { code: 'FST_RT_INVALID_OPTION', message: /"heartbeat".*got \[object Object\]/ })
+})
+
+t.test('a function where a value belongs is named as such', async (t) => {
+  t.throws(() => normalizeOptions({ closeTimeout: () => 1000 }), { code: 'FST_RT_INVALID_OPTION', message: /"closeTimeout".*got a function/ })
+})

@@ -324,3 +324,30 @@ t.test('the longest closeTimeout does not overflow the timers ws and Node use', 
   t.same(await result.promise, { ok: true, code: 4000 }, 'the handshake completed normally')
   t.notOk(warnings.includes('TimeoutOverflowWarning'))
 })
+
+t.test('heartbeat: a connection paused because the handler is behind is not killed for the peer\'s silence', async (t) => {
+  const killed = deferred()
+  const release = deferred()
+  const counted = deferred<number>()
+  const { url } = await build(t, (app) => {
+    app.get('/', { realtime: { heartbeat: 60, readLimit: 1024 } }, async (conn) => {
+      if (conn.request.headers['x-idle'] !== undefined) {
+        await conn.receive()
+        killed.resolve()
+        return
+      }
+      await release.promise
+      let count = 0
+      for (let i = 0; i < 20; i++) count += (await conn.receiveText()).length
+      counted.resolve(count)
+    })
+  })
+  // Neither client answers pings. The busy one floods past the read limit, so its socket is paused.
+  const busy = await client(t, url, undefined, { autoPong: false })
+  for (let i = 0; i < 20; i++) busy.ws.send('x'.repeat(1024))
+  await client(t, url, undefined, { autoPong: false, headers: { 'x-idle': '1' } })
+  await killed.promise
+  t.equal(busy.ws.readyState, WebSocket.OPEN, 'the idle client was dropped, the paused one was not')
+  release.resolve()
+  t.equal(await counted.promise, 20 * 1024, 'every queued message is delivered')
+})

@@ -20,6 +20,11 @@ describe('app.get() with realtime', () => {
     })
   })
 
+  test('the handler may return a value, which is ignored', () => {
+    expect(app.get('/x', { realtime: true }, (conn) => conn.close({ code: 4500 }))).type.not.toRaiseError()
+    expect(app.get('/x', { realtime: true }, async (conn) => { return await conn.receive() })).type.not.toRaiseError()
+  })
+
   test('the handler may be synchronous and runs with the instance as this', () => {
     app.get('/x', { realtime: true }, function (conn) {
       expect(this).type.toBe<FastifyInstance>()

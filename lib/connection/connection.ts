@@ -76,7 +76,7 @@ export class RealtimeConnection implements DeadlineOwner {
   private lastFrameAt: number
   private pingSentAt = 0
   private closeDeadline = Infinity
-  private code: number | null = null
+  private knownCloseCode: number | null = null
   private whenClosedPromise: Promise<void> | null = null
   private resolveClosed: (() => void) | null = null
 
@@ -109,7 +109,7 @@ export class RealtimeConnection implements DeadlineOwner {
 
   /** The close code once known: the peer's code, 1005 for an empty close frame, 1006 when the connection dropped or timed out. */
   get closeCode (): number | null {
-    return this.code
+    return this.knownCloseCode
   }
 
   /** True once closing has started or the connection is gone. */
@@ -361,7 +361,7 @@ export class RealtimeConnection implements DeadlineOwner {
   /** @internal Returns true to defer the close reply (autoClose off). */
   onPeerClose (code: number, reason: Buffer): boolean {
     this.peerClosed = true
-    this.code = code
+    this.knownCloseCode = code
     this.deliver({ type: 'close', data: code, extra: reason.toString('utf8') }, 0)
     if (this.settings.autoClose) {
       this.state = 'closing'
@@ -375,8 +375,7 @@ export class RealtimeConnection implements DeadlineOwner {
 
   /** @internal */
   onError (error: Error & { code?: string }): void {
-    if (this.failure !== null) return
-    const wsCode = typeof error.code === 'string' ? error.code : ''
+    const wsCode = error.code ?? ''
     // ws's own parse errors carry WS_ERR_* codes; zlib's (corrupt deflate data) carry Z_* codes.
     if (wsCode.startsWith('WS_ERR_') || wsCode.startsWith('Z_')) {
       const failure = new errors.FST_RT_PROTOCOL_ERROR(wsCode, error.message, { cause: error })
@@ -389,26 +388,27 @@ export class RealtimeConnection implements DeadlineOwner {
 
   /** @internal */
   onClose (code: number): void {
-    if (this.state === 'closed') return
     this.state = 'closed'
     this.host.clock.cancel(this)
     this.host.connections.delete(this)
-    if (this.code === null) {
-      this.code = code
+    if (this.knownCloseCode === null) {
+      this.knownCloseCode = code
       if (code === 1006 && this.failure === null) this.failure = new errors.FST_RT_CONNECTION_LOST()
     }
-    if (this.failure !== null) this.code = 1006
+    if (this.failure !== null) this.knownCloseCode = 1006
     this.wake(CLOSED_MESSAGE)
     this.resolveClosed?.()
   }
 
-  private fail (error: Error & { code?: string, closeCode?: number }): void {
+  private fail (error: Error & { code: string, closeCode?: number }): void {
+    // The first failure is the one that ended the connection; later ones are its echoes.
+    if (this.failure !== null) return
     // Every failure carries the close code it maps to; the connection itself ends abnormally.
     if (error.closeCode === undefined) {
-      Object.defineProperty(error, 'closeCode', { value: closeCodeOf(error.code ?? '') ?? 1006, enumerable: true })
+      Object.defineProperty(error, 'closeCode', { value: closeCodeOf(error.code), enumerable: true })
     }
     this.failure = error
-    this.code = 1006
+    this.knownCloseCode = 1006
     this.deliver({ type: 'error', data: error, extra: null }, 0)
   }
 
@@ -416,7 +416,7 @@ export class RealtimeConnection implements DeadlineOwner {
 
   /** @internal */
   onDeadline (now: number): number {
-    if (this.state === 'closed') return Infinity
+    // A closed connection has cancelled its deadlines, so the clock never calls it.
     if (now >= this.closeDeadline) {
       this.closeDeadline = Infinity
       this.fail(new errors.FST_RT_CLOSE_TIMEOUT(this.settings.closeTimeout))

@@ -24,7 +24,7 @@ export class RealtimeSocket extends WebSocket {
     const hook = this[kPeerClose]
     if (hook !== null && this.readyState === WebSocket.OPEN && closeFrameReceived(this)) {
       this[kPeerClose] = null
-      const reason = typeof data === 'string' ? Buffer.from(data) : data ?? Buffer.alloc(0)
+      const reason = data === undefined ? Buffer.alloc(0) : Buffer.from(data)
       if (hook.call(this, code ?? 1005, reason)) return
     }
     super.close(code, data)

@@ -8,21 +8,15 @@ import { checkOrigin } from './origin.js'
 import { chooseProtocol, parseOffer } from './protocols.js'
 import { checkHandshake, shown } from './validate.js'
 
-/** Plugin-wide state the handshake needs. */
-export interface HandshakeHost {
-  readonly shuttingDown: boolean
-}
-
 type RawWithHandshake = FastifyRequest['raw'] & { [kProtocol]?: string, [kOfferedExtensions]?: string }
 
 /**
  * The onRequest hook of one realtime route: runs before the upgrade, after the app's own
  * onRequest hooks, so it can answer with a real HTTP status.
  */
-export function handshakeHook (settings: RouteSettings, host: HandshakeHost) {
+export function handshakeHook (settings: RouteSettings) {
   return async function realtimeHandshake (request: FastifyRequest, reply: FastifyReply): Promise<void> {
     if (!request.ws) return
-    if (host.shuttingDown) throw new errors.FST_RT_SHUTTING_DOWN()
     const problem = checkHandshake(request.headers)
     if (problem !== null) {
       if (problem.headers !== undefined) reply.headers(problem.headers)

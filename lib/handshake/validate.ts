@@ -4,10 +4,9 @@ const KEY = /^[+/0-9A-Za-z]{22}==$/
 export const SUPPORTED_VERSIONS = '13, 8'
 
 /** A header value as it may be shown back to the client: quoted and cut short. */
-export function shown (value: string | string[] | undefined): string {
+export function shown (value: string | undefined): string {
   if (value === undefined) return 'none'
-  const text = Array.isArray(value) ? value.join(', ') : value
-  return JSON.stringify(text.length > 40 ? `${text.slice(0, 40)}...` : text)
+  return JSON.stringify(value.length > 40 ? `${value.slice(0, 40)}...` : value)
 }
 
 function tokens (value: string | undefined): string[] {
