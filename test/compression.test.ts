@@ -3,7 +3,8 @@ import { constants, deflateRawSync, inflateRawSync } from 'node:zlib'
 import t, { type Test } from 'tap'
 import type { RealtimeConnection, RealtimeRouteOptions } from '../lib/index.js'
 import WebSocket from 'ws'
-import { assertEchoes, build, client, clientFrame, Client, echoHandler, FrameReader, handshake, once, rawResponse, rawUpgrade } from './helpers.js'
+import { assertEchoes, build, client, Client, echoHandler, handshake, once, rawResponse } from './helpers.js'
+import { frame, FrameReader, rawUpgrade } from './frames.js'
 
 const deflateClient = { perMessageDeflate: { threshold: 0 } }
 
@@ -241,7 +242,7 @@ t.test('a small compressed message that inflates past maxMsgSize closes with 100
   t.equal(headers['sec-websocket-extensions'], 'permessage-deflate')
   const payload = deflated('a'.repeat(1001))
   t.ok(payload.length < 100, `the frame carries ${payload.length} bytes`)
-  socket.write(clientFrame(0x1, payload, true))
+  socket.write(frame(0x1, payload, { rsv: 4 }))
   const close = await frames.next()
   t.equal(close.opcode, 0x8)
   t.equal(close.payload.readUInt16BE(0), 1009)
@@ -253,7 +254,7 @@ t.test('a compressed message inflating to exactly maxMsgSize passes', async (t) 
   const { status, socket, frames } = await rawUpgrade(t, port, handshake('/ws', { 'Sec-WebSocket-Extensions': 'permessage-deflate' }))
   t.equal(status, 101)
   const text = 'a'.repeat(1000)
-  socket.write(clientFrame(0x1, deflated(text), true))
+  socket.write(frame(0x1, deflated(text), { rsv: 4 }))
   const echo = await frames.next()
   t.equal(echo.opcode, 0x1)
   t.equal(echo.rsv1, true)

@@ -1,5 +1,6 @@
 import { once } from 'node:events'
 import net from 'node:net'
+import type { Test } from 'tap'
 import { handshake } from './helpers.js'
 
 export interface FrameOptions {
@@ -38,67 +39,89 @@ export function closePayload (code: number, reason = ''): Buffer {
   return buffer
 }
 
+/** One frame as the server sent it (server frames are unmasked). */
 export interface ServerFrame {
+  fin: boolean
+  rsv1: boolean
   opcode: number
   payload: Buffer
+}
+
+/** Parses the frames the server writes to `socket`, from `initial` bytes on; `next()` awaits the next one. */
+export class FrameReader {
+  readonly frames: ServerFrame[] = []
+  private buffered: Buffer
+  private read = 0
+  private waiting: (() => void) | null = null
+  private ended = false
+
+  constructor (socket: net.Socket, initial: Buffer = Buffer.alloc(0)) {
+    this.buffered = initial
+    socket.on('data', (chunk: Buffer) => {
+      this.buffered = Buffer.concat([this.buffered, chunk])
+      this.parse()
+    })
+    socket.on('close', () => {
+      this.ended = true
+      this.wake()
+    })
+    this.parse()
+  }
+
+  private wake (): void {
+    const waiting = this.waiting
+    this.waiting = null
+    waiting?.()
+  }
+
+  private parse (): void {
+    for (;;) {
+      const b = this.buffered
+      if (b.length < 2) break
+      let length = (b[1] as number) & 0x7f
+      let offset = 2
+      if (length === 126) {
+        if (b.length < 4) break
+        length = b.readUInt16BE(2)
+        offset = 4
+      } else if (length === 127) {
+        if (b.length < 10) break
+        length = Number(b.readBigUInt64BE(2))
+        offset = 10
+      }
+      if (b.length < offset + length) break
+      const first = b[0] as number
+      this.frames.push({ fin: (first & 0x80) !== 0, rsv1: (first & 0x40) !== 0, opcode: first & 0x0f, payload: b.subarray(offset, offset + length) })
+      this.buffered = b.subarray(offset + length)
+    }
+    if (this.read < this.frames.length) this.wake()
+  }
+
+  /** The next frame; rejects once the socket closed with no frame left. */
+  async next (): Promise<ServerFrame> {
+    while (this.read >= this.frames.length) {
+      if (this.ended) throw new Error('the socket closed')
+      await new Promise<void>((resolve) => { this.waiting = resolve })
+    }
+    return this.frames[this.read++] as ServerFrame
+  }
 }
 
 /** A raw TCP client that completed the handshake; reads server frames one by one. */
 export class RawClient {
   readonly socket: net.Socket
-  private buffer = Buffer.alloc(0)
-  private readonly frames: ServerFrame[] = []
-  private waiting: ((frame: ServerFrame | null) => void) | null = null
-  ended = false
+  private readonly reader: FrameReader
   readonly closed: Promise<void>
 
   constructor (socket: net.Socket, rest: Buffer) {
     this.socket = socket
     this.closed = once(socket, 'close').then(() => undefined)
-    socket.on('data', (chunk: Buffer) => { this.push(chunk) })
-    socket.on('close', () => {
-      this.ended = true
-      this.waiting?.(null)
-      this.waiting = null
-    })
-    this.push(rest)
-  }
-
-  private push (chunk: Buffer): void {
-    this.buffer = Buffer.concat([this.buffer, chunk])
-    for (;;) {
-      if (this.buffer.length < 2) return
-      const opcode = (this.buffer[0] as number) & 0x0f
-      let length = (this.buffer[1] as number) & 0x7f
-      let offset = 2
-      if (length === 126) {
-        if (this.buffer.length < 4) return
-        length = this.buffer.readUInt16BE(2)
-        offset = 4
-      } else if (length === 127) {
-        if (this.buffer.length < 10) return
-        length = Number(this.buffer.readBigUInt64BE(2))
-        offset = 10
-      }
-      if (this.buffer.length < offset + length) return
-      const parsed = { opcode, payload: this.buffer.subarray(offset, offset + length) }
-      this.buffer = this.buffer.subarray(offset + length)
-      if (this.waiting !== null) {
-        const waiting = this.waiting
-        this.waiting = null
-        waiting(parsed)
-      } else {
-        this.frames.push(parsed)
-      }
-    }
+    this.reader = new FrameReader(socket, rest)
   }
 
   /** The next frame from the server, or null once the TCP connection closed. */
   next (): Promise<ServerFrame | null> {
-    const queued = this.frames.shift()
-    if (queued !== undefined) return Promise.resolve(queued)
-    if (this.ended) return Promise.resolve(null)
-    return new Promise((resolve) => { this.waiting = resolve })
+    return this.reader.next().catch(() => null)
   }
 
   send (data: Buffer): void {
@@ -126,4 +149,30 @@ export async function rawClient (port: number, path: string, headers: Record<str
 export function closeCodeOfFrame (frame: ServerFrame | null): number | null {
   if (frame === null || frame.opcode !== 0x8) return null
   return frame.payload.length >= 2 ? frame.payload.readUInt16BE(0) : 1005
+}
+
+/**
+ * Sends a handshake over raw TCP and resolves once the response head is in: status, lowercased
+ * headers, the socket (still open, destroyed on teardown) and a reader for the frames that follow.
+ */
+export async function rawUpgrade (t: Test, port: number, request: string): Promise<{ status: number, headers: Record<string, string>, socket: net.Socket, frames: FrameReader }> {
+  const socket = net.connect(port, '127.0.0.1')
+  t.teardown(() => { socket.destroy() })
+  await once(socket, 'connect')
+  socket.write(request)
+  let buffered = Buffer.alloc(0)
+  let end = -1
+  while (end === -1) {
+    const [chunk] = await once(socket, 'data') as [Buffer]
+    buffered = Buffer.concat([buffered, chunk])
+    end = buffered.indexOf('\r\n\r\n')
+  }
+  const [statusLine = '', ...lines] = buffered.subarray(0, end).toString('latin1').split('\r\n')
+  const headers: Record<string, string> = {}
+  for (const line of lines) {
+    const colon = line.indexOf(':')
+    headers[line.slice(0, colon).trim().toLowerCase()] = line.slice(colon + 1).trim()
+  }
+  const status = Number(/^HTTP\/1\.1 (\d{3})/.exec(statusLine)?.[1])
+  return { status, headers, socket, frames: new FrameReader(socket, buffered.subarray(end + 4)) }
 }
