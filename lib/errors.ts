@@ -33,6 +33,23 @@ export const errors = {
   FST_RT_INVALID_CLOSE_CODE: createError('FST_RT_INVALID_CLOSE_CODE', 'Close code %s cannot be sent: use 1000-1003, 1007-1014 or 3000-4999', 500, RangeError),
   FST_RT_CLOSE_REASON_TOO_LONG: createError('FST_RT_CLOSE_REASON_TOO_LONG', 'A close reason is %s bytes; the limit is 123', 500, RangeError),
 
+  // ---- message contracts: thrown at registration ----
+  FST_RT_INVALID_CONTRACT: createError('FST_RT_INVALID_CONTRACT', 'Invalid message contract: %s', 500, TypeError),
+  FST_RT_INVALID_HANDLERS: createError('FST_RT_INVALID_HANDLERS', 'Invalid message handlers: %s', 500, TypeError),
+
+  // ---- message contracts: sent to the client as { type: 'error', data: { code, message, errors } } ----
+  FST_RT_MESSAGE_NOT_JSON: createError('FST_RT_MESSAGE_NOT_JSON', 'The message is not valid JSON'),
+  FST_RT_MESSAGE_NOT_ENVELOPE: createError('FST_RT_MESSAGE_NOT_ENVELOPE', 'A message must be a JSON object { "type": string, "data": ..., "id"?: string | number }: %s'),
+  FST_RT_UNKNOWN_MESSAGE_TYPE: createError('FST_RT_UNKNOWN_MESSAGE_TYPE', 'Unknown message type %s'),
+  FST_RT_INVALID_MESSAGE_DATA: createError('FST_RT_INVALID_MESSAGE_DATA', 'Invalid data for message type %s'),
+  FST_RT_BINARY_NOT_ACCEPTED: createError('FST_RT_BINARY_NOT_ACCEPTED', 'This route does not accept binary messages'),
+  FST_RT_HANDLER_FAILED: createError('FST_RT_HANDLER_FAILED', 'Internal error while handling message type %s'),
+  FST_RT_REQUEST_TIMEOUT: createError('FST_RT_REQUEST_TIMEOUT', 'The request of type %s was not answered within %s ms'),
+
+  // ---- message contracts: thrown to the server code that sends ----
+  FST_RT_UNKNOWN_OUTGOING_TYPE: createError('FST_RT_UNKNOWN_OUTGOING_TYPE', 'The contract has no server message type %s', 500, TypeError),
+  FST_RT_INVALID_OUTGOING: createError('FST_RT_INVALID_OUTGOING', 'Outgoing %s does not match its schema: %s', 500, TypeError),
+
   // ---- connection failures: the connection's exception, paired with its close code ----
   FST_RT_HEARTBEAT_TIMEOUT: withCloseCode(createError('FST_RT_HEARTBEAT_TIMEOUT', 'No data received within %s ms after a ping'), 1006),
   FST_RT_CLOSE_TIMEOUT: withCloseCode(createError('FST_RT_CLOSE_TIMEOUT', 'The peer did not complete the close handshake within %s ms'), 1006),

@@ -23,6 +23,13 @@ export type { BinaryData, CloseOptions, IteratedMessage, ReceiveOptions, SendOpt
 export type { WSMessage, WSMessageType } from './connection/messages.js'
 export { CloseCode, RECONNECT_RANGE, TERMINAL_RANGE } from './close-codes.js'
 export { errors } from './errors.js'
+export { defineContract } from './messages/contract.js'
+export type {
+  ClientData, ClientMessageSpec, ClientType, Contract, ContractDefinition, Envelope, ErrorEnvelope, ReplyData, ServerData, ServerType
+} from './messages/contract.js'
+export { contractHandler } from './messages/router.js'
+export type { ContractOptions, MessageContext, MessageHandler, MessageHandlers, RequestContext } from './messages/router.js'
+export { MessageError } from './messages/message-error.js'
 export type { RealtimeErrorCode } from './errors.js'
 export type { CompressOptions, OriginCheck, OriginRule, RealtimePluginOptions, RealtimeRouteOptions } from './options.js'
 
