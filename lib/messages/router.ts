@@ -110,7 +110,7 @@ function errorData (code: string, message: string, list: Array<{ path: string, m
  * Builds the handler of a contract route: every schema is compiled now, once; each connection then
  * parses, validates and dispatches every message to its handler, and answers requests.
  */
-export function contractHandler<C extends Contract> (contract: C, handlers: MessageHandlers<C>, options: ContractOptions = {}) {
+export function contractHandler<C extends Contract> (contract: C, handlers: NoInfer<MessageHandlers<C>>, options: ContractOptions = {}) {
   const compiled = compileContract(contract)
   checkHandlers(compiled, handlers as Record<string, unknown>)
   const settings = settingsOf(options)

@@ -1,0 +1,327 @@
+import t, { type Test } from 'tap'
+import { Type } from '@sinclair/typebox'
+import type { FastifyInstance } from 'fastify'
+import { contractHandler, defineContract, MessageError, type MessageHandlers, type ContractOptions } from '../lib/index.js'
+import { build, client, deferred, type Client } from './helpers.js'
+
+const chat = defineContract({
+  client: {
+    join: { data: Type.Object({ room: Type.String({ minLength: 1, maxLength: 20 }) }), reply: Type.Object({ members: Type.Array(Type.String()) }) },
+    say: Type.Object({ text: Type.String({ maxLength: 100 }) }),
+    slow: Type.Object({ ms: Type.Integer({ minimum: 0 }) }),
+    boom: Type.Null(),
+    refuse: Type.Null()
+  },
+  server: {
+    message: Type.Object({ text: Type.String() }),
+    joined: Type.Object({ room: Type.String() })
+  }
+})
+
+const handlers: MessageHandlers<typeof chat> = {
+  async join (data, ctx) {
+    await ctx.send('joined', { room: data.room })
+    return { members: ['ada', data.room] }
+  },
+  async say (data, ctx) {
+    await ctx.send('message', { text: data.text })
+  },
+  async slow (data) {
+    await new Promise((resolve) => setTimeout(resolve, data.ms))
+    return { done: data.ms }
+  },
+  boom () {
+    throw new Error('secret detail')
+  },
+  refuse () {
+    throw new MessageError('ROOM_FULL', 'The room is full', { limit: 2 })
+  }
+}
+
+async function chatApp (t: Test, options: ContractOptions = {}, extra: Partial<MessageHandlers<typeof chat>> = {}, setup?: (app: FastifyInstance) => void) {
+  return await build(t, (app) => {
+    app.get('/chat', { realtime: true }, contractHandler(chat, { ...handlers, ...extra }, { validateOutgoing: true, ...options }))
+    setup?.(app)
+  })
+}
+
+async function json (c: Client): Promise<Record<string, unknown>> {
+  return JSON.parse(await c.text()) as Record<string, unknown>
+}
+
+/** Sends a valid event and checks it is still dispatched: the connection survived. */
+async function stillDispatches (t: Test, c: Client): Promise<void> {
+  c.ws.send(JSON.stringify({ type: 'say', data: { text: 'still here' } }))
+  t.same(await json(c), { type: 'message', data: { text: 'still here' } }, 'the next valid message is still dispatched')
+}
+
+t.test('events are dispatched to their handler with validated data', async (t) => {
+  const { url } = await chatApp(t)
+  const c = await client(t, `${url}/chat`)
+  c.ws.send(JSON.stringify({ type: 'say', data: { text: 'hi' } }))
+  t.same(await json(c), { type: 'message', data: { text: 'hi' } })
+})
+
+const badInputs: Array<{ title: string, send: string, code: string, id?: string | number, errors?: unknown[] }> = [
+  { title: 'text that is not JSON', send: '{oops', code: 'FST_RT_MESSAGE_NOT_JSON' },
+  { title: 'JSON that is not an object', send: '[1,2]', code: 'FST_RT_MESSAGE_NOT_ENVELOPE' },
+  { title: 'JSON null', send: 'null', code: 'FST_RT_MESSAGE_NOT_ENVELOPE' },
+  { title: 'a JSON string', send: '"say"', code: 'FST_RT_MESSAGE_NOT_ENVELOPE' },
+  { title: 'a message without a type', send: '{"data":{}}', code: 'FST_RT_MESSAGE_NOT_ENVELOPE' },
+  { title: 'a message whose type is not a string', send: '{"type":7,"data":{},"id":"r1"}', code: 'FST_RT_MESSAGE_NOT_ENVELOPE', id: 'r1' },
+  { title: 'an id that is neither string nor number', send: '{"type":"say","data":{"text":"x"},"id":{"a":1}}', code: 'FST_RT_MESSAGE_NOT_ENVELOPE' },
+  { title: 'an id that is too long', send: JSON.stringify({ type: 'say', data: { text: 'x' }, id: 'i'.repeat(129) }), code: 'FST_RT_MESSAGE_NOT_ENVELOPE' },
+  { title: 'an unknown type', send: '{"type":"dance","data":{},"id":5}', code: 'FST_RT_UNKNOWN_MESSAGE_TYPE', id: 5 },
+  { title: 'a reserved lifecycle name as type', send: '{"type":"open","data":{}}', code: 'FST_RT_UNKNOWN_MESSAGE_TYPE' },
+  {
+    title: 'data failing its schema',
+    send: JSON.stringify({ type: 'say', data: { text: 'x'.repeat(101) }, id: 'q' }),
+    code: 'FST_RT_INVALID_MESSAGE_DATA',
+    id: 'q',
+    errors: [{ path: '/text', message: 'Expected string length less or equal to 100' }]
+  },
+  { title: 'missing data', send: '{"type":"say"}', code: 'FST_RT_INVALID_MESSAGE_DATA', errors: [{ path: '/', message: 'Expected object' }] }
+]
+
+for (const bad of badInputs) {
+  t.test(`${bad.title} gets a ${bad.code} error envelope and the connection stays usable`, async (t) => {
+    const { url } = await chatApp(t)
+    const c = await client(t, `${url}/chat`)
+    c.ws.send(bad.send)
+    const reply = await json(c)
+    t.equal(reply.type, 'error')
+    t.equal(reply.id, bad.id)
+    const data = reply.data as { code: string, message: string, errors: unknown[] }
+    t.equal(data.code, bad.code)
+    t.type(data.message, 'string')
+    if (bad.errors !== undefined) t.same(data.errors, bad.errors)
+    t.notOk(JSON.stringify(reply).includes('x'.repeat(101)), 'the bad value is not echoed back')
+    await stillDispatches(t, c)
+  })
+}
+
+t.test('validation errors are capped and name each path', async (t) => {
+  const wide = defineContract({
+    client: { form: Type.Object(Object.fromEntries(Array.from({ length: 15 }, (_, i) => [`f${i}`, Type.String()]))) },
+    server: {}
+  })
+  const { url } = await build(t, (app) => {
+    app.get('/', { realtime: true }, contractHandler(wide, { form () {} }, { maxErrors: 3 }))
+  })
+  const c = await client(t, url)
+  c.ws.send(JSON.stringify({ type: 'form', data: {} }))
+  const data = (await json(c)).data as { errors: Array<{ path: string }> }
+  t.same(data.errors.map((error) => error.path), ['/f0', '/f1', '/f2'])
+})
+
+t.test('a request gets its reply, typed by the reply schema, with the same id', async (t) => {
+  const { url } = await chatApp(t)
+  const c = await client(t, `${url}/chat`)
+  c.ws.send(JSON.stringify({ type: 'join', data: { room: 'lobby' }, id: 'r-1' }))
+  t.same(await json(c), { type: 'joined', data: { room: 'lobby' } }, 'the handler\'s own send comes first')
+  t.same(await json(c), { type: 'join:reply', id: 'r-1', data: { members: ['ada', 'lobby'] } })
+  c.ws.send(JSON.stringify({ type: 'say', data: { text: 'numeric id' }, id: 7 }))
+  t.same(await json(c), { type: 'message', data: { text: 'numeric id' } })
+  t.same(await json(c), { type: 'say:reply', id: 7, data: null }, 'a handler that returns nothing replies null')
+})
+
+t.test('a handler that throws gets a generic error reply, the details only in the log, and repeated failures are no crash', async (t) => {
+  const lines: Array<Record<string, unknown>> = []
+  const errorsSeen: string[] = []
+  const { url } = await build(t, (app) => {
+    app.get('/chat', { realtime: true }, contractHandler(chat, { ...handlers, error (_ctx, error) { errorsSeen.push(error.message) } }))
+  }, {}, { logger: { level: 'error', stream: { write (line: string) { lines.push(JSON.parse(line)) } } } })
+  const c = await client(t, `${url}/chat`)
+  for (let i = 0; i < 3; i++) {
+    c.ws.send(JSON.stringify({ type: 'boom', data: null, id: i }))
+    const reply = await json(c)
+    t.same(reply, { type: 'error', id: i, data: { code: 'FST_RT_HANDLER_FAILED', message: 'Internal error while handling message type "boom"', errors: [] } })
+  }
+  c.ws.send(JSON.stringify({ type: 'boom', data: null }))
+  t.equal(((await json(c)).data as { code: string }).code, 'FST_RT_HANDLER_FAILED', 'an event without id gets the error too')
+  t.equal(lines.filter((line) => line.msg === 'realtime: message handler failed').length, 4)
+  t.match(lines[0], { reqId: String, messageType: 'boom', err: { message: 'secret detail' } })
+  t.same(errorsSeen, ['secret detail', 'secret detail', 'secret detail', 'secret detail'])
+  await stillDispatches(t, c)
+})
+
+t.test('a MessageError reaches the client with its own code, message and details', async (t) => {
+  const { url } = await chatApp(t)
+  const c = await client(t, `${url}/chat`)
+  c.ws.send(JSON.stringify({ type: 'refuse', data: null, id: 'x' }))
+  t.same(await json(c), { type: 'error', id: 'x', data: { code: 'ROOM_FULL', message: 'The room is full', errors: [], details: { limit: 2 } } })
+  await stillDispatches(t, c)
+})
+
+t.test('a request that takes too long gets a timeout error, and its late result is dropped', async (t) => {
+  const { url } = await chatApp(t, { requestTimeout: 30 })
+  const c = await client(t, `${url}/chat`)
+  c.ws.send(JSON.stringify({ type: 'slow', data: { ms: 80 }, id: 'late' }))
+  t.same(await json(c), {
+    type: 'error',
+    id: 'late',
+    data: { code: 'FST_RT_REQUEST_TIMEOUT', message: 'The request of type "slow" was not answered within 30 ms', errors: [] }
+  })
+  c.ws.send(JSON.stringify({ type: 'slow', data: { ms: 0 }, id: 'quick' }))
+  t.same(await json(c), { type: 'slow:reply', id: 'quick', data: { done: 0 } }, 'the next reply is the quick one, not the late one')
+})
+
+t.test('requests run concurrently: a quick one is answered while a slow one runs', async (t) => {
+  const { url } = await chatApp(t)
+  const c = await client(t, `${url}/chat`)
+  c.ws.send(JSON.stringify({ type: 'slow', data: { ms: 60 }, id: 'slow' }))
+  c.ws.send(JSON.stringify({ type: 'slow', data: { ms: 0 }, id: 'fast' }))
+  t.equal((await json(c)).id, 'fast')
+  t.equal((await json(c)).id, 'slow')
+})
+
+t.test('maxInFlight bounds the handlers running at once', async (t) => {
+  let running = 0
+  let peak = 0
+  const { url } = await chatApp(t, { maxInFlight: 2 }, {
+    async slow (data) {
+      running++
+      peak = Math.max(peak, running)
+      await new Promise((resolve) => setTimeout(resolve, data.ms))
+      running--
+      return { done: data.ms }
+    }
+  })
+  const c = await client(t, `${url}/chat`)
+  for (let i = 0; i < 6; i++) c.ws.send(JSON.stringify({ type: 'slow', data: { ms: 10 }, id: i }))
+  const ids = new Set<unknown>()
+  for (let i = 0; i < 6; i++) ids.add((await json(c)).id)
+  t.equal(ids.size, 6, 'every request is answered')
+  t.equal(peak, 2)
+})
+
+t.test('binary messages go to the binary handler when the route declares one', async (t) => {
+  const { url } = await chatApp(t, {}, {
+    async binary (data, ctx) { await ctx.send('message', { text: `got ${data.length} bytes` }) }
+  })
+  const c = await client(t, `${url}/chat`)
+  c.ws.send(Buffer.from([1, 2, 3]))
+  t.same(await json(c), { type: 'message', data: { text: 'got 3 bytes' } })
+})
+
+t.test('binary messages are refused with an error envelope on a route without a binary handler', async (t) => {
+  const { url } = await chatApp(t)
+  const c = await client(t, `${url}/chat`)
+  c.ws.send(Buffer.from([1]))
+  t.same(await json(c), { type: 'error', data: { code: 'FST_RT_BINARY_NOT_ACCEPTED', message: 'This route does not accept binary messages', errors: [] } })
+  await stillDispatches(t, c)
+})
+
+for (const code of [1007, 1008] as const) {
+  t.test(`onInvalid ${code} closes the connection with ${code} instead of replying`, async (t) => {
+    const { url } = await chatApp(t, { onInvalid: code })
+    const c = await client(t, `${url}/chat`)
+    c.ws.send('{"type":"nope","data":1}')
+    const closed = await c.closed
+    t.equal(closed.code, code)
+    t.match(closed.reason, /Unknown message type "nope"/)
+    const next = await client(t, `${url}/chat`)
+    await stillDispatches(t, next)
+  })
+}
+
+t.test('with validateOutgoing, a send or reply that breaks its schema throws and is not sent', async (t) => {
+  const outcome = deferred<string[]>()
+  const bad = defineContract({
+    client: { go: { data: Type.Null(), reply: Type.Object({ n: Type.Number() }) } },
+    server: { note: Type.Object({ text: Type.String() }) }
+  })
+  const { url } = await build(t, (app) => {
+    app.get('/', { realtime: true }, contractHandler(bad, {
+      async go (_data, ctx) {
+        const codes: string[] = []
+        await ctx.send('note', { text: 5 } as unknown as { text: string }).catch((error: Error & { code: string }) => { codes.push(error.code) })
+        await ctx.send('nothing' as 'note', { text: 'x' }).catch((error: Error & { code: string }) => { codes.push(error.code) })
+        outcome.resolve(codes)
+        return { n: 'not a number' } as unknown as { n: number }
+      }
+    }, { validateOutgoing: true }))
+  })
+  const c = await client(t, url)
+  c.ws.send(JSON.stringify({ type: 'go', data: null, id: 1 }))
+  t.same(await outcome.promise, ['FST_RT_INVALID_OUTGOING', 'FST_RT_UNKNOWN_OUTGOING_TYPE'])
+  t.same(await json(c), { type: 'error', id: 1, data: { code: 'FST_RT_HANDLER_FAILED', message: 'Internal error while handling message type "go"', errors: [] } })
+})
+
+t.test('without validateOutgoing, sends are not checked at run time (serialization follows the schema)', async (t) => {
+  const { url } = await build(t, (app) => {
+    app.get('/', { realtime: true }, contractHandler(chat, {
+      ...handlers,
+      async say (_data, ctx) { await ctx.send('message', { text: 'ok', extra: 'dropped' } as unknown as { text: string }) }
+    }))
+  })
+  const c = await client(t, url)
+  c.ws.send(JSON.stringify({ type: 'say', data: { text: 'x' } }))
+  t.same(await json(c), { type: 'message', data: { text: 'ok' } }, 'properties outside the schema are not serialized')
+})
+
+t.test('lifecycle handlers: open before any message, close with the code and reason', async (t) => {
+  const closed = deferred<{ code: number | null, reason: string }>()
+  const { url } = await chatApp(t, {}, {
+    async open (ctx) { await ctx.send('message', { text: 'welcome' }) },
+    close (_ctx, code, reason) { closed.resolve({ code, reason }) }
+  })
+  const c = await client(t, `${url}/chat`)
+  t.same(await json(c), { type: 'message', data: { text: 'welcome' } })
+  c.ws.close(4001, 'bye')
+  t.same(await closed.promise, { code: 4001, reason: 'bye' })
+})
+
+t.test('an open handler that throws fails the connection with 1011', async (t) => {
+  const { url } = await chatApp(t, {}, { open () { throw new Error('no') } })
+  const c = await client(t, `${url}/chat`)
+  t.equal((await c.closed).code, 1011)
+})
+
+t.test('a failing close or error handler is logged and does not crash anything', async (t) => {
+  const lines: string[] = []
+  const closed = deferred()
+  const { url } = await build(t, (app) => {
+    app.get('/chat', { realtime: true }, contractHandler(chat, {
+      ...handlers,
+      error () { throw new Error('error handler broke') },
+      close () { closed.resolve(); throw new Error('close handler broke') }
+    }))
+  }, {}, { logger: { level: 'error', stream: { write (line: string) { lines.push(JSON.parse(line).msg as string) } } } })
+  const c = await client(t, `${url}/chat`)
+  c.ws.send(JSON.stringify({ type: 'boom', data: null }))
+  await json(c)
+  c.ws.close()
+  await closed.promise
+  await c.closed
+  t.ok(lines.includes('realtime: error handler failed'))
+  t.ok(lines.filter((msg) => msg === 'realtime: message handler failed').length >= 2, 'the handler and close failures are logged')
+})
+
+t.test('a connection error reaches the error handler', async (t) => {
+  const seen = deferred<string>()
+  const { port } = await chatApp(t, {}, { error (_ctx, error) { seen.resolve((error as Error & { code: string }).code) } })
+  const { rawClient, frame } = await import('./frames.js')
+  const raw = await rawClient(port, '/chat')
+  raw.send(frame(0x1, Buffer.from([0xff])))
+  t.equal(await seen.promise, 'FST_RT_PROTOCOL_ERROR')
+})
+
+t.test('a reply to a client that already left is dropped quietly', async (t) => {
+  const started = deferred()
+  const done = deferred()
+  const { url } = await chatApp(t, {}, {
+    async slow (data) {
+      started.resolve()
+      await new Promise((resolve) => setTimeout(resolve, data.ms))
+      done.resolve()
+      return { done: data.ms }
+    }
+  })
+  const c = await client(t, `${url}/chat`)
+  c.ws.send(JSON.stringify({ type: 'slow', data: { ms: 30 }, id: 1 }))
+  await started.promise
+  c.ws.terminate()
+  await done.promise
+  t.pass('no error escaped')
+})
