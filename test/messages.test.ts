@@ -325,3 +325,88 @@ t.test('a reply to a client that already left is dropped quietly', async (t) => 
   await done.promise
   t.pass('no error escaped')
 })
+
+t.test('a contract that cannot work is refused at registration with FST_RT_INVALID_CONTRACT', async (t) => {
+  const cases: Array<[title: string, contract: unknown, message: RegExp]> = [
+    ['not an object', null, /expected \{ client, server \}/],
+    ['client map missing', { server: {} }, /"client" must be an object/],
+    ['server map an array', { client: {}, server: [] }, /"server" must be an object/],
+    ['a plain JSON schema', { client: { say: { type: 'object' } }, server: {} }, /client\.say must be a TypeBox schema/],
+    ['a plain JSON schema as data', { client: { say: { data: { type: 'string' } } }, server: {} }, /client\.say must be a TypeBox schema/],
+    ['a non-TypeBox reply', { client: { say: { data: Type.Null(), reply: { type: 'string' } } }, server: {} }, /client\.say\.reply must be a TypeBox schema/],
+    ['a server schema that is not TypeBox', { client: {}, server: { note: 'string' } }, /server\.note must be a TypeBox schema/],
+    ['a lifecycle name as client type', { client: { close: Type.Null() }, server: {} }, /"close" is reserved for a lifecycle handler/],
+    ['"error" as server type', { client: {}, server: { error: Type.Null() } }, /"error" is reserved for error envelopes/],
+    ['a reply name as server type', { client: {}, server: { 'say:reply': Type.Null() } }, /"say:reply" is reserved for replies/]
+  ]
+  for (const [title, contract, message] of cases) {
+    t.throws(() => contractHandler(contract as never, {} as never), { code: 'FST_RT_INVALID_CONTRACT', message }, title)
+  }
+})
+
+t.test('handlers that do not match the contract are refused at registration with FST_RT_INVALID_HANDLERS', async (t) => {
+  const small = defineContract({ client: { say: Type.Null() }, server: {} })
+  t.throws(() => contractHandler(small, null as never), { code: 'FST_RT_INVALID_HANDLERS', message: /expected an object/ })
+  t.throws(() => contractHandler(small, { say: 'not a function' } as never), { code: 'FST_RT_INVALID_HANDLERS', message: /"say" must be a function/ })
+  t.throws(() => contractHandler(small, { say () {}, shout () {} } as never), { code: 'FST_RT_INVALID_HANDLERS', message: /"shout" has no schema/ })
+  t.throws(() => contractHandler(small, { open () {} } as never), { code: 'FST_RT_INVALID_HANDLERS', message: /"say" has no handler/ })
+})
+
+t.test('invalid contract options are refused at registration with FST_RT_INVALID_OPTION', async (t) => {
+  const small = defineContract({ client: { say: Type.Null() }, server: {} })
+  const bad: Array<[ContractOptions, RegExp]> = [
+    [{ onInvalid: 1000 as never }, /"onInvalid".*got 1000/],
+    [{ requestTimeout: 0 }, /"requestTimeout".*got 0/],
+    [{ maxErrors: 1.5 }, /"maxErrors".*got 1\.5/],
+    [{ maxInFlight: 2 ** 31 }, /"maxInFlight"/],
+    [{ validateOutgoing: 'yes' as never }, /"validateOutgoing".*got yes/]
+  ]
+  for (const [options, message] of bad) {
+    t.throws(() => contractHandler(small, { say () {} }, options), { code: 'FST_RT_INVALID_OPTION', message })
+  }
+})
+
+t.test('with onInvalid set, a binary message on a route without a binary handler closes too', async (t) => {
+  const { url } = await chatApp(t, { onInvalid: 1008 })
+  const c = await client(t, `${url}/chat`)
+  c.ws.send(Buffer.from([1]))
+  t.same(await c.closed, { code: 1008, reason: 'This route does not accept binary messages' })
+})
+
+t.test('long types and long close reasons are cut short', async (t) => {
+  const { url } = await chatApp(t)
+  const c = await client(t, `${url}/chat`)
+  c.ws.send(JSON.stringify({ type: 't'.repeat(60), data: null }))
+  const message = ((await json(c)).data as { message: string }).message
+  t.equal(message, `Unknown message type "${'t'.repeat(40)}..."`)
+  const strict = await chatApp(t, { onInvalid: 1007 })
+  const s = await client(t, `${strict.url}/chat`)
+  s.ws.send(JSON.stringify({ type: 'say', data: { text: 'x' }, id: [] }))
+  const closed = await s.closed
+  t.equal(closed.code, 1007)
+  t.equal(Buffer.byteLength(closed.reason), 120, 'the reason fits a close frame')
+  t.ok(closed.reason.endsWith('...'))
+})
+
+t.test('an outgoing validation error names the first three failing paths', async (t) => {
+  const outcome = deferred<string[]>()
+  const strict = defineContract({
+    client: { go: Type.Null() },
+    server: { card: Type.Object({ a: Type.String(), b: Type.String(), c: Type.String(), d: Type.String() }), flag: Type.Boolean() }
+  })
+  const { url } = await build(t, (app) => {
+    app.get('/', { realtime: true }, contractHandler(strict, {
+      async go (_data, ctx) {
+        const messages: string[] = []
+        await ctx.send('card', {} as never).catch((error: Error) => { messages.push(error.message) })
+        await ctx.send('flag', null as never).catch((error: Error) => { messages.push(error.message) })
+        outcome.resolve(messages)
+      }
+    }, { validateOutgoing: true }))
+  })
+  const c = await client(t, url)
+  c.ws.send(JSON.stringify({ type: 'go', data: null }))
+  const [card, flag] = await outcome.promise
+  t.match(card, /^Outgoing message "card" does not match its schema: \/a .*; \/b .*; \/c [^;]*$/)
+  t.match(flag, /^Outgoing message "flag" does not match its schema: \/ Expected boolean$/)
+})
