@@ -410,3 +410,51 @@ t.test('an outgoing validation error names the first three failing paths', async
   t.match(card, /^Outgoing message "card" does not match its schema: \/a .*; \/b .*; \/c [^;]*$/)
   t.match(flag, /^Outgoing message "flag" does not match its schema: \/ Expected boolean$/)
 })
+
+t.test('a request handler that returns nothing where a reply is due gets an error reply, not broken data', async (t) => {
+  const { url } = await chatApp(t, { validateOutgoing: false }, {
+    join: (() => undefined) as unknown as MessageHandlers<typeof chat>['join']
+  })
+  const c = await client(t, `${url}/chat`)
+  c.ws.send(JSON.stringify({ type: 'join', data: { room: 'lobby' }, id: 1 }))
+  t.same(await json(c), { type: 'error', id: 1, data: { code: 'FST_RT_HANDLER_FAILED', message: 'Internal error while handling message type "join"', errors: [] } })
+})
+
+t.test('send() rejects, never throws, when unchecked data cannot be serialized by its schema', async (t) => {
+  const outcome = deferred<string>()
+  const { url } = await chatApp(t, { validateOutgoing: false }, {
+    async say (_data, ctx) {
+      let result: Promise<void> | undefined
+      try {
+        result = ctx.send('message', {} as unknown as { text: string })
+      } catch {
+        outcome.resolve('threw synchronously')
+        return
+      }
+      outcome.resolve(await result.then(() => 'sent', (error: Error & { code: string }) => error.code))
+    }
+  })
+  const c = await client(t, `${url}/chat`)
+  c.ws.send(JSON.stringify({ type: 'say', data: { text: 'x' } }))
+  t.equal(await outcome.promise, 'FST_RT_INVALID_OUTGOING')
+})
+
+t.test('a request handler that fails after its timeout is still logged and reported', async (t) => {
+  const lines: string[] = []
+  const reported = deferred<string>()
+  const { url } = await build(t, (app) => {
+    app.get('/chat', { realtime: true }, contractHandler(chat, {
+      ...handlers,
+      async slow (data) {
+        await new Promise((resolve) => setTimeout(resolve, data.ms))
+        throw new Error('too late and broken')
+      },
+      error (_ctx, error) { reported.resolve(error.message) }
+    }, { requestTimeout: 20 }))
+  }, {}, { logger: { level: 'error', stream: { write (line: string) { lines.push(JSON.parse(line).msg as string) } } } })
+  const c = await client(t, `${url}/chat`)
+  c.ws.send(JSON.stringify({ type: 'slow', data: { ms: 60 }, id: 'r' }))
+  t.equal(((await json(c)).data as { code: string }).code, 'FST_RT_REQUEST_TIMEOUT')
+  t.equal(await reported.promise, 'too late and broken')
+  t.ok(lines.includes('realtime: message handler failed after its request timed out'))
+})

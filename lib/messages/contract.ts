@@ -28,6 +28,9 @@ export type ClientData<C extends Contract, K extends ClientType<C>> = Static<Dat
 /** What a request of type `K` is answered with: the reply schema's type, or unknown when it has none. */
 export type ReplyData<C extends Contract, K extends ClientType<C>> =
   ReplySchema<C['client'][K]> extends infer R extends TSchema ? Static<R> : unknown
+/** What the handler of `K` must return: its reply (maybe a promise) when `K` has a reply schema, else anything. */
+export type HandlerResult<C extends Contract, K extends ClientType<C>> =
+  ReplySchema<C['client'][K]> extends infer R extends TSchema ? Static<R> | Promise<Static<R>> : unknown
 /** The `data` the server sends with message `K`. */
 export type ServerData<C extends Contract, K extends ServerType<C>> = Static<C['server'][K]>
 
@@ -41,7 +44,8 @@ export interface Envelope<T extends string = string, D = unknown> {
 /** The error envelope a client gets for a bad message or a failed request. */
 export interface ErrorEnvelope {
   type: 'error'
-  data: { code: string, message: string, errors?: Array<{ path: string, message: string }> }
+  /** `errors` lists validation failures (empty otherwise); `details` comes only from a MessageError. */
+  data: { code: string, message: string, errors: Array<{ path: string, message: string }>, details?: unknown }
   id?: string | number
 }
 

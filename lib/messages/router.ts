@@ -2,7 +2,7 @@ import type { FastifyInstance, FastifyRequest } from 'fastify'
 import type { RealtimeConnection } from '../connection/connection.js'
 import { errors } from '../errors.js'
 import { compileContract, LIFECYCLE, replyType, type CompiledContract } from './compile.js'
-import type { ClientData, ClientType, Contract, ReplyData, ServerData, ServerType } from './contract.js'
+import type { ClientData, ClientType, Contract, HandlerResult, ServerData, ServerType } from './contract.js'
 import { MessageError } from './message-error.js'
 
 /** How a contract route treats bad input and requests. */
@@ -35,7 +35,7 @@ export interface RequestContext<C extends Contract, K extends ClientType<C>> ext
 }
 
 export type MessageHandler<C extends Contract, K extends ClientType<C>> =
-  (this: FastifyInstance, data: ClientData<C, K>, context: RequestContext<C, K>) => ReplyData<C, K> | undefined | Promise<ReplyData<C, K> | undefined>
+  (this: FastifyInstance, data: ClientData<C, K>, context: RequestContext<C, K>) => HandlerResult<C, K>
 
 /** One handler per client message type, plus optional lifecycle handlers. */
 export type MessageHandlers<C extends Contract> = { [K in ClientType<C>]: MessageHandler<C, K> } & {
@@ -221,9 +221,12 @@ class Session {
     }
     let timer: NodeJS.Timeout | undefined
     const timedOut = new Promise<'timeout'>((resolve) => { timer = setTimeout(resolve, this.settings.requestTimeout, 'timeout') })
+    const running = Promise.resolve().then(() => handler.call(this.app, data, context))
     try {
-      const outcome = await Promise.race([Promise.resolve().then(() => handler.call(this.app, data, context)).then((value) => ({ value })), timedOut])
+      const outcome = await Promise.race([running.then((value) => ({ value })), timedOut])
       if (outcome === 'timeout') {
+        // The client has its answer; a failure after it is still logged and reported.
+        running.catch((error: Error) => this.failedLate(type, error))
         await this.sendError(new errors.FST_RT_REQUEST_TIMEOUT(JSON.stringify(type), this.settings.requestTimeout), id)
         return
       }
@@ -239,6 +242,9 @@ class Session {
     const entry = this.compiled.client.get(type)
     const data = value === undefined ? null : value
     const reply = entry?.reply ?? null
+    if (reply !== null && value === undefined) {
+      throw new errors.FST_RT_INVALID_OUTGOING(`reply to ${JSON.stringify(type)}`, 'the handler returned nothing')
+    }
     if (reply !== null && this.settings.validateOutgoing && !reply.check.Check(data)) {
       throw new errors.FST_RT_INVALID_OUTGOING(`reply to ${JSON.stringify(type)}`, describeErrors(reply.check.Errors(data)))
     }
@@ -246,14 +252,21 @@ class Session {
     await this.write(reply === null ? JSON.stringify(envelope) : reply.serialize(envelope))
   }
 
-  /** Sends a server message of the contract. */
-  send (type: string, data: unknown): Promise<void> {
+  /** Sends a server message of the contract; every failure is a rejection, never a throw. */
+  async send (type: string, data: unknown): Promise<void> {
     const entry = this.compiled.server.get(type)
-    if (entry === undefined) return Promise.reject(new errors.FST_RT_UNKNOWN_OUTGOING_TYPE(JSON.stringify(type)))
+    if (entry === undefined) throw new errors.FST_RT_UNKNOWN_OUTGOING_TYPE(JSON.stringify(type))
     if (this.settings.validateOutgoing && !entry.check.Check(data)) {
-      return Promise.reject(new errors.FST_RT_INVALID_OUTGOING(`message ${JSON.stringify(type)}`, describeErrors(entry.check.Errors(data))))
+      throw new errors.FST_RT_INVALID_OUTGOING(`message ${JSON.stringify(type)}`, describeErrors(entry.check.Errors(data)))
     }
-    return this.connection.sendText(entry.serialize({ type, data }))
+    let text: string
+    try {
+      text = entry.serialize({ type, data })
+    } catch (error) {
+      // The serializer follows the schema, so unchecked data can still miss a required field.
+      throw new errors.FST_RT_INVALID_OUTGOING(`message ${JSON.stringify(type)}`, (error as Error).message, { cause: error })
+    }
+    await this.connection.sendText(text)
   }
 
   /** Runs a handler or lifecycle hook; a failure is logged and answered. Returns false if it failed. */
@@ -274,6 +287,11 @@ class Session {
       this.request.log.error({ err: error, messageType: type }, 'realtime: message handler failed')
       await this.sendError(new errors.FST_RT_HANDLER_FAILED(JSON.stringify(type)), id)
     }
+    await this.report(error)
+  }
+
+  private async failedLate (type: string, error: Error): Promise<void> {
+    this.request.log.error({ err: error, messageType: type }, 'realtime: message handler failed after its request timed out')
     await this.report(error)
   }
 
