@@ -99,11 +99,13 @@ function checkHandlers (compiled: CompiledContract, handlers: Record<string, unk
   }
 }
 
-/** An error envelope's `data` for a coded error, with validation errors when there are any. */
-function errorData (code: string, message: string, list: Array<{ path: string, message: string }> = [], details?: unknown): Record<string, unknown> {
-  const data: Record<string, unknown> = { code, message, errors: list }
-  if (details !== undefined) data.details = details
-  return data
+type ValidationErrors = Array<{ path: string, message: string }>
+
+/** The error envelope for a coded error, with validation errors (or none) and MessageError details. */
+function errorEnvelope (error: { code: string, message: string, details?: unknown }, id: Id | undefined, list: ValidationErrors = []): string {
+  const data: Record<string, unknown> = { code: error.code, message: error.message, errors: list }
+  if (error.details !== undefined) data.details = error.details
+  return JSON.stringify({ type: 'error', data, id })
 }
 
 /**
@@ -282,7 +284,7 @@ class Session {
 
   private async failed (type: string, error: Error, id: Id | undefined): Promise<void> {
     if (error instanceof MessageError) {
-      await this.write(JSON.stringify({ type: 'error', data: errorData(error.code, error.message, [], error.details), id }))
+      await this.write(errorEnvelope(error, id))
     } else {
       this.request.log.error({ err: error, messageType: type }, 'realtime: message handler failed')
       await this.sendError(new errors.FST_RT_HANDLER_FAILED(JSON.stringify(type)), id)
@@ -306,9 +308,9 @@ class Session {
   }
 
   /** Answers bad input by the route's policy; returns false when the connection is being closed. */
-  private async refuse (error: Error & { code: string }, id: unknown, list: Array<{ path: string, message: string }> = []): Promise<boolean> {
+  private async refuse (error: Error & { code: string }, id: Id | undefined, list?: ValidationErrors): Promise<boolean> {
     if (this.settings.onInvalid === 'reply') {
-      await this.write(JSON.stringify({ type: 'error', data: errorData(error.code, error.message, list), id: id as Id | undefined }))
+      await this.write(errorEnvelope(error, id, list))
       return true
     }
     const reason = error.message.length > 120 ? `${error.message.slice(0, 117)}...` : error.message
@@ -317,7 +319,7 @@ class Session {
   }
 
   private sendError (error: Error & { code: string }, id: Id | undefined): Promise<void> {
-    return this.write(JSON.stringify({ type: 'error', data: errorData(error.code, error.message), id }))
+    return this.write(errorEnvelope(error, id))
   }
 
   /** Writes unless the connection is gone: a reply to a client that left is not an error. */
