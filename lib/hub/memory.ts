@@ -1,0 +1,130 @@
+import { randomUUID } from 'node:crypto'
+import {
+  defaultHistoryLimits, roomEnvelope, type Broker, type BrokerEvents, type HistoryLimits, type HistoryPage, type HistoryQuery,
+  type Position, type PresenceEntry, type PublishOptions, type Recovery, type RoomMessage
+} from './broker.js'
+
+interface Room {
+  epoch: string
+  offset: number
+  /** Retained messages, oldest first. */
+  history: RoomMessage[]
+  presence: Map<string, PresenceEntry>
+  subscribed: boolean
+}
+
+export interface MemoryBrokerOptions {
+  history?: Partial<HistoryLimits>
+}
+
+/**
+ * The default broker: one process, nothing to set up. Epochs are random per process, so after a
+ * restart every client's recovery correctly answers `recovered: false`.
+ */
+export class MemoryBroker implements Broker {
+  private readonly rooms = new Map<string, Room>()
+  private readonly limits: HistoryLimits
+  private events: BrokerEvents | null = null
+
+  constructor (options: MemoryBrokerOptions = {}) {
+    this.limits = { ...defaultHistoryLimits, ...options.history }
+  }
+
+  attach (events: BrokerEvents): void {
+    this.events = events
+  }
+
+  private room (name: string): Room {
+    let room = this.rooms.get(name)
+    if (room === undefined) {
+      room = { epoch: randomUUID(), offset: 0, history: [], presence: new Map(), subscribed: false }
+      this.rooms.set(name, room)
+    }
+    return room
+  }
+
+  /** Drops what is over the size or past the age, and a room nobody uses any more. */
+  private trim (name: string, room: Room, now: number): void {
+    const history = room.history
+    const minTime = now - this.limits.ttlMs
+    let drop = Math.max(0, history.length - this.limits.size)
+    while (drop < history.length && (history[drop] as RoomMessage).time <= minTime) drop++
+    if (drop > 0) history.splice(0, drop)
+    // A room recreated later gets a new epoch, which tells clients its history is gone: correct, and bounded.
+    if (history.length === 0 && room.presence.size === 0 && !room.subscribed) this.rooms.delete(name)
+  }
+
+  async publish (name: string, body: string, options?: PublishOptions): Promise<RoomMessage> {
+    const room = this.room(name)
+    const now = Date.now()
+    const offset = ++room.offset
+    const message: RoomMessage = { room: name, epoch: room.epoch, offset, time: now, text: roomEnvelope(body, name, room.epoch, offset) }
+    if (options?.history !== false) {
+      room.history.push(message)
+      this.trim(name, room, now)
+    }
+    if (room.subscribed) this.events?.message(message)
+    return message
+  }
+
+  async subscribe (name: string): Promise<void> {
+    this.room(name).subscribed = true
+  }
+
+  async unsubscribe (name: string): Promise<void> {
+    const room = this.rooms.get(name)
+    if (room === undefined) return
+    room.subscribed = false
+    this.trim(name, room, Date.now())
+  }
+
+  async position (name: string): Promise<Position> {
+    const room = this.room(name)
+    return { epoch: room.epoch, offset: room.offset }
+  }
+
+  async history (name: string, query: HistoryQuery = {}): Promise<HistoryPage> {
+    const room = this.room(name)
+    this.trim(name, room, Date.now())
+    const since = query.since ?? 0
+    const after = room.history.filter((message) => message.offset > since)
+    const messages = query.limit === undefined ? after : after.slice(0, query.limit)
+    return { position: { epoch: room.epoch, offset: room.offset }, messages }
+  }
+
+  async recover (name: string, epoch: string, offset: number): Promise<Recovery> {
+    const room = this.room(name)
+    this.trim(name, room, Date.now())
+    const position = { epoch: room.epoch, offset: room.offset }
+    if (epoch !== room.epoch || !Number.isSafeInteger(offset) || offset < 0 || offset > room.offset) {
+      return { recovered: false, position, messages: [] }
+    }
+    const missed = room.history.filter((message) => message.offset > offset)
+    // Complete only if nothing between the client's offset and the oldest retained message aged out.
+    if (missed.length !== room.offset - offset) return { recovered: false, position, messages: [] }
+    return { recovered: true, position, messages: missed }
+  }
+
+  async presenceAdd (name: string, entry: PresenceEntry): Promise<void> {
+    this.room(name).presence.set(entry.connectionId, entry)
+  }
+
+  async presenceRemove (name: string, connectionId: string): Promise<void> {
+    const room = this.rooms.get(name)
+    if (room === undefined) return
+    room.presence.delete(connectionId)
+    this.trim(name, room, Date.now())
+  }
+
+  async presence (name: string): Promise<PresenceEntry[]> {
+    return [...(this.rooms.get(name)?.presence.values() ?? [])]
+  }
+
+  async presenceCount (name: string): Promise<number> {
+    return this.rooms.get(name)?.presence.size ?? 0
+  }
+
+  async close (): Promise<void> {
+    this.rooms.clear()
+  }
+}
