@@ -46,6 +46,11 @@ export const errors = {
   FST_RT_HANDLER_FAILED: createError('FST_RT_HANDLER_FAILED', 'Internal error while handling message type %s'),
   FST_RT_REQUEST_TIMEOUT: createError('FST_RT_REQUEST_TIMEOUT', 'The request of type %s was not answered within %s ms'),
 
+  // ---- rooms: sent as error envelopes (client joins) or thrown to server code ----
+  FST_RT_INVALID_ROOM: createError('FST_RT_INVALID_ROOM', 'Invalid room name: %s', 400, TypeError),
+  FST_RT_JOIN_FORBIDDEN: createError('FST_RT_JOIN_FORBIDDEN', 'Joining room %s is not allowed', 403),
+  FST_RT_NOT_IN_ROOM: createError('FST_RT_NOT_IN_ROOM', 'This connection is not in room %s', 400),
+
   // ---- message contracts: thrown to the server code that sends ----
   FST_RT_UNKNOWN_OUTGOING_TYPE: createError('FST_RT_UNKNOWN_OUTGOING_TYPE', 'The contract has no server message type %s', 500, TypeError),
   FST_RT_INVALID_OUTGOING: createError('FST_RT_INVALID_OUTGOING', 'Outgoing %s does not match its schema: %s', 500, TypeError),

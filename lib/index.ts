@@ -16,7 +16,11 @@ import { DeadlineClock } from './connection/timers.js'
 import { errors } from './errors.js'
 import { defaultSettings, normalizeOptions, type RealtimePluginOptions, type RealtimeRouteOptions } from './options.js'
 import { convertRealtimeRoute, type RouteHost } from './route.js'
-import { kOfferedExtensions, kProtocol } from './symbols.js'
+import { kHub, kOfferedExtensions, kProtocol } from './symbols.js'
+import type { Broker, HistoryLimits } from './hub/broker.js'
+import { MemoryBroker } from './hub/memory.js'
+import { defaultHubSettings, Hub, type HubSettings } from './hub/hub.js'
+import { createDecorator, type RealtimeDecorator } from './hub/decorator.js'
 
 export { RealtimeConnection } from './connection/connection.js'
 export type { BinaryData, CloseOptions, IteratedMessage, ReceiveOptions, SendOptions } from './connection/connection.js'
@@ -30,6 +34,14 @@ export type {
 export { contractHandler } from './messages/router.js'
 export type { ContractOptions, MessageContext, MessageHandler, MessageHandlers, RequestContext } from './messages/router.js'
 export { MessageError } from './messages/message-error.js'
+export type { ClientRoomsOptions, RoomsApi } from './messages/router.js'
+export { MemoryBroker } from './hub/memory.js'
+export type { MemoryBrokerOptions } from './hub/memory.js'
+export { roomEnvelope, defaultHistoryLimits } from './hub/broker.js'
+export type { Broker, BrokerEvents, HistoryLimits, HistoryPage, HistoryQuery, Position, PresenceEntry, PublishOptions, Recovery, RoomMessage } from './hub/broker.js'
+export { SLOW_CONSUMER_CLOSE } from './hub/hub.js'
+export type { HubSettings, HubStats, JoinOptions, JoinResult } from './hub/hub.js'
+export type { RealtimeDecorator } from './hub/decorator.js'
 export type { RealtimeErrorCode } from './errors.js'
 export type { CompressOptions, OriginCheck, OriginRule, RealtimePluginOptions, RealtimeRouteOptions } from './options.js'
 
@@ -75,6 +87,9 @@ declare module 'fastify' {
   }
 
   interface FastifyInstance<RawServer, RawRequest, RawReply, Logger, TypeProvider> {
+    /** Rooms, presence and history from outside a handler (an HTTP route, a job). */
+    realtime: RealtimeDecorator
+
     route<
       RouteGeneric extends RouteGenericInterface = RouteGenericInterface,
       ContextConfig = ContextConfigDefault,
@@ -90,6 +105,41 @@ declare module 'fastify' {
 
 // Keys Fastify itself reads from register() options; they are not ours to check.
 const REGISTER_KEYS = new Set(['prefix', 'logLevel', 'logSerializers'])
+// Keys of the hub, checked here rather than as route options.
+const HUB_KEYS = new Set(['broker', 'history', 'maxRoomNameLength', 'slowConsumerBytes'])
+
+/** Options of the plugin beyond the route defaults: where rooms live and their bounds. */
+export interface RealtimeHubOptions {
+  /** Carries rooms, history and presence; a MemoryBroker (one process) when not given. Closed with the app. */
+  broker?: Broker
+  /** History bounds of the default MemoryBroker (a broker given in `broker` has its own). @default { size: 100, ttlMs: 300000 } */
+  history?: Partial<HistoryLimits>
+  /** Longest room name, in characters. @default 128 */
+  maxRoomNameLength?: number
+  /** Unsent bytes above which a room member is closed with 4008 (slow consumer). @default 1048576 */
+  slowConsumerBytes?: number
+}
+
+function hubSettings (options: Record<string, unknown>): HubSettings {
+  const size = (name: keyof HubSettings): number => {
+    const value = options[name]
+    if (value === undefined) return defaultHubSettings[name]
+    if (typeof value !== 'number' || !Number.isInteger(value) || value < 1) {
+      throw new errors.FST_RT_INVALID_OPTION(`"${name}"`, `expected a positive integer, got ${String(value)}`)
+    }
+    return value
+  }
+  return { maxRoomNameLength: size('maxRoomNameLength'), slowConsumerBytes: size('slowConsumerBytes') }
+}
+
+function brokerOf (options: Record<string, unknown>): Broker {
+  if (options.broker === undefined) return new MemoryBroker({ history: options.history as Partial<HistoryLimits> | undefined })
+  const broker = options.broker as Partial<Broker> | null
+  if (typeof broker?.publish !== 'function' || typeof broker.attach !== 'function') {
+    throw new errors.FST_RT_INVALID_OPTION('"broker"', 'expected a Broker (MemoryBroker, RedisBroker or your own)')
+  }
+  return broker as Broker
+}
 
 type RawWithHandshake = IncomingMessage & { [kProtocol]?: string, [kOfferedExtensions]?: string }
 
@@ -127,9 +177,12 @@ function logSocketError (error: Error, _socket: unknown, request: FastifyRequest
   request.log.debug({ err: error }, 'realtime: socket error')
 }
 
-const fastifyRealtime: FastifyPluginAsync<RealtimePluginOptions> = async (fastify, options) => {
-  const own = Object.fromEntries(Object.entries(options).filter(([key]) => !REGISTER_KEYS.has(key)))
+const fastifyRealtime: FastifyPluginAsync<RealtimePluginOptions & RealtimeHubOptions> = async (fastify, options) => {
+  const own = Object.fromEntries(Object.entries(options).filter(([key]) => !REGISTER_KEYS.has(key) && !HUB_KEYS.has(key)))
   const settings = normalizeOptions(own, defaultSettings)
+  const hub = new Hub(brokerOf(options as Record<string, unknown>), hubSettings(options as Record<string, unknown>), fastify.log)
+  fastify.decorate(kHub, hub)
+  fastify.decorate('realtime', createDecorator(hub))
   const host: RouteHost = {
     settings,
     clock: new DeadlineClock(),
@@ -165,9 +218,10 @@ const fastifyRealtime: FastifyPluginAsync<RealtimePluginOptions> = async (fastif
   })
   fastify.addHook('onRequest', holdExtensionOffer)
   fastify.server.on('upgrade', endAnsweredUpgrade)
-  fastify.addHook('onClose', (instance, done) => {
+  fastify.addHook('onClose', async (instance) => {
     instance.server.removeListener('upgrade', endAnsweredUpgrade)
-    done()
+    // Last: every connection has closed by now (preClose), so nothing publishes any more.
+    await hub.broker.close()
   })
 }
 

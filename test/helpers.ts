@@ -3,7 +3,7 @@ import { once } from 'node:events'
 import net from 'node:net'
 import type { Test } from 'tap'
 import WebSocket, { type ClientOptions } from 'ws'
-import realtime, { type RealtimePluginOptions } from '../lib/index.js'
+import realtime, { type RealtimeHubOptions, type RealtimePluginOptions } from '../lib/index.js'
 
 export interface Built {
   app: FastifyInstance
@@ -15,7 +15,7 @@ export interface Built {
 export async function build (
   t: Test,
   setup: (app: FastifyInstance) => void | Promise<void>,
-  options: RealtimePluginOptions = {},
+  options: RealtimePluginOptions & RealtimeHubOptions = {},
   serverOptions: FastifyServerOptions = {}
 ): Promise<Built> {
   const app = Fastify({ logger: false, ...serverOptions })

@@ -14,6 +14,8 @@ export interface RoomMessage {
   readonly time: number
   /** The wire text: the `{ "type", "data" }` body with `"room"`, `"epoch"` and `"offset"` added (see roomEnvelope). */
   readonly text: string
+  /** A connection id that must not receive it (the sender of a broadcast); live delivery only, not stored. */
+  readonly except?: string
 }
 
 /** One connection in a room. */
@@ -45,6 +47,8 @@ export type Recovery =
 export interface PublishOptions {
   /** Keep the message in the room's history (internal rooms such as a user's connections do not). @default true */
   history?: boolean
+  /** A connection id to leave out of the live delivery (carried to every instance). */
+  except?: string
 }
 
 /** What a broker tells the hub. */

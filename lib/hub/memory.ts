@@ -63,7 +63,7 @@ export class MemoryBroker implements Broker {
       room.history.push(message)
       this.trim(name, room, now)
     }
-    if (room.subscribed) this.events?.message(message)
+    if (room.subscribed) this.events?.message(options?.except === undefined ? message : { ...message, except: options.except })
     return message
   }
 

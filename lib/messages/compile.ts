@@ -7,6 +7,8 @@ import { clientSpec, isTypeBoxSchema, type Contract } from './contract.js'
 /** Names the handler map uses for lifecycle handlers, so no message type may take them. */
 export const LIFECYCLE = new Set(['open', 'close', 'error', 'binary'])
 const REPLY_SUFFIX = ':reply'
+// $join, $leave, $presence, $lost: the rooms protocol.
+const SYSTEM_PREFIX = '$'
 
 export interface CompiledClientType {
   readonly check: TypeCheck<TSchema>
@@ -57,6 +59,7 @@ export function compileContract (contract: Contract): CompiledContract {
   const client = new Map<string, CompiledClientType>()
   for (const [type, spec] of Object.entries(contract.client)) {
     if (LIFECYCLE.has(type)) throw new errors.FST_RT_INVALID_CONTRACT(`client message type "${type}" is reserved for a lifecycle handler`)
+    if (type.startsWith(SYSTEM_PREFIX)) throw new errors.FST_RT_INVALID_CONTRACT(`client message type "${type}" is reserved: names starting with "$" belong to the plugin`)
     const { data, reply } = clientSpec(spec)
     client.set(type, {
       check: TypeCompiler.Compile(schemaOf(`client.${type}`, data)),
@@ -66,6 +69,7 @@ export function compileContract (contract: Contract): CompiledContract {
   const server = new Map<string, CompiledOutgoing>()
   for (const [type, schema] of Object.entries(contract.server)) {
     // The client tells replies and errors apart from server messages by these names.
+    if (type.startsWith(SYSTEM_PREFIX)) throw new errors.FST_RT_INVALID_CONTRACT(`server message type "${type}" is reserved: names starting with "$" belong to the plugin`)
     if (type === 'error' || type.endsWith(REPLY_SUFFIX)) {
       throw new errors.FST_RT_INVALID_CONTRACT(`server message type "${type}" is reserved for ${type === 'error' ? 'error envelopes' : 'replies'}`)
     }

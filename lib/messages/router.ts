@@ -1,12 +1,30 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify'
 import type { RealtimeConnection } from '../connection/connection.js'
 import { errors } from '../errors.js'
-import { compileContract, LIFECYCLE, replyType, type CompiledContract } from './compile.js'
+import { LIFECYCLE, replyType, type CompiledContract } from './compile.js'
+import { compiledFor, describeErrors, serializeOutgoing } from './outgoing.js'
 import type { ClientData, ClientType, Contract, HandlerResult, ServerData, ServerType } from './contract.js'
 import { MessageError } from './message-error.js'
+import { Type } from '@sinclair/typebox'
+import { TypeCompiler } from '@sinclair/typebox/compiler'
+import type { HistoryPage, HistoryQuery, PresenceEntry } from '../hub/broker.js'
+import { Hub, Member, type JoinOptions, type JoinResult } from '../hub/hub.js'
+import { kHub } from '../symbols.js'
+
+/** Rooms clients join and leave themselves, with `$join` and `$leave` messages. */
+export interface ClientRoomsOptions<C extends Contract = Contract> {
+  /** Decides every client join; required, so no room is open to clients by accident. */
+  authorize: (this: FastifyInstance, room: string, context: MessageContext<C>) => boolean | Promise<boolean>
+  /** Publish `$presence` join and leave notices to the room (each costs a fan-out). @default false */
+  notices?: boolean
+}
 
 /** How a contract route treats bad input and requests. */
-export interface ContractOptions {
+export interface ContractOptions<C extends Contract = Contract> {
+  /** Let clients join rooms with `$join` (and leave with `$leave`), each join checked by `authorize`. */
+  rooms?: ClientRoomsOptions<C>
+  /** The user behind a connection (for presence and `toUser`); null for anonymous. @default () => null */
+  userId?: (request: FastifyRequest) => string | null | Promise<string | null>
   /** Bad messages get an error envelope ('reply', the connection stays open) or close the connection with 1007 or 1008. @default 'reply' */
   onInvalid?: 'reply' | 1007 | 1008
   /** How long a request (a message with an `id`) may take before it gets a timeout error, in ms. @default 30000 */
@@ -19,12 +37,37 @@ export interface ContractOptions {
   maxInFlight?: number
 }
 
+/** Rooms, presence and history from inside a handler; sends are typed by the contract. */
+export interface RoomsApi<C extends Contract> {
+  /** This connection's id in presence and in `except`. */
+  readonly connectionId: string
+  /** The rooms this connection is in. */
+  readonly joined: ReadonlySet<string>
+  /** Joins a room; with `recover`, replays what the client missed or reports `recovered: false`. */
+  join (room: string, options?: Pick<JoinOptions, 'meta' | 'recover' | 'notice'>): Promise<JoinResult>
+  leave (room: string, options?: { notice?: boolean }): Promise<boolean>
+  /** Sends to every member of the rooms, on every instance, this connection included. */
+  publish<K extends ServerType<C>>(rooms: string | readonly string[], type: K, data: ServerData<C, K>): Promise<void>
+  /** Sends to every member of the rooms except this connection. */
+  broadcast<K extends ServerType<C>>(rooms: string | readonly string[], type: K, data: ServerData<C, K>): Promise<void>
+  /** Sends to every connection of a user, on every instance (not kept in history). */
+  toUser<K extends ServerType<C>>(userId: string, type: K, data: ServerData<C, K>): Promise<void>
+  /** Sends to every connection of this route, on every instance (not kept in history). */
+  toRoute<K extends ServerType<C>>(type: K, data: ServerData<C, K>): Promise<void>
+  presence (room: string): Promise<PresenceEntry[]>
+  presenceCount (room: string): Promise<number>
+  history (room: string, query?: HistoryQuery): Promise<HistoryPage>
+}
+
 /** What every handler gets beside its data. */
 export interface MessageContext<C extends Contract> {
   readonly connection: RealtimeConnection
   readonly request: FastifyRequest
+  /** The user id from the route's `userId` option, or null. */
+  readonly userId: string | null
   /** Sends a server-to-client message of the contract, typed by its schema. */
   send<K extends ServerType<C>>(type: K, data: ServerData<C, K>): Promise<void>
+  readonly rooms: RoomsApi<C>
 }
 
 /** The context of one client message: its type and, for a request, its id. */
@@ -53,6 +96,8 @@ type AnyHandler = (this: FastifyInstance, ...args: unknown[]) => unknown
 type Id = string | number
 
 interface Settings {
+  readonly rooms: ClientRoomsOptions | null
+  readonly userId: ((request: FastifyRequest) => string | null | Promise<string | null>) | null
   readonly onInvalid: 'reply' | 1007 | 1008
   readonly requestTimeout: number
   readonly validateOutgoing: boolean
@@ -63,6 +108,13 @@ interface Settings {
 const MAX_ID_LENGTH = 128
 
 function settingsOf (options: ContractOptions): Settings {
+  const rooms = options.rooms ?? null
+  if (rooms !== null && (typeof rooms !== 'object' || typeof rooms.authorize !== 'function')) {
+    throw new errors.FST_RT_INVALID_OPTION('"rooms"', 'expected { authorize: (room, context) => boolean, notices?: boolean }')
+  }
+  if (options.userId !== undefined && typeof options.userId !== 'function') {
+    throw new errors.FST_RT_INVALID_OPTION('"userId"', 'expected a function (request) => string | null')
+  }
   const onInvalid = options.onInvalid ?? 'reply'
   if (onInvalid !== 'reply' && onInvalid !== 1007 && onInvalid !== 1008) {
     throw new errors.FST_RT_INVALID_OPTION('"onInvalid"', `expected 'reply', 1007 or 1008, got ${String(onInvalid)}`)
@@ -78,6 +130,8 @@ function settingsOf (options: ContractOptions): Settings {
     throw new errors.FST_RT_INVALID_OPTION('"validateOutgoing"', `expected a boolean, got ${String(options.validateOutgoing)}`)
   }
   return {
+    rooms,
+    userId: options.userId ?? null,
     onInvalid,
     requestTimeout: positive('requestTimeout', options.requestTimeout, 30_000),
     validateOutgoing: options.validateOutgoing ?? false,
@@ -112,12 +166,74 @@ function errorEnvelope (error: { code: string, message: string, details?: unknow
  * Builds the handler of a contract route: every schema is compiled now, once; each connection then
  * parses, validates and dispatches every message to its handler, and answers requests.
  */
-export function contractHandler<C extends Contract> (contract: C, handlers: NoInfer<MessageHandlers<C>>, options: ContractOptions = {}) {
-  const compiled = compileContract(contract)
+export function contractHandler<C extends Contract> (contract: C, handlers: NoInfer<MessageHandlers<C>>, options: NoInfer<ContractOptions<C>> = {}) {
+  const compiled = compiledFor(contract)
   checkHandlers(compiled, handlers as Record<string, unknown>)
-  const settings = settingsOf(options)
+  const settings = settingsOf(options as ContractOptions)
   return async function realtimeContract (this: FastifyInstance, connection: RealtimeConnection, request: FastifyRequest): Promise<void> {
-    await new Session(this, compiled, handlers as unknown as Record<string, AnyHandler>, settings, connection, request).run()
+    const userId = settings.userId === null ? null : await settings.userId(request)
+    const hub = (this as unknown as { [kHub]: Hub })[kHub]
+    const session = new Session(this, compiled, handlers as unknown as Record<string, AnyHandler>, settings, connection, request, hub, new Member(connection, userId))
+    await session.serve()
+  }
+}
+
+const JoinData = TypeCompiler.Compile(Type.Object({
+  room: Type.String(),
+  epoch: Type.Optional(Type.String({ maxLength: 64 })),
+  offset: Type.Optional(Type.Integer({ minimum: 0 })),
+  meta: Type.Optional(Type.Unknown())
+}))
+const LeaveData = TypeCompiler.Compile(Type.Object({ room: Type.String() }))
+const MAX_META_BYTES = 1024
+
+/** The rooms API of one connection. */
+class SessionRooms implements RoomsApi<Contract> {
+  constructor (private readonly session: Session) {}
+
+  get connectionId (): string {
+    return this.session.member.id
+  }
+
+  get joined (): ReadonlySet<string> {
+    return this.session.member.rooms
+  }
+
+  join (room: string, options?: Pick<JoinOptions, 'meta' | 'recover' | 'notice'>): Promise<JoinResult> {
+    return this.session.hub.join(this.session.member, room, options)
+  }
+
+  async leave (room: string, options?: { notice?: boolean }): Promise<boolean> {
+    this.session.hub.checkRoom(room)
+    return await this.session.hub.leave(this.session.member, room, options)
+  }
+
+  publish (rooms: string | readonly string[], type: string, data: unknown): Promise<void> {
+    return this.session.publish(rooms, type, data, undefined)
+  }
+
+  broadcast (rooms: string | readonly string[], type: string, data: unknown): Promise<void> {
+    return this.session.publish(rooms, type, data, this.session.member.id)
+  }
+
+  async toUser (userId: string, type: string, data: unknown): Promise<void> {
+    await this.session.hub.publish(Hub.userRoom(userId), this.session.serialize(type, data), { history: false })
+  }
+
+  async toRoute (type: string, data: unknown): Promise<void> {
+    await this.session.hub.publish(Hub.routeRoom(this.session.request.routeOptions.url ?? ''), this.session.serialize(type, data), { history: false })
+  }
+
+  presence (room: string): Promise<PresenceEntry[]> {
+    return this.session.hub.presence(room)
+  }
+
+  presenceCount (room: string): Promise<number> {
+    return this.session.hub.presenceCount(room)
+  }
+
+  history (room: string, query?: HistoryQuery): Promise<HistoryPage> {
+    return this.session.hub.history(room, query)
   }
 }
 
@@ -132,9 +248,34 @@ class Session {
     private readonly handlers: Record<string, AnyHandler>,
     private readonly settings: Settings,
     private readonly connection: RealtimeConnection,
-    private readonly request: FastifyRequest
+    readonly request: FastifyRequest,
+    readonly hub: Hub,
+    readonly member: Member
   ) {
-    this.context = { connection, request, send: (type, data) => this.send(type, data) }
+    this.context = { connection, request, userId: member.userId, send: (type, data) => this.send(type, data), rooms: new SessionRooms(this) }
+  }
+
+  /** Registers the connection with the hub, runs it, and always takes it out of every room. */
+  async serve (): Promise<void> {
+    try {
+      await this.hub.join(this.member, Hub.routeRoom(this.request.routeOptions.url ?? ''), {}, true)
+      if (this.member.userId !== null) await this.hub.join(this.member, Hub.userRoom(this.member.userId), {}, true)
+      await this.run()
+    } finally {
+      await this.hub.disconnect(this.member, this.settings.rooms?.notices === true)
+    }
+  }
+
+  serialize (type: string, data: unknown): string {
+    return serializeOutgoing(this.compiled, type, data, this.settings.validateOutgoing)
+  }
+
+  /** One serialization for every room, each published on every instance. */
+  async publish (rooms: string | readonly string[], type: string, data: unknown, except: string | undefined): Promise<void> {
+    const list = typeof rooms === 'string' ? [rooms] : rooms
+    for (const room of list) this.hub.checkRoom(room)
+    const body = this.serialize(type, data)
+    for (const room of list) await this.hub.publish(room, body, except === undefined ? {} : { except })
   }
 
   async run (): Promise<void> {
@@ -183,6 +324,9 @@ class Session {
       return await this.refuse(new errors.FST_RT_MESSAGE_NOT_ENVELOPE('"type" must be a string'), id)
     }
     const type = envelope.type
+    if (this.settings.rooms !== null && (type === '$join' || type === '$leave')) {
+      return await this.roomRequest(type, envelope.data, id)
+    }
     const entry = this.compiled.client.get(type)
     if (entry === undefined) {
       return await this.refuse(new errors.FST_RT_UNKNOWN_MESSAGE_TYPE(JSON.stringify(type.length > 40 ? `${type.slice(0, 40)}...` : type)), id)
@@ -198,6 +342,62 @@ class Session {
     }
     await this.start(() => this.handle(type, data, id))
     return true
+  }
+
+  /** A client's own `$join` or `$leave`: checked, authorized, answered with `<type>:reply`. */
+  private async roomRequest (type: '$join' | '$leave', data: unknown, id: Id | undefined): Promise<boolean> {
+    const check = type === '$join' ? JoinData : LeaveData
+    if (!check.Check(data)) {
+      const list: Array<{ path: string, message: string }> = []
+      for (const error of check.Errors(data)) {
+        if (list.length === this.settings.maxErrors) break
+        list.push({ path: error.path === '' ? '/' : error.path, message: error.message })
+      }
+      return await this.refuse(new errors.FST_RT_INVALID_MESSAGE_DATA(JSON.stringify(type)), id, list)
+    }
+    const request = data as { room: string, epoch?: string, offset?: number, meta?: unknown }
+    try {
+      this.hub.checkRoom(request.room)
+    } catch (error) {
+      return await this.refuse(error as Error & { code: string }, id)
+    }
+    if (type === '$join' && (request.epoch === undefined) !== (request.offset === undefined)) {
+      return await this.refuse(new errors.FST_RT_INVALID_MESSAGE_DATA(JSON.stringify(type)), id, [{ path: '/offset', message: 'epoch and offset go together' }])
+    }
+    if (request.meta !== undefined && Buffer.byteLength(JSON.stringify(request.meta)) > MAX_META_BYTES) {
+      return await this.refuse(new errors.FST_RT_INVALID_MESSAGE_DATA(JSON.stringify(type)), id, [{ path: '/meta', message: `Expected at most ${MAX_META_BYTES} bytes of JSON` }])
+    }
+    await this.start(() => type === '$join' ? this.clientJoin(request, id) : this.clientLeave(request.room, id))
+    return true
+  }
+
+  private async clientJoin (request: { room: string, epoch?: string, offset?: number, meta?: unknown }, id: Id | undefined): Promise<void> {
+    const rooms = this.settings.rooms as ClientRoomsOptions
+    try {
+      if (await rooms.authorize.call(this.app, request.room, this.context) !== true) {
+        await this.sendError(new errors.FST_RT_JOIN_FORBIDDEN(JSON.stringify(request.room)), id)
+        return
+      }
+      const options: JoinOptions = {
+        meta: request.meta,
+        notice: rooms.notices === true,
+        // The reply goes out before the replay and the live messages, so the client knows where it stands.
+        beforeDelivery: (result) => this.write(JSON.stringify({ type: '$join:reply', data: result, id }))
+      }
+      if (request.epoch !== undefined) options.recover = { epoch: request.epoch, offset: request.offset as number }
+      await this.hub.join(this.member, request.room, options)
+    } catch (error) {
+      await this.failed('$join', error as Error, id)
+    }
+  }
+
+  private async clientLeave (room: string, id: Id | undefined): Promise<void> {
+    try {
+      const left = await this.hub.leave(this.member, room, { notice: this.settings.rooms?.notices === true })
+      await this.write(JSON.stringify({ type: '$leave:reply', data: { room, left }, id }))
+    } catch (error) {
+      await this.failed('$leave', error as Error, id)
+    }
   }
 
   /** Runs `task` without waiting for it, but never more than maxInFlight at once. */
@@ -256,19 +456,7 @@ class Session {
 
   /** Sends a server message of the contract; every failure is a rejection, never a throw. */
   async send (type: string, data: unknown): Promise<void> {
-    const entry = this.compiled.server.get(type)
-    if (entry === undefined) throw new errors.FST_RT_UNKNOWN_OUTGOING_TYPE(JSON.stringify(type))
-    if (this.settings.validateOutgoing && !entry.check.Check(data)) {
-      throw new errors.FST_RT_INVALID_OUTGOING(`message ${JSON.stringify(type)}`, describeErrors(entry.check.Errors(data)))
-    }
-    let text: string
-    try {
-      text = entry.serialize({ type, data })
-    } catch (error) {
-      // The serializer follows the schema, so unchecked data can still miss a required field.
-      throw new errors.FST_RT_INVALID_OUTGOING(`message ${JSON.stringify(type)}`, (error as Error).message, { cause: error })
-    }
-    await this.connection.sendText(text)
+    await this.connection.sendText(serializeOutgoing(this.compiled, type, data, this.settings.validateOutgoing))
   }
 
   /** Runs a handler or lifecycle hook; a failure is logged and answered. Returns false if it failed. */
@@ -327,13 +515,4 @@ class Session {
     if (this.connection.closed) return
     await this.connection.sendText(text)
   }
-}
-
-function describeErrors (list: Iterable<{ path: string, message: string }>): string {
-  const parts: string[] = []
-  for (const error of list) {
-    parts.push(`${error.path === '' ? '/' : error.path} ${error.message}`)
-    if (parts.length === 3) break
-  }
-  return parts.join('; ')
 }

@@ -1,0 +1,43 @@
+import type { Contract, ServerData, ServerType } from '../messages/contract.js'
+import { compiledFor, serializeOutgoing } from '../messages/outgoing.js'
+import type { Broker, HistoryPage, HistoryQuery, PresenceEntry } from './broker.js'
+import { Hub, type HubStats } from './hub.js'
+
+/** `app.realtime`: what handlers can do with rooms, from anywhere in the app. Sends are typed by the contract given. */
+export interface RealtimeDecorator {
+  /** Sends to every member of the rooms, on every instance. */
+  publish<C extends Contract, K extends ServerType<C>>(contract: C, rooms: string | readonly string[], type: K, data: ServerData<C, K>): Promise<void>
+  /** Sends to every connection of a user, on every instance. */
+  toUser<C extends Contract, K extends ServerType<C>>(contract: C, userId: string, type: K, data: ServerData<C, K>): Promise<void>
+  /** Sends to every connection of a route (its URL as declared, e.g. '/chat'), on every instance. */
+  toRoute<C extends Contract, K extends ServerType<C>>(contract: C, url: string, type: K, data: ServerData<C, K>): Promise<void>
+  presence (room: string): Promise<PresenceEntry[]>
+  presenceCount (room: string): Promise<number>
+  history (room: string, query?: HistoryQuery): Promise<HistoryPage>
+  /** Counters: published, delivered, slow-consumer closes, lost notices. */
+  readonly stats: Readonly<HubStats>
+  readonly broker: Broker
+}
+
+export function createDecorator (hub: Hub): RealtimeDecorator {
+  const body = (contract: Contract, type: string, data: unknown): string => serializeOutgoing(compiledFor(contract), type, data, false)
+  return {
+    async publish (contract, rooms, type, data) {
+      const list = typeof rooms === 'string' ? [rooms] : rooms
+      for (const room of list) hub.checkRoom(room)
+      const text = body(contract, type, data)
+      for (const room of list) await hub.publish(room, text)
+    },
+    async toUser (contract, userId, type, data) {
+      await hub.publish(Hub.userRoom(userId), body(contract, type, data), { history: false })
+    },
+    async toRoute (contract, url, type, data) {
+      await hub.publish(Hub.routeRoom(url), body(contract, type, data), { history: false })
+    },
+    presence: (room) => hub.presence(room),
+    presenceCount: (room) => hub.presenceCount(room),
+    history: (room, query) => hub.history(room, query),
+    get stats () { return hub.stats },
+    broker: hub.broker
+  }
+}

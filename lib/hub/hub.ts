@@ -1,0 +1,241 @@
+import { randomUUID } from 'node:crypto'
+import type { FastifyBaseLogger } from 'fastify'
+import type { RealtimeConnection } from '../connection/connection.js'
+import { errors } from '../errors.js'
+import type { Broker, HistoryPage, HistoryQuery, Position, PresenceEntry, RoomMessage } from './broker.js'
+
+export interface HubSettings {
+  /** Longest room name, in characters. @default 128 */
+  readonly maxRoomNameLength: number
+  /** A member whose unsent bytes exceed this is closed with 4008 (slow consumer, reconnectable). @default 1048576 */
+  readonly slowConsumerBytes: number
+}
+
+export const defaultHubSettings: HubSettings = Object.freeze({ maxRoomNameLength: 128, slowConsumerBytes: 1024 * 1024 })
+
+/** The close code for a member that cannot keep up: in the reconnect range. */
+export const SLOW_CONSUMER_CLOSE = 4008
+
+/** One connection known to the hub. */
+export class Member {
+  readonly id = randomUUID()
+  readonly rooms = new Set<string>()
+  /** Rooms being joined: their live messages wait here until the join reply and replay are out. */
+  readonly pending = new Map<string, RoomMessage[]>()
+
+  constructor (readonly connection: RealtimeConnection, readonly userId: string | null) {}
+}
+
+export interface JoinOptions {
+  /** Shown in presence; must be JSON. */
+  meta?: unknown
+  /** The client's last position: with it, every message it missed is replayed (or it is told it cannot be). */
+  recover?: { epoch: string, offset: number }
+  /** Publish a `$presence` join notice to the room. @default false */
+  notice?: boolean
+  /** Runs once the member is in the room and before anything is replayed or delivered (the join reply goes here). */
+  beforeDelivery?: (result: JoinResult) => Promise<void>
+}
+
+export interface JoinResult {
+  readonly room: string
+  readonly epoch: string
+  /** Where the room stood when the member joined: messages after it are delivered live. */
+  readonly offset: number
+  /** Present when recovery was asked for: true if every missed message follows, false if the client must reload. */
+  readonly recovered?: boolean
+}
+
+export interface HubStats {
+  published: number
+  delivered: number
+  slowConsumerCloses: number
+  lostNotices: number
+}
+
+const INTERNAL_PREFIX = '$'
+// eslint-disable-next-line no-control-regex
+const CONTROL = /[\u0000-\u001f\u007f]/
+
+function notice (room: string, event: 'join' | 'leave', member: Member, meta: unknown): string {
+  return JSON.stringify({ type: '$presence', data: { room, event, connectionId: member.id, userId: member.userId, meta } })
+}
+
+/**
+ * Rooms on top of a broker: who is in which room on this instance (a reverse index both ways),
+ * a broker subscription per room only while it has local members, and fan-out of each published
+ * message (one string) to the local members, bounded per member by the slow-consumer rule.
+ */
+export class Hub {
+  readonly stats: HubStats = { published: 0, delivered: 0, slowConsumerCloses: 0, lostNotices: 0 }
+  private readonly local = new Map<string, Set<Member>>()
+  /** Subscribe and unsubscribe calls per room, in order, so a quick leave and join cannot cross. */
+  private readonly transitions = new Map<string, Promise<void>>()
+
+  constructor (readonly broker: Broker, readonly settings: HubSettings, private readonly log: FastifyBaseLogger) {
+    broker.attach({
+      message: (message) => { this.fanOut(message) },
+      lost: (room, position) => { this.onLost(room, position) }
+    })
+  }
+
+  /** Throws FST_RT_INVALID_ROOM unless `room` is a name apps and clients may use. */
+  checkRoom (room: unknown): string {
+    if (typeof room !== 'string' || room.length === 0) throw new errors.FST_RT_INVALID_ROOM('expected a non-empty string')
+    if (room.length > this.settings.maxRoomNameLength) {
+      throw new errors.FST_RT_INVALID_ROOM(`longer than ${this.settings.maxRoomNameLength} characters`)
+    }
+    if (room.startsWith(INTERNAL_PREFIX)) throw new errors.FST_RT_INVALID_ROOM(`names starting with "${INTERNAL_PREFIX}" are reserved`)
+    if (CONTROL.test(room)) throw new errors.FST_RT_INVALID_ROOM('control characters are not allowed')
+    return room
+  }
+
+  /** The internal room of every connection of one user. */
+  static userRoom (userId: string): string {
+    return `${INTERNAL_PREFIX}user:${userId}`
+  }
+
+  /** The internal room of every connection of one route. */
+  static routeRoom (url: string): string {
+    return `${INTERNAL_PREFIX}route:${url}`
+  }
+
+  private transition (room: string, step: () => Promise<void>): Promise<void> {
+    const next = (this.transitions.get(room) ?? Promise.resolve()).then(step)
+    const settled = next.catch(() => {})
+    this.transitions.set(room, settled)
+    void settled.then(() => { if (this.transitions.get(room) === settled) this.transitions.delete(room) })
+    return next
+  }
+
+  /** Adds the member to a room (app rooms are checked; internal ones are trusted). */
+  async join (member: Member, room: string, options: JoinOptions = {}, internal = false): Promise<JoinResult> {
+    if (!internal) this.checkRoom(room)
+    if (member.rooms.has(room)) {
+      const position = await this.broker.position(room)
+      const result: JoinResult = { room, epoch: position.epoch, offset: position.offset }
+      await options.beforeDelivery?.(result)
+      return result
+    }
+    member.rooms.add(room)
+    member.pending.set(room, [])
+    let members = this.local.get(room)
+    if (members === undefined) {
+      members = new Set()
+      this.local.set(room, members)
+      await this.transition(room, () => this.broker.subscribe(room))
+    }
+    members.add(member)
+    try {
+      if (!internal) {
+        await this.broker.presenceAdd(room, { connectionId: member.id, userId: member.userId, meta: options.meta ?? null, joinedAt: Date.now() })
+      }
+      const recovery = options.recover === undefined ? null : await this.broker.recover(room, options.recover.epoch, options.recover.offset)
+      const position: Position = recovery?.position ?? await this.broker.position(room)
+      const result: JoinResult = recovery === null
+        ? { room, epoch: position.epoch, offset: position.offset }
+        : { room, epoch: position.epoch, offset: position.offset, recovered: recovery.recovered }
+      await options.beforeDelivery?.(result)
+      // The replay, then what arrived meanwhile and is newer than the replay.
+      for (const message of recovery?.messages ?? []) this.deliver(member, message.text)
+      const waiting = member.pending.get(room) ?? []
+      member.pending.delete(room)
+      const after = recovery?.recovered === true ? position.offset : 0
+      for (const message of waiting) if (message.offset > after) this.deliver(member, message.text)
+      if (options.notice === true) await this.broker.publish(room, notice(room, 'join', member, options.meta ?? null), { history: false })
+      return result
+    } catch (error) {
+      member.pending.delete(room)
+      await this.leave(member, room)
+      throw error
+    }
+  }
+
+  /** Removes the member from a room; false if it was not in it. */
+  async leave (member: Member, room: string, options: { notice?: boolean } = {}): Promise<boolean> {
+    if (!member.rooms.delete(room)) return false
+    member.pending.delete(room)
+    const members = this.local.get(room)
+    members?.delete(member)
+    if (members !== undefined && members.size === 0) {
+      this.local.delete(room)
+      await this.transition(room, async () => {
+        // Someone may have joined while the unsubscribe waited its turn.
+        if (!this.local.has(room)) await this.broker.unsubscribe(room)
+      })
+    }
+    if (!room.startsWith(INTERNAL_PREFIX)) {
+      await this.broker.presenceRemove(room, member.id)
+      if (options.notice === true) await this.broker.publish(room, notice(room, 'leave', member, null), { history: false })
+    }
+    return true
+  }
+
+  /** Takes a closed connection out of every room. */
+  async disconnect (member: Member, notices: boolean): Promise<void> {
+    for (const room of [...member.rooms]) {
+      try {
+        await this.leave(member, room, { notice: notices && !room.startsWith(INTERNAL_PREFIX) })
+      } catch (error) {
+        this.log.warn({ err: error, room }, 'realtime: leaving a room on disconnect failed')
+      }
+    }
+  }
+
+  /** Publishes a serialized `{ type, data }` body to a room on every instance. */
+  async publish (room: string, body: string, options: { except?: string, history?: boolean } = {}): Promise<RoomMessage> {
+    const message = await this.broker.publish(room, body, options)
+    this.stats.published++
+    return message
+  }
+
+  async history (room: string, query?: HistoryQuery): Promise<HistoryPage> {
+    return await this.broker.history(this.checkRoom(room), query)
+  }
+
+  async presence (room: string): Promise<PresenceEntry[]> {
+    return await this.broker.presence(this.checkRoom(room))
+  }
+
+  async presenceCount (room: string): Promise<number> {
+    return await this.broker.presenceCount(this.checkRoom(room))
+  }
+
+  private fanOut (message: RoomMessage): void {
+    const members = this.local.get(message.room)
+    if (members === undefined) return
+    for (const member of members) {
+      if (member.id === message.except) continue
+      const waiting = member.pending.get(message.room)
+      if (waiting !== undefined) waiting.push(message)
+      else this.deliver(member, message.text)
+    }
+  }
+
+  private deliver (member: Member, text: string): void {
+    const connection = member.connection
+    if (connection.closed) return
+    // A member that cannot keep up is closed rather than buffered without bound; it may reconnect and recover.
+    if (connection.bufferedAmount > this.settings.slowConsumerBytes) {
+      this.stats.slowConsumerCloses++
+      this.log.info({ connectionId: member.id, buffered: connection.bufferedAmount }, 'realtime: closing a slow consumer')
+      void connection.close({ code: SLOW_CONSUMER_CLOSE, reason: 'Slow consumer' })
+      return
+    }
+    this.stats.delivered++
+    connection.sendText(text).catch(ignoreClosed)
+  }
+
+  private onLost (room: string, position: Position): void {
+    const members = this.local.get(room)
+    if (members === undefined) return
+    const text = JSON.stringify({ type: '$lost', data: { room, epoch: position.epoch, offset: position.offset } })
+    for (const member of members) {
+      this.stats.lostNotices++
+      this.deliver(member, text)
+    }
+  }
+}
+
+// A send to a connection that closed meanwhile has nobody left to tell.
+function ignoreClosed (): void {}

@@ -1,0 +1,381 @@
+import t, { type Test } from 'tap'
+import { Type } from '@sinclair/typebox'
+import type { FastifyInstance } from 'fastify'
+import {
+  contractHandler, defineContract, MemoryBroker, SLOW_CONSUMER_CLOSE,
+  type BrokerEvents, type ContractOptions, type RealtimeHubOptions
+} from '../lib/index.js'
+import { build, client, deferred, type Client } from './helpers.js'
+
+const chat = defineContract({
+  client: {
+    enter: { data: Type.Object({ room: Type.String(), meta: Type.Optional(Type.Unknown()) }), reply: Type.Object({ room: Type.String(), epoch: Type.String(), offset: Type.Integer() }) },
+    exit: { data: Type.Object({ room: Type.String() }), reply: Type.Boolean() },
+    say: Type.Object({ rooms: Type.Array(Type.String()), text: Type.String() }),
+    shout: Type.Object({ room: Type.String(), text: Type.String() }),
+    dm: Type.Object({ user: Type.String(), text: Type.String() }),
+    all: Type.Object({ text: Type.String() }),
+    who: { data: Type.Object({ room: Type.String() }), reply: Type.Object({ count: Type.Integer(), users: Type.Array(Type.Union([Type.String(), Type.Null()])), meta: Type.Array(Type.Unknown()) }) },
+    past: { data: Type.Object({ room: Type.String(), since: Type.Integer() }), reply: Type.Array(Type.String()) },
+    mine: { data: Type.Null(), reply: Type.Array(Type.String()) }
+  },
+  server: {
+    message: Type.Object({ text: Type.String(), from: Type.Union([Type.String(), Type.Null()]) })
+  }
+})
+
+const routeOptions: ContractOptions<typeof chat> = {
+  validateOutgoing: true,
+  userId: (request) => (request.query as { user?: string }).user ?? null,
+  rooms: { authorize: (room) => room.startsWith('lobby') || room.startsWith('r') }
+}
+
+function chatRoute (options: ContractOptions<typeof chat> = {}) {
+  return contractHandler(chat, {
+    async enter ({ room, meta }, ctx) {
+      const joined = await ctx.rooms.join(room, { meta })
+      return { room: joined.room, epoch: joined.epoch, offset: joined.offset }
+    },
+    exit: ({ room }, ctx) => ctx.rooms.leave(room),
+    async say ({ rooms, text }, ctx) { await ctx.rooms.publish(rooms, 'message', { text, from: ctx.userId }) },
+    async shout ({ room, text }, ctx) { await ctx.rooms.broadcast(room, 'message', { text, from: ctx.userId }) },
+    async dm ({ user, text }, ctx) { await ctx.rooms.toUser(user, 'message', { text, from: ctx.userId }) },
+    async all ({ text }, ctx) { await ctx.rooms.toRoute('message', { text, from: ctx.userId }) },
+    async who ({ room }, ctx) {
+      const entries = await ctx.rooms.presence(room)
+      return { count: await ctx.rooms.presenceCount(room), users: entries.map((entry) => entry.userId).sort(), meta: entries.map((entry) => entry.meta) }
+    },
+    async past ({ room, since }, ctx) {
+      const page = await ctx.rooms.history(room, { since })
+      return page.messages.map((message) => (JSON.parse(message.text) as { data: { text: string } }).data.text)
+    },
+    mine: (_data, ctx) => [...ctx.rooms.joined].filter((room) => !room.startsWith('$')).sort()
+  }, { ...routeOptions, ...options })
+}
+
+async function app (t: Test, hub: RealtimeHubOptions = {}, options: ContractOptions<typeof chat> = {}, setup?: (app: FastifyInstance) => void) {
+  return await build(t, (app) => {
+    app.get('/chat', { realtime: true }, chatRoute(options))
+    app.get('/other', { realtime: true }, chatRoute(options))
+    setup?.(app)
+  }, hub)
+}
+
+async function json (c: Client): Promise<Record<string, unknown>> {
+  return JSON.parse(await c.text()) as Record<string, unknown>
+}
+
+let ids = 0
+async function request (c: Client, type: string, data: unknown): Promise<Record<string, unknown>> {
+  const id = ++ids
+  c.ws.send(JSON.stringify({ type, data, id }))
+  for (;;) {
+    const message = await json(c)
+    if (message.id === id) return message
+  }
+}
+
+async function join (c: Client, room: string, extra: Record<string, unknown> = {}): Promise<Record<string, unknown>> {
+  return await request(c, '$join', { room, ...extra })
+}
+
+t.test('members of a room get what is published to it, with room, epoch and increasing offsets', async (t) => {
+  const { url } = await app(t)
+  const a = await client(t, `${url}/chat?user=ada`)
+  const b = await client(t, `${url}/chat?user=bob`)
+  const joined = await join(a, 'lobby')
+  t.match(joined, { type: '$join:reply', data: { room: 'lobby', epoch: String, offset: 0 } })
+  await join(b, 'lobby')
+  a.ws.send(JSON.stringify({ type: 'say', data: { rooms: ['lobby'], text: 'one' } }))
+  a.ws.send(JSON.stringify({ type: 'say', data: { rooms: ['lobby'], text: 'two' } }))
+  const epoch = (joined.data as { epoch: string }).epoch
+  for (const c of [a, b]) {
+    t.same(await json(c), { type: 'message', data: { text: 'one', from: 'ada' }, room: 'lobby', epoch, offset: 1 })
+    t.same(await json(c), { type: 'message', data: { text: 'two', from: 'ada' }, room: 'lobby', epoch, offset: 2 })
+  }
+})
+
+t.test('broadcast leaves the sender out; publish to several rooms reaches each', async (t) => {
+  const { url } = await app(t)
+  const a = await client(t, `${url}/chat?user=ada`)
+  const b = await client(t, `${url}/chat?user=bob`)
+  await join(a, 'lobby')
+  await join(b, 'lobby')
+  await join(b, 'lobby2')
+  a.ws.send(JSON.stringify({ type: 'shout', data: { room: 'lobby', text: 'not to me' } }))
+  t.match(await json(b), { data: { text: 'not to me' }, room: 'lobby' })
+  a.ws.send(JSON.stringify({ type: 'say', data: { rooms: ['lobby', 'lobby2'], text: 'both' } }))
+  t.match(await json(a), { data: { text: 'both' }, room: 'lobby' }, 'the sender gets a publish but not its own broadcast')
+  t.match(await json(b), { data: { text: 'both' }, room: 'lobby' })
+  t.match(await json(b), { data: { text: 'both' }, room: 'lobby2' })
+})
+
+t.test('toUser reaches every connection of that user only; toRoute every connection of the route only', async (t) => {
+  const { url } = await app(t)
+  const ada1 = await client(t, `${url}/chat?user=ada`)
+  const ada2 = await client(t, `${url}/chat?user=ada`)
+  const bob = await client(t, `${url}/chat?user=bob`)
+  const elsewhere = await client(t, `${url}/other?user=ada`)
+  bob.ws.send(JSON.stringify({ type: 'dm', data: { user: 'ada', text: 'psst' } }))
+  for (const c of [ada1, ada2, elsewhere]) t.match(await json(c), { type: 'message', data: { text: 'psst', from: 'bob' } })
+  bob.ws.send(JSON.stringify({ type: 'all', data: { text: 'everyone here' } }))
+  for (const c of [ada1, ada2, bob]) t.match(await json(c), { data: { text: 'everyone here' } })
+  elsewhere.ws.send(JSON.stringify({ type: 'all', data: { text: 'other route' } }))
+  t.match(await json(elsewhere), { data: { text: 'other route' } }, 'a connection of /other gets only its own route message')
+  bob.ws.send(JSON.stringify({ type: 'dm', data: { user: 'bob', text: 'to myself' } }))
+  t.match(await json(bob), { data: { text: 'to myself' } }, 'bob did not get the /other route message before this')
+})
+
+t.test('the app.realtime decorator publishes from an HTTP route and reads presence and history', async (t) => {
+  const { url, app: fastify } = await app(t, {}, {}, (app) => {
+    app.post('/announce', async (request) => {
+      await app.realtime.publish(chat, 'lobby', 'message', { text: (request.body as { text: string }).text, from: null })
+      await app.realtime.toUser(chat, 'ada', 'message', { text: 'just you', from: null })
+      await app.realtime.toRoute(chat, '/chat', 'message', { text: 'route wide', from: null })
+      return { members: await app.realtime.presenceCount('lobby') }
+    })
+  })
+  const a = await client(t, `${url}/chat?user=ada`)
+  await join(a, 'lobby', { meta: { color: 'red' } })
+  const response = await fastify.inject({ method: 'POST', url: '/announce', payload: { text: 'hello all' } })
+  t.same(response.json(), { members: 1 })
+  t.match(await json(a), { data: { text: 'hello all', from: null }, room: 'lobby', offset: 1 })
+  t.match(await json(a), { data: { text: 'just you' } })
+  t.match(await json(a), { data: { text: 'route wide' } })
+  const page = await fastify.realtime.history('lobby')
+  t.equal(page.messages.length, 1)
+  t.match(await fastify.realtime.presence('lobby'), [{ userId: 'ada', meta: { color: 'red' }, connectionId: String, joinedAt: Number }])
+  t.ok(fastify.realtime.stats.published >= 3)
+  t.ok(fastify.realtime.broker instanceof MemoryBroker)
+})
+
+t.test('presence lists members with user, meta and join time, counts them, and forgets those who leave', async (t) => {
+  const { url } = await app(t)
+  const a = await client(t, `${url}/chat?user=ada`)
+  const b = await client(t, `${url}/chat`)
+  await join(a, 'lobby', { meta: { role: 'host' } })
+  await request(b, 'enter', { room: 'lobby', meta: 'guest' })
+  t.same((await request(a, 'who', { room: 'lobby' })).data, { count: 2, users: ['ada', null], meta: [{ role: 'host' }, 'guest'] })
+  t.same((await request(b, 'exit', { room: 'lobby' })).data, true)
+  t.same((await request(b, 'exit', { room: 'lobby' })).data, false, 'leaving twice is a no-op')
+  t.same((await request(a, 'who', { room: 'lobby' })).data, { count: 1, users: ['ada'], meta: [{ role: 'host' }] })
+  a.ws.close()
+  await a.closed
+  const check = await client(t, `${url}/chat`)
+  // The hub removes a closed connection on its own; wait for that through presence.
+  for (let i = 0; i < 50; i++) {
+    if ((await request(check, 'who', { room: 'lobby' }) as { data: { count: number } }).data.count === 0) break
+  }
+  t.same((await request(check, 'who', { room: 'lobby' })).data, { count: 0, users: [], meta: [] })
+})
+
+t.test('join and leave notices reach the other members when the route asks for them', async (t) => {
+  const { url } = await app(t, {}, { rooms: { authorize: () => true, notices: true } })
+  const a = await client(t, `${url}/chat?user=ada`)
+  let b = await client(t, `${url}/chat?user=bob`)
+  await join(a, 'lobby')
+  t.match(await json(a), { type: '$presence', data: { room: 'lobby', event: 'join', userId: 'ada' } }, 'a member sees its own join')
+  await join(b, 'lobby', { meta: { x: 1 } })
+  t.match(await json(a), { type: '$presence', data: { room: 'lobby', event: 'join', userId: 'bob', meta: { x: 1 } } })
+  const left = await request(b, '$leave', { room: 'lobby' })
+  t.same(left.data, { room: 'lobby', left: true })
+  t.match(await json(a), { type: '$presence', data: { room: 'lobby', event: 'leave', userId: 'bob' } })
+  b.ws.terminate()
+  await join(b = await client(t, `${url}/chat?user=bob`), 'lobby')
+  t.match(await json(a), { type: '$presence', data: { event: 'join', userId: 'bob' } })
+  b.ws.close()
+  t.match(await json(a), { type: '$presence', data: { event: 'leave', userId: 'bob' } }, 'a disconnect is a leave')
+})
+
+t.test('history answers since and limit, bounded by size', async (t) => {
+  const { url, app: fastify } = await app(t, { history: { size: 3 } })
+  const a = await client(t, `${url}/chat?user=ada`)
+  await join(a, 'lobby')
+  for (const text of ['1', '2', '3', '4', '5']) a.ws.send(JSON.stringify({ type: 'say', data: { rooms: ['lobby'], text } }))
+  for (let i = 0; i < 5; i++) await json(a)
+  t.same((await request(a, 'past', { room: 'lobby', since: 0 })).data, ['3', '4', '5'])
+  t.same((await request(a, 'past', { room: 'lobby', since: 4 })).data, ['5'])
+  const page = await fastify.realtime.history('lobby', { since: 2, limit: 2 })
+  t.same(page.messages.map((message) => message.offset), [3, 4])
+  t.equal(page.position.offset, 5)
+})
+
+t.test('recovery: a reconnecting client gets every missed message in order, then live ones, and recovered: true', async (t) => {
+  const { url } = await app(t)
+  const a = await client(t, `${url}/chat?user=ada`)
+  const b = await client(t, `${url}/chat?user=bob`)
+  await join(a, 'lobby')
+  await join(b, 'lobby')
+  b.ws.send(JSON.stringify({ type: 'say', data: { rooms: ['lobby'], text: 'seen' } }))
+  const seen = await json(a)
+  await json(b)
+  a.ws.terminate()
+  for (const text of ['missed 1', 'missed 2', 'missed 3']) b.ws.send(JSON.stringify({ type: 'say', data: { rooms: ['lobby'], text } }))
+  for (let i = 0; i < 3; i++) await json(b)
+  const again = await client(t, `${url}/chat?user=ada`)
+  const reply = await join(again, 'lobby', { epoch: seen.epoch, offset: seen.offset })
+  t.match(reply.data, { room: 'lobby', epoch: seen.epoch, offset: 4, recovered: true })
+  b.ws.send(JSON.stringify({ type: 'say', data: { rooms: ['lobby'], text: 'live' } }))
+  const texts: string[] = []
+  for (let i = 0; i < 4; i++) texts.push(((await json(again)).data as { text: string }).text)
+  t.same(texts, ['missed 1', 'missed 2', 'missed 3', 'live'])
+})
+
+t.test('recovery that is impossible says recovered: false and replays nothing', async (t) => {
+  const { url } = await app(t, { history: { size: 2 } })
+  const a = await client(t, `${url}/chat?user=ada`)
+  const first = await join(a, 'lobby')
+  const epoch = (first.data as { epoch: string }).epoch
+  for (const text of ['1', '2', '3', '4']) a.ws.send(JSON.stringify({ type: 'say', data: { rooms: ['lobby'], text } }))
+  for (let i = 0; i < 4; i++) await json(a)
+  const b = await client(t, `${url}/chat?user=bob`)
+  t.match((await join(b, 'lobby', { epoch, offset: 1 })).data, { recovered: false, offset: 4 }, 'offset 2 aged out')
+  const c = await client(t, `${url}/chat?user=cy`)
+  t.match((await join(c, 'lobby', { epoch: 'another-epoch', offset: 4 })).data, { recovered: false, epoch, offset: 4 })
+  const d = await client(t, `${url}/chat?user=di`)
+  t.match((await join(d, 'lobby', { epoch, offset: 99 })).data, { recovered: false }, 'an offset from the future')
+  const e = await client(t, `${url}/chat?user=ed`)
+  t.match((await join(e, 'lobby', { epoch, offset: 3 })).data, { recovered: true, offset: 4 })
+  t.match(await json(e), { data: { text: '4' }, offset: 4 }, 'recoverable when nothing aged out')
+  a.ws.send(JSON.stringify({ type: 'say', data: { rooms: ['lobby'], text: 'live' } }))
+  for (const member of [b, c, d]) t.match(await json(member), { data: { text: 'live' }, offset: 5 }, 'no partial replay, only live messages')
+})
+
+const badJoins: Array<{ title: string, data: unknown, code: string }> = [
+  { title: 'a room name that is too long', data: { room: 'r'.repeat(129) }, code: 'FST_RT_INVALID_ROOM' },
+  { title: 'an empty room name', data: { room: '' }, code: 'FST_RT_INVALID_ROOM' },
+  { title: 'a reserved room name', data: { room: '$user:ada' }, code: 'FST_RT_INVALID_ROOM' },
+  { title: 'a room name with control characters', data: { room: 'r\u0000x' }, code: 'FST_RT_INVALID_ROOM' },
+  { title: 'a room the route does not allow', data: { room: 'secret' }, code: 'FST_RT_JOIN_FORBIDDEN' },
+  { title: 'a room that is not a string', data: { room: 42 }, code: 'FST_RT_INVALID_MESSAGE_DATA' },
+  { title: 'a negative offset', data: { room: 'lobby', epoch: 'e', offset: -1 }, code: 'FST_RT_INVALID_MESSAGE_DATA' },
+  { title: 'a fractional offset', data: { room: 'lobby', epoch: 'e', offset: 1.5 }, code: 'FST_RT_INVALID_MESSAGE_DATA' },
+  { title: 'an offset that is a string', data: { room: 'lobby', epoch: 'e', offset: 'abc' }, code: 'FST_RT_INVALID_MESSAGE_DATA' },
+  { title: 'an epoch without an offset', data: { room: 'lobby', epoch: 'e' }, code: 'FST_RT_INVALID_MESSAGE_DATA' },
+  { title: 'an epoch that is too long', data: { room: 'lobby', epoch: 'e'.repeat(65), offset: 1 }, code: 'FST_RT_INVALID_MESSAGE_DATA' },
+  { title: 'meta over 1 KiB', data: { room: 'lobby', meta: 'm'.repeat(1100) }, code: 'FST_RT_INVALID_MESSAGE_DATA' },
+  { title: 'no data at all', data: null, code: 'FST_RT_INVALID_MESSAGE_DATA' }
+]
+
+for (const bad of badJoins) {
+  t.test(`a $join with ${bad.title} gets ${bad.code}, and the connection can still join a room`, async (t) => {
+    const { url } = await app(t)
+    const a = await client(t, `${url}/chat?user=ada`)
+    const reply = await request(a, '$join', bad.data)
+    t.equal(reply.type, 'error')
+    t.equal((reply.data as { code: string }).code, bad.code)
+    t.notOk(JSON.stringify(reply).includes('m'.repeat(1100)), 'nothing large is echoed')
+    t.match((await join(a, 'lobby')).data, { room: 'lobby', offset: 0 })
+    t.same((await request(a, 'mine', null)).data, ['lobby'], 'the bad join left nothing behind')
+  })
+}
+
+t.test('$leave of a bad room name is refused; $join and $leave are unknown types on a route without client rooms', async (t) => {
+  const { url } = await app(t, {}, { rooms: undefined })
+  const plain = await client(t, `${url}/chat`)
+  t.match(await request(plain, '$join', { room: 'lobby' }), { type: 'error', data: { code: 'FST_RT_UNKNOWN_MESSAGE_TYPE' } })
+  const { url: url2 } = await app(t)
+  const c = await client(t, `${url2}/chat`)
+  t.match(await request(c, '$leave', { room: '$route:/chat' }), { type: 'error', data: { code: 'FST_RT_INVALID_ROOM' } })
+  t.match(await request(c, '$leave', {}), { type: 'error', data: { code: 'FST_RT_INVALID_MESSAGE_DATA' } })
+  t.match(await request(c, '$leave', { room: 'lobby' }), { type: '$leave:reply', data: { room: 'lobby', left: false } })
+})
+
+t.test('a member that cannot keep up is closed with 4008 and counted; the others keep receiving', async (t) => {
+  const { url, app: fastify } = await app(t, { slowConsumerBytes: 64 * 1024 })
+  const slow = await client(t, `${url}/chat?user=slow`)
+  const fast = await client(t, `${url}/chat?user=fast`)
+  await join(slow, 'lobby')
+  await join(fast, 'lobby')
+  const socket = (slow.ws as unknown as { _socket: import('node:net').Socket })._socket
+  socket.pause()
+  const text = 'x'.repeat(64 * 1024)
+  // Bounded: the kernel absorbs a few MiB before the server's buffer grows past the limit.
+  let sent = 0
+  const closed = slow.closed
+  let settled = false
+  void closed.then(() => { settled = true })
+  while (!settled && sent < 400) {
+    await fastify.realtime.publish(chat, 'lobby', 'message', { text, from: null })
+    sent++
+    await json(fast)
+    if (fastify.realtime.stats.slowConsumerCloses > 0) socket.resume()
+  }
+  t.equal((await closed).code, SLOW_CONSUMER_CLOSE)
+  t.equal(fastify.realtime.stats.slowConsumerCloses, 1)
+  await fastify.realtime.publish(chat, 'lobby', 'message', { text: 'after', from: null })
+  t.match(await json(fast), { data: { text: 'after' } }, 'the fast member still receives')
+})
+
+t.test('members are told when the broker lost messages of their room', async (t) => {
+  let events: BrokerEvents | null = null
+  class Leaky extends MemoryBroker {
+    override attach (handlers: BrokerEvents): void {
+      events = handlers
+      super.attach(handlers)
+    }
+  }
+  const { url, app: fastify } = await app(t, { broker: new Leaky() })
+  const a = await client(t, `${url}/chat?user=ada`)
+  await join(a, 'lobby')
+  ;(events as unknown as BrokerEvents).lost('lobby', { epoch: 'new', offset: 0 })
+  ;(events as unknown as BrokerEvents).lost('nobody-here', { epoch: 'new', offset: 0 })
+  t.same(await json(a), { type: '$lost', data: { room: 'lobby', epoch: 'new', offset: 0 } })
+  t.equal(fastify.realtime.stats.lostNotices, 1)
+})
+
+t.test('a broker failure during a join fails that join only and leaves the member out of the room', async (t) => {
+  class Failing extends MemoryBroker {
+    override async presenceAdd (): Promise<void> { throw new Error('broker down') }
+  }
+  const { url } = await app(t, { broker: new Failing() })
+  const a = await client(t, `${url}/chat?user=ada`)
+  t.match(await request(a, '$join', { room: 'lobby' }), { type: 'error', data: { code: 'FST_RT_HANDLER_FAILED' } })
+  t.same((await request(a, 'mine', null)).data, [])
+})
+
+t.test('leaving and joining again at once keeps the subscription', async (t) => {
+  const { url } = await app(t)
+  const a = await client(t, `${url}/chat?user=ada`)
+  await join(a, 'lobby')
+  a.ws.send(JSON.stringify({ type: '$leave', data: { room: 'lobby' }, id: 'l' }))
+  a.ws.send(JSON.stringify({ type: '$join', data: { room: 'lobby' }, id: 'j' }))
+  const replies = new Set<unknown>()
+  while (replies.size < 2) replies.add((await json(a)).id)
+  a.ws.send(JSON.stringify({ type: 'say', data: { rooms: ['lobby'], text: 'still subscribed' } }))
+  t.match(await json(a), { data: { text: 'still subscribed' } })
+})
+
+t.test('hub options and a bad broker are refused at registration', async (t) => {
+  const Fastify = (await import('fastify')).default
+  const realtime = (await import('../lib/index.js')).default
+  for (const [options, message] of [
+    [{ broker: {} }, /"broker"/],
+    [{ maxRoomNameLength: 0 }, /"maxRoomNameLength".*got 0/],
+    [{ slowConsumerBytes: 'lots' }, /"slowConsumerBytes"/]
+  ] as const) {
+    const app = Fastify()
+    await t.rejects(async () => { await app.register(realtime, options as never) }, { code: 'FST_RT_INVALID_OPTION', message })
+    await app.close().catch(() => {})
+  }
+  const small = defineContract({ client: { go: Type.Null() }, server: {} })
+  t.throws(() => contractHandler(small, { go () {} }, { rooms: {} as never }), { code: 'FST_RT_INVALID_OPTION', message: /"rooms"/ })
+  t.throws(() => contractHandler(small, { go () {} }, { userId: 'ada' as never }), { code: 'FST_RT_INVALID_OPTION', message: /"userId"/ })
+  t.throws(() => defineContractChecked({ client: { $join: Type.Null() }, server: {} }), { code: 'FST_RT_INVALID_CONTRACT', message: /reserved/ })
+  t.throws(() => defineContractChecked({ client: {}, server: { $lost: Type.Null() } }), { code: 'FST_RT_INVALID_CONTRACT', message: /reserved/ })
+})
+
+function defineContractChecked (definition: Parameters<typeof defineContract>[0]): unknown {
+  return contractHandler(defineContract(definition), {} as never)
+}
+
+t.test('the broker is closed when the app closes', async (t) => {
+  const closed = deferred()
+  class Watched extends MemoryBroker {
+    override async close (): Promise<void> { closed.resolve(); await super.close() }
+  }
+  const { app: fastify } = await app(t, { broker: new Watched() })
+  await fastify.close()
+  await closed.promise
+  t.pass('closed')
+})
