@@ -3,7 +3,7 @@ import { Type } from '@sinclair/typebox'
 import type { FastifyInstance } from 'fastify'
 import {
   contractHandler, defineContract, MemoryBroker, SLOW_CONSUMER_CLOSE,
-  type BrokerEvents, type ContractOptions, type RealtimeHubOptions
+  type BrokerEvents, type ContractOptions, type MessageHandlers, type RealtimeHubOptions
 } from '../lib/index.js'
 import { build, client, deferred, type Client } from './helpers.js'
 
@@ -28,6 +28,12 @@ const routeOptions: ContractOptions<typeof chat> = {
   validateOutgoing: true,
   userId: (request) => (request.query as { user?: string }).user ?? null,
   rooms: { authorize: (room) => room.startsWith('lobby') || room.startsWith('r') }
+}
+
+/** Stubs for every client type but the ones given. */
+function chatHandlersWith (own: Partial<MessageHandlers<typeof chat>>): MessageHandlers<typeof chat> {
+  const stubs = Object.fromEntries(Object.keys(chat.client).map((key) => [key, () => null]))
+  return { ...stubs, ...own } as unknown as MessageHandlers<typeof chat>
 }
 
 function chatRoute (options: ContractOptions<typeof chat> = {}) {
@@ -378,4 +384,133 @@ t.test('the broker is closed when the app closes', async (t) => {
   await fastify.close()
   await closed.promise
   t.pass('closed')
+})
+
+t.test('joining a room twice answers with the current position and changes nothing', async (t) => {
+  const { url } = await app(t)
+  const a = await client(t, `${url}/chat?user=ada`)
+  await join(a, 'lobby')
+  a.ws.send(JSON.stringify({ type: 'say', data: { rooms: ['lobby'], text: 'one' } }))
+  await json(a)
+  t.match((await join(a, 'lobby')).data, { room: 'lobby', offset: 1 })
+  t.same((await request(a, 'who', { room: 'lobby' })).data, { count: 1, users: ['ada'], meta: [null] })
+})
+
+t.test('the decorator publishes to several rooms with one call; the connection id is stable', async (t) => {
+  const ids: string[] = []
+  const { url, app: fastify } = await build(t, (app) => {
+    const handlers = chatHandlersWith({
+      async enter ({ room }, ctx) {
+        ids.push(ctx.rooms.connectionId, ctx.rooms.connectionId)
+        const joined = await ctx.rooms.join(room)
+        return { room: joined.room, epoch: joined.epoch, offset: joined.offset }
+      }
+    })
+    app.get('/chat', { realtime: true }, contractHandler(chat, handlers))
+  })
+  const a = await client(t, `${url}/chat`)
+  await request(a, 'enter', { room: 'one' })
+  await request(a, 'enter', { room: 'two' })
+  await fastify.realtime.publish(chat, ['one', 'two'], 'message', { text: 'twice', from: null })
+  t.match(await json(a), { room: 'one', data: { text: 'twice' } })
+  t.match(await json(a), { room: 'two', data: { text: 'twice' } })
+  t.equal(new Set(ids).size, 1)
+})
+
+t.test('a broker failure while leaving is logged, answered, and does not stop the disconnect', async (t) => {
+  const warnings: string[] = []
+  class Sticky extends MemoryBroker {
+    override async presenceRemove (): Promise<void> { throw new Error('broker down') }
+  }
+  const { url } = await build(t, (app) => {
+    app.get('/chat', { realtime: true }, chatRoute())
+  }, { broker: new Sticky() }, { logger: { level: 'warn', stream: { write (line: string) { warnings.push(JSON.parse(line).msg as string) } } } })
+  const a = await client(t, `${url}/chat?user=ada`)
+  await join(a, 'lobby')
+  await join(a, 'lobby2')
+  t.match(await request(a, '$leave', { room: 'lobby' }), { type: 'error', data: { code: 'FST_RT_HANDLER_FAILED' } })
+  a.ws.close()
+  await a.closed
+  const check = await client(t, `${url}/chat?user=bob`)
+  for (let i = 0; i < 50 && !warnings.includes('realtime: leaving a room on disconnect failed'); i++) await request(check, 'mine', null)
+  t.ok(warnings.includes('realtime: leaving a room on disconnect failed'))
+})
+
+t.test('a message published while a recovery is read is delivered once, after the replay', async (t) => {
+  let sneak: (() => Promise<unknown>) | null = null
+  let sneakPosition: (() => Promise<unknown>) | null = null
+  class Busy extends MemoryBroker {
+    override async position (room: string) {
+      if (room === 'lobby') {
+        const sneak = sneakPosition
+        sneakPosition = null
+        await sneak?.()
+      }
+      return await super.position(room)
+    }
+
+    override async recover (room: string, epoch: string, offset: number) {
+      // Another instance publishes between this member's subscription and the recovery read.
+      await sneak?.()
+      return await super.recover(room, epoch, offset)
+    }
+  }
+  const { url, app: fastify } = await app(t, { broker: new Busy() })
+  const a = await client(t, `${url}/chat?user=ada`)
+  const first = await join(a, 'lobby')
+  sneak = () => fastify.realtime.publish(chat, 'lobby', 'message', { text: 'during recovery', from: null })
+  const b = await client(t, `${url}/chat?user=bob`)
+  const reply = await join(b, 'lobby', { epoch: (first.data as { epoch: string }).epoch, offset: 0 })
+  t.match(reply.data, { recovered: true, offset: 1 })
+  t.match(await json(b), { data: { text: 'during recovery' }, offset: 1 })
+  sneak = null
+  await fastify.realtime.publish(chat, 'lobby', 'message', { text: 'next', from: null })
+  t.match(await json(b), { data: { text: 'next' }, offset: 2 }, 'the buffered copy was not delivered a second time')
+  sneakPosition = () => fastify.realtime.publish(chat, 'lobby', 'message', { text: 'during a plain join', from: null })
+  const c = await client(t, `${url}/chat?user=cy`)
+  const plain = await join(c, 'lobby')
+  t.match(plain.data, { offset: 3 })
+  t.match(await json(c), { data: { text: 'during a plain join' }, offset: 3 }, 'what arrived during the join follows the reply')
+})
+
+t.test('a leave that overtakes a join leaves the member out', async (t) => {
+  const { url } = await app(t)
+  const a = await client(t, `${url}/chat?user=ada`)
+  a.ws.send(JSON.stringify({ type: '$join', data: { room: 'lobby' }, id: 'j' }))
+  a.ws.send(JSON.stringify({ type: '$leave', data: { room: 'lobby' }, id: 'l' }))
+  const replies = new Map<unknown, unknown>()
+  while (replies.size < 2) {
+    const message = await json(a)
+    replies.set(message.id, message.data)
+  }
+  t.same(replies.get('l'), { room: 'lobby', left: true })
+  t.same((await request(a, 'mine', null)).data, [])
+})
+
+t.test('a message for a room with no local member, or for a member already closed, goes nowhere', async (t) => {
+  let events: BrokerEvents | null = null
+  class Open extends MemoryBroker {
+    override attach (handlers: BrokerEvents): void { events = handlers; super.attach(handlers) }
+  }
+  const closing = deferred()
+  const { url, app: fastify } = await build(t, (app) => {
+    app.get('/chat', { realtime: true }, contractHandler(chat, chatHandlersWith({
+      async enter ({ room }, ctx) {
+        const joined = await ctx.rooms.join(room)
+        return { room: joined.room, epoch: joined.epoch, offset: joined.offset }
+      },
+      // Still a member here: the hub takes the connection out of its rooms after this handler.
+      async close () {
+        await app.realtime.publish(chat, 'lobby', 'message', { text: 'to a closed member', from: null })
+        closing.resolve()
+      }
+    })))
+  }, { broker: new Open() })
+  ;(events as unknown as BrokerEvents).message({ room: 'empty', epoch: 'e', offset: 1, time: Date.now(), text: '{}' })
+  const a = await client(t, `${url}/chat`)
+  await request(a, 'enter', { room: 'lobby' })
+  const delivered = fastify.realtime.stats.delivered
+  a.ws.close()
+  await closing.promise
+  t.equal(fastify.realtime.stats.delivered, delivered, 'nothing was sent to the closed connection')
 })
