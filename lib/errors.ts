@@ -49,7 +49,6 @@ export const errors = {
   // ---- rooms: sent as error envelopes (client joins) or thrown to server code ----
   FST_RT_INVALID_ROOM: createError('FST_RT_INVALID_ROOM', 'Invalid room name: %s', 400, TypeError),
   FST_RT_JOIN_FORBIDDEN: createError('FST_RT_JOIN_FORBIDDEN', 'Joining room %s is not allowed', 403),
-  FST_RT_NOT_IN_ROOM: createError('FST_RT_NOT_IN_ROOM', 'This connection is not in room %s', 400),
 
   // ---- message contracts: thrown to the server code that sends ----
   FST_RT_UNKNOWN_OUTGOING_TYPE: createError('FST_RT_UNKNOWN_OUTGOING_TYPE', 'The contract has no server message type %s', 500, TypeError),
