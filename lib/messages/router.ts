@@ -5,8 +5,8 @@ import { LIFECYCLE, replyType, type CompiledContract } from './compile.js'
 import { compiledFor, describeErrors, serializeOutgoing } from './outgoing.js'
 import type { ClientData, ClientType, Contract, HandlerResult, ServerData, ServerType } from './contract.js'
 import { MessageError } from './message-error.js'
-import { Type } from '@sinclair/typebox'
-import { TypeCompiler } from '@sinclair/typebox/compiler'
+import { Type, type TSchema } from '@sinclair/typebox'
+import { TypeCompiler, type TypeCheck } from '@sinclair/typebox/compiler'
 import type { HistoryPage, HistoryQuery, PresenceEntry } from '../hub/broker.js'
 import { Hub, Member, type JoinOptions, type JoinResult } from '../hub/hub.js'
 import { kHub } from '../symbols.js'
@@ -221,7 +221,7 @@ class SessionRooms implements RoomsApi<Contract> {
   }
 
   async toRoute (type: string, data: unknown): Promise<void> {
-    await this.session.hub.publish(Hub.routeRoom(this.session.request.routeOptions.url ?? ''), this.session.serialize(type, data), { history: false })
+    await this.session.hub.publish(this.session.routeRoom, this.session.serialize(type, data), { history: false })
   }
 
   presence (room: string): Promise<PresenceEntry[]> {
@@ -253,12 +253,17 @@ class Session {
     readonly member: Member
   ) {
     this.context = { connection, request, userId: member.userId, send: (type, data) => this.send(type, data), rooms: new SessionRooms(this) }
+    // A handler only runs for a matched route, so its URL is always known.
+    this.routeRoom = Hub.routeRoom(request.routeOptions.url as string)
   }
+
+  /** The internal room of every connection of this route. */
+  readonly routeRoom: string
 
   /** Registers the connection with the hub, runs it, and always takes it out of every room. */
   async serve (): Promise<void> {
     try {
-      await this.hub.join(this.member, Hub.routeRoom(this.request.routeOptions.url ?? ''), {}, true)
+      await this.hub.join(this.member, this.routeRoom, {}, true)
       if (this.member.userId !== null) await this.hub.join(this.member, Hub.userRoom(this.member.userId), {}, true)
       await this.run()
     } finally {
@@ -333,27 +338,27 @@ class Session {
     }
     const data = envelope.data
     if (!entry.check.Check(data)) {
-      const list: Array<{ path: string, message: string }> = []
-      for (const error of entry.check.Errors(data)) {
-        if (list.length === this.settings.maxErrors) break
-        list.push({ path: error.path === '' ? '/' : error.path, message: error.message })
-      }
-      return await this.refuse(new errors.FST_RT_INVALID_MESSAGE_DATA(JSON.stringify(type)), id, list)
+      return await this.refuse(new errors.FST_RT_INVALID_MESSAGE_DATA(JSON.stringify(type)), id, this.validationErrors(entry.check, data))
     }
     await this.start(() => this.handle(type, data, id))
     return true
+  }
+
+  /** The first maxErrors failures of a check that failed: paths and messages only, never values. */
+  private validationErrors (check: TypeCheck<TSchema>, data: unknown): Array<{ path: string, message: string }> {
+    const list: Array<{ path: string, message: string }> = []
+    for (const error of check.Errors(data)) {
+      if (list.length === this.settings.maxErrors) break
+      list.push({ path: error.path === '' ? '/' : error.path, message: error.message })
+    }
+    return list
   }
 
   /** A client's own `$join` or `$leave`: checked, authorized, answered with `<type>:reply`. */
   private async roomRequest (type: '$join' | '$leave', data: unknown, id: Id | undefined): Promise<boolean> {
     const check = type === '$join' ? JoinData : LeaveData
     if (!check.Check(data)) {
-      const list: Array<{ path: string, message: string }> = []
-      for (const error of check.Errors(data)) {
-        if (list.length === this.settings.maxErrors) break
-        list.push({ path: error.path === '' ? '/' : error.path, message: error.message })
-      }
-      return await this.refuse(new errors.FST_RT_INVALID_MESSAGE_DATA(JSON.stringify(type)), id, list)
+      return await this.refuse(new errors.FST_RT_INVALID_MESSAGE_DATA(JSON.stringify(type)), id, this.validationErrors(check, data))
     }
     const request = data as { room: string, epoch?: string, offset?: number, meta?: unknown }
     try {
