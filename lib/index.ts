@@ -42,6 +42,8 @@ export type { Broker, BrokerEvents, HistoryLimits, HistoryPage, HistoryQuery, Po
 export { SLOW_CONSUMER_CLOSE } from './hub/hub.js'
 export type { HubSettings, HubStats, JoinOptions, JoinResult } from './hub/hub.js'
 export type { RealtimeDecorator } from './hub/decorator.js'
+export { roomHistoryRoute } from './hub/history-route.js'
+export type { HistoryQuerystring, HistoryResponse, HistoryRouteOptions } from './hub/history-route.js'
 export type { RealtimeErrorCode } from './errors.js'
 export type { CompressOptions, OriginCheck, OriginRule, RealtimePluginOptions, RealtimeRouteOptions } from './options.js'
 

@@ -11,6 +11,8 @@ export interface RealtimeDecorator {
   toUser<C extends Contract, K extends ServerType<C>>(contract: C, userId: string, type: K, data: ServerData<C, K>): Promise<void>
   /** Sends to every connection of a route (its URL as declared, e.g. '/chat'), on every instance. */
   toRoute<C extends Contract, K extends ServerType<C>>(contract: C, url: string, type: K, data: ServerData<C, K>): Promise<void>
+  /** Returns `room` if apps and clients may use it; throws FST_RT_INVALID_ROOM (400) otherwise. */
+  checkRoom (room: unknown): string
   presence (room: string): Promise<PresenceEntry[]>
   presenceCount (room: string): Promise<number>
   history (room: string, query?: HistoryQuery): Promise<HistoryPage>
@@ -34,6 +36,7 @@ export function createDecorator (hub: Hub): RealtimeDecorator {
     async toRoute (contract, url, type, data) {
       await hub.publish(Hub.routeRoom(url), body(contract, type, data), { history: false })
     },
+    checkRoom: (room) => hub.checkRoom(room),
     presence: (room) => hub.presence(room),
     presenceCount: (room) => hub.presenceCount(room),
     history: (room, query) => hub.history(room, query),

@@ -1,0 +1,62 @@
+import { Type, type Static } from '@sinclair/typebox'
+import type { FastifyInstance, FastifyReply, FastifyRequest, RouteShorthandOptions } from 'fastify'
+import { errors } from '../errors.js'
+import type { HistoryPage } from './broker.js'
+
+const Querystring = Type.Object({
+  room: Type.String({ minLength: 1 }),
+  since: Type.Optional(Type.Integer({ minimum: 0 })),
+  limit: Type.Optional(Type.Integer({ minimum: 1 }))
+})
+
+const Page = Type.Object({
+  room: Type.String(),
+  epoch: Type.String(),
+  offset: Type.Integer(),
+  /** Each message as clients receive it live: `{ type, data, room, epoch, offset }`. */
+  messages: Type.Array(Type.Object({
+    type: Type.String(),
+    data: Type.Unknown(),
+    room: Type.String(),
+    epoch: Type.String(),
+    offset: Type.Integer()
+  }))
+})
+
+export type HistoryQuerystring = Static<typeof Querystring>
+export type HistoryResponse = Static<typeof Page>
+
+export interface HistoryRouteOptions {
+  /** Decides whether the request may read the room; refused requests get 403 FST_RT_JOIN_FORBIDDEN. */
+  authorize: (room: string, request: FastifyRequest) => boolean | Promise<boolean>
+  /** The most messages one request may ask for. @default 100 */
+  maxLimit?: number
+}
+
+/**
+ * Options and handler of a GET route that returns a room's history (`?room=&since=&limit=`), so a
+ * client can load the past over HTTP before it connects. Register it where the app's auth hooks run:
+ * `app.get('/history', roomHistoryRoute({ authorize }))`.
+ */
+export function roomHistoryRoute (options: HistoryRouteOptions): RouteShorthandOptions & { handler: (this: FastifyInstance, request: FastifyRequest, reply: FastifyReply) => Promise<HistoryResponse> } {
+  if (typeof options?.authorize !== 'function') {
+    throw new errors.FST_RT_INVALID_OPTION('"authorize"', 'expected a function (room, request) => boolean')
+  }
+  const maxLimit = options.maxLimit ?? 100
+  if (!Number.isInteger(maxLimit) || maxLimit < 1) throw new errors.FST_RT_INVALID_OPTION('"maxLimit"', `expected a positive integer, got ${String(maxLimit)}`)
+  return {
+    schema: { querystring: Querystring, response: { 200: Page } },
+    async handler (this: FastifyInstance, request: FastifyRequest) {
+      const query = request.query as HistoryQuerystring
+      const room = this.realtime.checkRoom(query.room)
+      if (await options.authorize(room, request) !== true) throw new errors.FST_RT_JOIN_FORBIDDEN(JSON.stringify(room))
+      const page: HistoryPage = await this.realtime.history(room, { since: query.since ?? 0, limit: Math.min(query.limit ?? maxLimit, maxLimit) })
+      return {
+        room,
+        epoch: page.position.epoch,
+        offset: page.position.offset,
+        messages: page.messages.map((message) => JSON.parse(message.text) as HistoryResponse['messages'][number])
+      }
+    }
+  }
+}
