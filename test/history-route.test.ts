@@ -51,3 +51,13 @@ t.test('history route options are checked when it is built', async (t) => {
   t.throws(() => roomHistoryRoute(undefined as never), { code: 'FST_RT_INVALID_OPTION', message: /"authorize"/ })
   t.throws(() => roomHistoryRoute({ authorize: () => true, maxLimit: 0 }), { code: 'FST_RT_INVALID_OPTION', message: /"maxLimit"/ })
 })
+
+t.test('without maxLimit a page holds at most 100 messages', async (t) => {
+  const { app: fastify } = await build(t, (app) => {
+    app.get('/ws', { realtime: true }, contractHandler(news, { noop () {} }))
+    app.get('/history', roomHistoryRoute({ authorize: () => true }))
+  }, { history: { size: 150 } })
+  for (let n = 1; n <= 120; n++) await fastify.realtime.publish(news, 'feed', 'item', { n })
+  const body = (await fastify.inject({ url: '/history?room=feed&limit=500' })).json()
+  t.equal(body.messages.length, 100)
+})
