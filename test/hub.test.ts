@@ -469,8 +469,49 @@ t.test('a message published while a recovery is read is delivered once, after th
   sneakPosition = () => fastify.realtime.publish(chat, 'lobby', 'message', { text: 'during a plain join', from: null })
   const c = await client(t, `${url}/chat?user=cy`)
   const plain = await join(c, 'lobby')
-  t.match(plain.data, { offset: 3 })
-  t.match(await json(c), { data: { text: 'during a plain join' }, offset: 3 }, 'what arrived during the join follows the reply')
+  t.match(plain.data, { offset: 3 }, 'the reply counts the message published during the join')
+  await fastify.realtime.publish(chat, 'lobby', 'message', { text: 'after the join', from: null })
+  t.match(await json(c), { data: { text: 'after the join' }, offset: 4 }, 'offset 3 is in the past the reply reported, so it is not sent')
+})
+
+t.test('live-only messages arriving during a recovery are delivered after the replay', async (t) => {
+  let sneak: (() => Promise<unknown>) | null = null
+  class Busy extends MemoryBroker {
+    override async recover (room: string, epoch: string, offset: number) {
+      await sneak?.()
+      return await super.recover(room, epoch, offset)
+    }
+  }
+  const { url, app: fastify } = await app(t, { broker: new Busy() })
+  const a = await client(t, `${url}/chat?user=ada`)
+  const first = await join(a, 'lobby')
+  await fastify.realtime.publish(chat, 'lobby', 'message', { text: 'stored', from: null })
+  await json(a)
+  sneak = () => fastify.realtime.broker.publish('lobby', JSON.stringify({ type: 'message', data: { text: 'live only', from: null } }), { history: false })
+  const b = await client(t, `${url}/chat?user=bob`)
+  t.match((await join(b, 'lobby', { epoch: (first.data as { epoch: string }).epoch, offset: 0 })).data, { recovered: true, offset: 1 })
+  t.match(await json(b), { data: { text: 'stored' }, offset: 1 }, 'the replay first')
+  t.match(await json(b), { data: { text: 'live only' }, offset: 1 }, 'then the live-only message, which took no offset')
+})
+
+t.test('join and leave notices take no offsets, so recovery still works with notices on', async (t) => {
+  const { url } = await app(t, {}, { rooms: { authorize: () => true, notices: true } })
+  const a = await client(t, `${url}/chat?user=ada`)
+  const b = await client(t, `${url}/chat?user=bob`)
+  await join(a, 'lobby')
+  await join(b, 'lobby')
+  b.ws.send(JSON.stringify({ type: 'say', data: { rooms: ['lobby'], text: 'seen' } }))
+  let seen: Record<string, unknown>
+  do seen = await json(a); while (seen.type !== 'message')
+  t.equal(seen.offset, 1, 'two join notices did not use offsets')
+  a.ws.terminate()
+  b.ws.send(JSON.stringify({ type: 'say', data: { rooms: ['lobby'], text: 'missed' } }))
+  const again = await client(t, `${url}/chat?user=ada`)
+  const reply = await join(again, 'lobby', { epoch: seen.epoch, offset: seen.offset })
+  t.match(reply.data, { recovered: true, offset: 2 })
+  let next: Record<string, unknown>
+  do next = await json(again); while (next.type !== 'message')
+  t.match(next, { data: { text: 'missed' }, offset: 2 })
 })
 
 t.test('a leave that overtakes a join leaves the member out', async (t) => {

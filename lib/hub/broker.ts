@@ -16,6 +16,11 @@ export interface RoomMessage {
   readonly text: string
   /** A connection id that must not receive it (the sender of a broadcast); live delivery only, not stored. */
   readonly except?: string
+  /**
+   * False for a message that is not kept (notices, `toUser`, `toRoute`): it takes no offset of its own
+   * (it carries the room's current one), so it never opens a gap that would fail a recovery.
+   */
+  readonly history?: false
 }
 
 /** One connection in a room. */
@@ -45,7 +50,7 @@ export type Recovery =
   | { readonly recovered: false, readonly position: Position, readonly messages: readonly [] }
 
 export interface PublishOptions {
-  /** Keep the message in the room's history (internal rooms such as a user's connections do not). @default true */
+  /** Keep the message in the room's history and give it the next offset; false: deliver it live only. @default true */
   history?: boolean
   /** A connection id to leave out of the live delivery (carried to every instance). */
   except?: string

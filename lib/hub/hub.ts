@@ -69,6 +69,8 @@ function notice (room: string, event: 'join' | 'leave', member: Member, meta: un
 export class Hub {
   readonly stats: HubStats = { published: 0, delivered: 0, slowConsumerCloses: 0, lostNotices: 0 }
   private readonly local = new Map<string, Set<Member>>()
+  /** Per room with local members: settles once the broker subscription is live, for every joiner to wait on. */
+  private readonly subscriptions = new Map<string, Promise<void>>()
   /** Subscribe and unsubscribe calls per room, in order, so a quick leave and join cannot cross. */
   private readonly transitions = new Map<string, Promise<void>>()
 
@@ -123,10 +125,12 @@ export class Hub {
     if (members === undefined) {
       members = new Set()
       this.local.set(room, members)
-      await this.transition(room, () => this.broker.subscribe(room))
+      this.subscriptions.set(room, this.transition(room, () => this.broker.subscribe(room)))
     }
     members.add(member)
     try {
+      // Also when another member started the subscription: a position read before it is live could miss messages.
+      await this.subscriptions.get(room)
       if (!internal) {
         await this.broker.presenceAdd(room, { connectionId: member.id, userId: member.userId, meta: options.meta ?? null, joinedAt: Date.now() })
       }
@@ -138,10 +142,12 @@ export class Hub {
       await options.beforeDelivery?.(result)
       // The replay, then what arrived meanwhile and is newer than the replay.
       for (const message of recovery?.messages ?? []) this.deliver(member, message.text)
+      // What is at or before the reported offset was replayed or belongs to the past the client loads itself.
       const waiting = member.pending.get(room) ?? []
       member.pending.delete(room)
-      const after = recovery?.recovered === true ? position.offset : 0
-      for (const message of waiting) if (message.offset > after) this.deliver(member, message.text)
+      for (const message of waiting) {
+        if (message.offset > position.offset || message.history === false) this.deliver(member, message.text)
+      }
       if (options.notice === true) await this.broker.publish(room, notice(room, 'join', member, options.meta ?? null), { history: false })
       return result
     } catch (error) {
@@ -159,6 +165,7 @@ export class Hub {
     members?.delete(member)
     if (members !== undefined && members.size === 0) {
       this.local.delete(room)
+      this.subscriptions.delete(room)
       await this.transition(room, async () => {
         // Someone may have joined while the unsubscribe waited its turn.
         if (!this.local.has(room)) await this.broker.unsubscribe(room)

@@ -57,9 +57,11 @@ export class MemoryBroker implements Broker {
   async publish (name: string, body: string, options?: PublishOptions): Promise<RoomMessage> {
     const room = this.room(name)
     const now = Date.now()
-    const offset = ++room.offset
-    const message: RoomMessage = { room: name, epoch: room.epoch, offset, time: now, text: roomEnvelope(body, name, room.epoch, offset) }
-    if (options?.history !== false) {
+    const stored = options?.history !== false
+    const offset = stored ? ++room.offset : room.offset
+    const text = roomEnvelope(body, name, room.epoch, offset)
+    const message: RoomMessage = stored ? { room: name, epoch: room.epoch, offset, time: now, text } : { room: name, epoch: room.epoch, offset, time: now, text, history: false }
+    if (stored) {
       room.history.push(message)
       this.trim(name, room, now)
     }
