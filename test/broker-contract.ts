@@ -158,6 +158,8 @@ export function brokerContract (t: Test, name: string, make: MakeBroker): void {
     const { broker } = await setup(t)
     const first = await broker.position('p')
     t.same(await broker.position('p'), first, 'the same epoch on a second look')
+    t.same((await broker.history('p')).position, first, 'and after a history read of the empty room')
+    t.same((await broker.recover('p', first.epoch, 0)).position, first, 'and after a recovery read')
     const message = await broker.publish('p', body(1))
     t.equal(message.epoch, first.epoch, 'the first message keeps the epoch a client may already hold')
     t.same(await broker.position('p'), { epoch: first.epoch, offset: 1 })
@@ -203,6 +205,17 @@ export function brokerContract (t: Test, name: string, make: MakeBroker): void {
     t.same(page.messages, [m2], 'only m2 is kept')
     t.same(await broker.recover('t', m1.epoch, 0), { recovered: false, position: page.position, messages: [] }, 'm1 cannot be recovered')
     t.same(await broker.recover('t', m1.epoch, 1), { recovered: true, position: page.position, messages: [m2] })
+  })
+
+  t.test(`${name}: a room idle past ttlMs comes back with a new epoch`, async (t) => {
+    const ttlMs = 100
+    const { broker } = await setup(t, { size: 10, ttlMs })
+    const old = await broker.publish('idle', body(1))
+    await sleep(ttlMs * 1.5)
+    const position = await broker.position('idle')
+    t.not(position.epoch, old.epoch, 'a new epoch tells clients the history is gone')
+    t.equal(position.offset, 0)
+    t.match(await broker.recover('idle', old.epoch, 1), { recovered: false, messages: [] })
   })
 
   t.test(`${name}: recover returns every missed message`, async (t) => {

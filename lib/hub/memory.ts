@@ -11,6 +11,8 @@ interface Room {
   history: RoomMessage[]
   presence: Map<string, PresenceEntry>
   subscribed: boolean
+  /** The room's epoch and offset are kept until then (ttlMs after its last message), as on Redis. */
+  keepUntil: number
 }
 
 export interface MemoryBrokerOptions {
@@ -25,6 +27,7 @@ export class MemoryBroker implements Broker {
   private readonly rooms = new Map<string, Room>()
   private readonly limits: HistoryLimits
   private events: BrokerEvents | null = null
+  private lastSweep = Date.now()
 
   constructor (options: MemoryBrokerOptions = {}) {
     this.limits = { ...defaultHistoryLimits, ...options.history }
@@ -34,13 +37,21 @@ export class MemoryBroker implements Broker {
     this.events = events
   }
 
-  private room (name: string): Room {
+  private room (name: string, now: number): Room {
+    this.sweep(now)
     let room = this.rooms.get(name)
     if (room === undefined) {
-      room = { epoch: randomUUID(), offset: 0, history: [], presence: new Map(), subscribed: false }
+      room = { epoch: randomUUID(), offset: 0, history: [], presence: new Map(), subscribed: false, keepUntil: now + this.limits.ttlMs }
       this.rooms.set(name, room)
     }
     return room
+  }
+
+  /** Now and then, every room is trimmed, so rooms nobody touches again are dropped too. */
+  private sweep (now: number): void {
+    if (now - this.lastSweep < Math.min(this.limits.ttlMs, 60_000)) return
+    this.lastSweep = now
+    for (const [name, room] of this.rooms) this.trim(name, room, now)
   }
 
   /** Drops what is over the size or past the age, and a room nobody uses any more. */
@@ -51,14 +62,15 @@ export class MemoryBroker implements Broker {
     while (drop < history.length && (history[drop] as RoomMessage).time <= minTime) drop++
     if (drop > 0) history.splice(0, drop)
     // A room recreated later gets a new epoch, which tells clients its history is gone: correct, and bounded.
-    if (history.length === 0 && room.presence.size === 0 && !room.subscribed) this.rooms.delete(name)
+    if (history.length === 0 && room.presence.size === 0 && !room.subscribed && now >= room.keepUntil) this.rooms.delete(name)
   }
 
   async publish (name: string, body: string, options?: PublishOptions): Promise<RoomMessage> {
-    const room = this.room(name)
     const now = Date.now()
+    const room = this.room(name, now)
     const stored = options?.history !== false
     const offset = stored ? ++room.offset : room.offset
+    room.keepUntil = now + this.limits.ttlMs
     const text = roomEnvelope(body, name, room.epoch, offset)
     const message: RoomMessage = stored ? { room: name, epoch: room.epoch, offset, time: now, text } : { room: name, epoch: room.epoch, offset, time: now, text, history: false }
     if (stored) {
@@ -70,7 +82,7 @@ export class MemoryBroker implements Broker {
   }
 
   async subscribe (name: string): Promise<void> {
-    this.room(name).subscribed = true
+    this.room(name, Date.now()).subscribed = true
   }
 
   async unsubscribe (name: string): Promise<void> {
@@ -81,13 +93,14 @@ export class MemoryBroker implements Broker {
   }
 
   async position (name: string): Promise<Position> {
-    const room = this.room(name)
+    const room = this.room(name, Date.now())
     return { epoch: room.epoch, offset: room.offset }
   }
 
   async history (name: string, query: HistoryQuery = {}): Promise<HistoryPage> {
-    const room = this.room(name)
-    this.trim(name, room, Date.now())
+    const now = Date.now()
+    const room = this.room(name, now)
+    this.trim(name, room, now)
     const since = query.since ?? 0
     const after = room.history.filter((message) => message.offset > since)
     const messages = query.limit === undefined ? after : after.slice(0, query.limit)
@@ -95,8 +108,9 @@ export class MemoryBroker implements Broker {
   }
 
   async recover (name: string, epoch: string, offset: number): Promise<Recovery> {
-    const room = this.room(name)
-    this.trim(name, room, Date.now())
+    const now = Date.now()
+    const room = this.room(name, now)
+    this.trim(name, room, now)
     const position = { epoch: room.epoch, offset: room.offset }
     if (epoch !== room.epoch || !Number.isSafeInteger(offset) || offset < 0 || offset > room.offset) {
       return { recovered: false, position, messages: [] }
@@ -108,7 +122,7 @@ export class MemoryBroker implements Broker {
   }
 
   async presenceAdd (name: string, entry: PresenceEntry): Promise<void> {
-    this.room(name).presence.set(entry.connectionId, entry)
+    this.room(name, Date.now()).presence.set(entry.connectionId, entry)
   }
 
   async presenceRemove (name: string, connectionId: string): Promise<void> {
