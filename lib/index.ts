@@ -36,8 +36,6 @@ export type { ContractOptions, MessageContext, MessageHandler, MessageHandlers, 
 export { MessageError } from './messages/message-error.js'
 export type { ClientRoomsOptions, RoomsApi } from './messages/router.js'
 export { MemoryBroker } from './hub/memory.js'
-export { RedisBroker } from './hub/redis.js'
-export type { RedisBrokerOptions } from './hub/redis.js'
 export type { MemoryBrokerOptions } from './hub/memory.js'
 export { roomEnvelope, defaultHistoryLimits } from './hub/broker.js'
 export type { Broker, BrokerEvents, HistoryLimits, HistoryPage, HistoryQuery, Position, PresenceEntry, PublishOptions, Recovery, RoomMessage } from './hub/broker.js'
