@@ -234,6 +234,8 @@ export class Hub {
   }
 
   private onLost (room: string, position: Position): void {
+    // Internal rooms keep no history, so there is nothing a client could reload for them.
+    if (room.startsWith(INTERNAL_PREFIX)) return
     const members = this.local.get(room)
     if (members === undefined) return
     const text = JSON.stringify({ type: '$lost', data: { room, epoch: position.epoch, offset: position.offset } })
