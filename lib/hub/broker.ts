@@ -62,6 +62,8 @@ export interface BrokerEvents {
   message (message: RoomMessage): void
   /** Messages of a subscribed room may have been missed and could not be replayed (e.g. Redis lost data). */
   lost (room: string, position: Position): void
+  /** A failure in the background (a reconnect, a refresh): the broker retries by itself; this is for the log. */
+  error?: (error: Error) => void
 }
 
 /**

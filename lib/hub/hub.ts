@@ -77,7 +77,8 @@ export class Hub {
   constructor (readonly broker: Broker, readonly settings: HubSettings, private readonly log: FastifyBaseLogger) {
     broker.attach({
       message: (message) => { this.fanOut(message) },
-      lost: (room, position) => { this.onLost(room, position) }
+      lost: (room, position) => { this.onLost(room, position) },
+      error: (error) => { this.log.warn({ err: error }, 'realtime: broker error (it retries by itself)') }
     })
   }
 

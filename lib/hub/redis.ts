@@ -286,7 +286,13 @@ export class RedisBroker implements Broker {
     this.limits = s.limits
     this.presenceTtlMs = s.presenceTtlMs
     this.sharded = s.sharded
-    this.onError = s.onError
+    const own = s.onError
+    // Background failures (refresh, resubscribe, catch-up, lost connections) go to the option and the hub.
+    this.onError = (error: Error) => {
+      own(error)
+      // Before attach() there is no hub to tell yet.
+      this.events?.error?.(error)
+    }
     this.ownsClient = typeof s.client === 'string'
     const client = (typeof s.client === 'string' ? new Redis(s.client) : s.client) as Client
     if (this.ownsClient) client.on('error', this.onError)
