@@ -556,3 +556,19 @@ t.test('a message for a room with no local member, or for a member already close
   await closing.promise
   t.equal(fastify.realtime.stats.delivered, delivered, 'nothing was sent to the closed connection')
 })
+
+t.test('notices can be picked per room, and a server-side announced join is announced on disconnect too', async (t) => {
+  const { url } = await app(t, {}, { rooms: { authorize: () => true, notices: (room) => room.startsWith('loud') } })
+  const watcher = await client(t, `${url}/chat?user=watcher`)
+  await join(watcher, 'loud')
+  t.match(await json(watcher), { type: '$presence', data: { event: 'join', room: 'loud', userId: 'watcher' } })
+  await join(watcher, 'quiet')
+  const guest = await client(t, `${url}/chat?user=guest`)
+  await join(guest, 'quiet')
+  await join(guest, 'loud')
+  t.match(await json(watcher), { type: '$presence', data: { event: 'join', room: 'loud', userId: 'guest' } }, 'only the loud room announced')
+  guest.ws.close()
+  t.match(await json(watcher), { type: '$presence', data: { event: 'leave', room: 'loud', userId: 'guest' } }, 'and only its leave')
+  const marker = await request(watcher, 'mine', null)
+  t.same(marker.data, ['loud', 'quiet'], 'no notice from the quiet room came before this reply')
+})

@@ -22,6 +22,8 @@ export class Member {
   readonly rooms = new Set<string>()
   /** Rooms being joined: their live messages wait here until the join reply and replay are out. */
   readonly pending = new Map<string, RoomMessage[]>()
+  /** Rooms whose join was announced: their leave (or this connection's end) is announced too. */
+  readonly announced = new Set<string>()
 
   constructor (readonly connection: RealtimeConnection, readonly userId: string | null) {}
 }
@@ -149,7 +151,10 @@ export class Hub {
       for (const message of waiting) {
         if (message.offset > position.offset || message.history === false) this.deliver(member, message.text)
       }
-      if (options.notice === true) await this.broker.publish(room, notice(room, 'join', member, options.meta ?? null), { history: false })
+      if (options.notice === true) {
+        member.announced.add(room)
+        await this.broker.publish(room, notice(room, 'join', member, options.meta ?? null), { history: false })
+      }
       return result
     } catch (error) {
       member.pending.delete(room)
@@ -158,10 +163,12 @@ export class Hub {
     }
   }
 
-  /** Removes the member from a room; false if it was not in it. */
+  /** Removes the member from a room; false if it was not in it. A room that announced the join announces the leave. */
   async leave (member: Member, room: string, options: { notice?: boolean } = {}): Promise<boolean> {
     if (!member.rooms.delete(room)) return false
     member.pending.delete(room)
+    const announce = options.notice ?? member.announced.has(room)
+    member.announced.delete(room)
     const members = this.local.get(room)
     members?.delete(member)
     if (members !== undefined && members.size === 0) {
@@ -174,16 +181,16 @@ export class Hub {
     }
     if (!room.startsWith(INTERNAL_PREFIX)) {
       await this.broker.presenceRemove(room, member.id)
-      if (options.notice === true) await this.broker.publish(room, notice(room, 'leave', member, null), { history: false })
+      if (announce) await this.broker.publish(room, notice(room, 'leave', member, null), { history: false })
     }
     return true
   }
 
-  /** Takes a closed connection out of every room. */
-  async disconnect (member: Member, notices: boolean): Promise<void> {
+  /** Takes a closed connection out of every room, announcing the leave where the join was announced. */
+  async disconnect (member: Member): Promise<void> {
     for (const room of [...member.rooms]) {
       try {
-        await this.leave(member, room, { notice: notices && !room.startsWith(INTERNAL_PREFIX) })
+        await this.leave(member, room)
       } catch (error) {
         this.log.warn({ err: error, room }, 'realtime: leaving a room on disconnect failed')
       }

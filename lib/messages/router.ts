@@ -15,8 +15,8 @@ import { kHub } from '../symbols.js'
 export interface ClientRoomsOptions<C extends Contract = Contract> {
   /** Decides every client join; required, so no room is open to clients by accident. */
   authorize: (this: FastifyInstance, room: string, context: MessageContext<C>) => boolean | Promise<boolean>
-  /** Publish `$presence` join and leave notices to the room (each costs a fan-out). @default false */
-  notices?: boolean
+  /** Publish `$presence` join and leave notices, for every room or the rooms a function picks (each costs a fan-out). @default false */
+  notices?: boolean | ((room: string) => boolean)
 }
 
 /** How a contract route treats bad input and requests. */
@@ -178,6 +178,10 @@ export function contractHandler<C extends Contract> (contract: C, handlers: NoIn
   }
 }
 
+function noticesFor (rooms: ClientRoomsOptions, room: string): boolean {
+  return typeof rooms.notices === 'function' ? rooms.notices(room) : rooms.notices === true
+}
+
 const JoinData = TypeCompiler.Compile(Type.Object({
   room: Type.String(),
   epoch: Type.Optional(Type.String({ maxLength: 64 })),
@@ -267,7 +271,7 @@ class Session {
       if (this.member.userId !== null) await this.hub.join(this.member, Hub.userRoom(this.member.userId), {}, true)
       await this.run()
     } finally {
-      await this.hub.disconnect(this.member, this.settings.rooms?.notices === true)
+      await this.hub.disconnect(this.member)
     }
   }
 
@@ -385,7 +389,7 @@ class Session {
       }
       const options: JoinOptions = {
         meta: request.meta,
-        notice: rooms.notices === true,
+        notice: noticesFor(rooms, request.room),
         // The reply goes out before the replay and the live messages, so the client knows where it stands.
         beforeDelivery: (result) => this.write(JSON.stringify({ type: '$join:reply', data: result, id }))
       }
@@ -398,7 +402,7 @@ class Session {
 
   private async clientLeave (room: string, id: Id | undefined): Promise<void> {
     try {
-      const left = await this.hub.leave(this.member, room, { notice: this.settings.rooms?.notices === true })
+      const left = await this.hub.leave(this.member, room)
       await this.write(JSON.stringify({ type: '$leave:reply', data: { room, left }, id }))
     } catch (error) {
       await this.failed('$leave', error as Error, id)
