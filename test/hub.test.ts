@@ -572,3 +572,18 @@ t.test('notices can be picked per room, and a server-side announced join is anno
   const marker = await request(watcher, 'mine', null)
   t.same(marker.data, ['loud', 'quiet'], 'no notice from the quiet room came before this reply')
 })
+
+t.test('a background broker error is logged as a warning and nothing else breaks', async (t) => {
+  let events: BrokerEvents | null = null
+  class Noisy extends MemoryBroker {
+    override attach (handlers: BrokerEvents): void { events = handlers; super.attach(handlers) }
+  }
+  const lines: Array<Record<string, unknown>> = []
+  const { url } = await build(t, (app) => {
+    app.get('/chat', { realtime: true }, chatRoute())
+  }, { broker: new Noisy() }, { logger: { level: 'warn', stream: { write (line: string) { lines.push(JSON.parse(line)) } } } })
+  events!.error?.(new Error('reconnecting'))
+  t.match(lines, [{ msg: 'realtime: broker error (it retries by itself)', err: { message: 'reconnecting' } }])
+  const a = await client(t, `${url}/chat?user=ada`)
+  t.match((await join(a, 'lobby')).data, { room: 'lobby' })
+})

@@ -1,0 +1,36 @@
+import { once } from 'node:events'
+import net from 'node:net'
+import t from 'tap'
+import { redisUnavailable } from './redis-server.js'
+
+// A RedisBroker that cannot reach Redis reports the connection errors, before and after attach().
+const unavailable = redisUnavailable()
+if (unavailable !== null) t.comment(unavailable)
+
+/** A loopback port nobody listens on. */
+async function closedPort (): Promise<number> {
+  const server = net.createServer().listen(0, '127.0.0.1')
+  await once(server, 'listening')
+  const { port } = server.address() as net.AddressInfo
+  server.close()
+  await once(server, 'close')
+  return port
+}
+
+t.test('connection errors go to onError before attach() and to the hub\'s error event after', { skip: unavailable ?? false }, async (t) => {
+  const { RedisBroker } = await import('../lib/hub/redis.js')
+  const port = await closedPort()
+  const optionErrors: Error[] = []
+  let first!: () => void
+  const early = new Promise<void>((resolve) => { first = resolve })
+  const broker = new RedisBroker({ client: `redis://127.0.0.1:${port}`, onError: (error) => { optionErrors.push(error); first() } })
+  t.teardown(() => broker.close())
+  await early
+  t.ok(optionErrors.length >= 1, 'an error before attach() reaches the option alone')
+  const hubErrors: Error[] = []
+  let next!: () => void
+  const later = new Promise<void>((resolve) => { next = resolve })
+  broker.attach({ message () {}, lost () {}, error (error) { hubErrors.push(error); next() } })
+  await later
+  t.match(hubErrors[0], { code: 'ECONNREFUSED' }, 'after attach() the hub hears about it too')
+})
