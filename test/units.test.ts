@@ -55,3 +55,9 @@ t.test('the memory broker ignores leaving rooms it never had', async (t) => {
   t.equal(await broker.presenceCount('never-seen'), 0)
   t.same(await broker.presence('never-seen'), [])
 })
+
+t.test('shouldReconnect follows the close-code contract', async (t) => {
+  const { shouldReconnect } = await import('../lib/close-codes.js')
+  for (const code of [1001, 1005, 1006, 1011, 1012, 1013, 4000, 4008, 4401, 4499]) t.ok(shouldReconnect(code), `${code} reconnects`)
+  for (const code of [1000, 1002, 1003, 1007, 1008, 1009, 1010, 3000, 3999, 4500, 4501, 4999]) t.notOk(shouldReconnect(code), `${code} does not`)
+})

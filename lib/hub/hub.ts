@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto'
 import type { FastifyBaseLogger } from 'fastify'
 import type { RealtimeConnection } from '../connection/connection.js'
+import { CloseCode } from '../close-codes.js'
 import { errors } from '../errors.js'
 import type { Broker, HistoryPage, HistoryQuery, Position, PresenceEntry, RoomMessage } from './broker.js'
 
@@ -14,7 +15,7 @@ export interface HubSettings {
 export const defaultHubSettings: HubSettings = Object.freeze({ maxRoomNameLength: 128, slowConsumerBytes: 1024 * 1024 })
 
 /** The close code for a member that cannot keep up: in the reconnect range. */
-export const SLOW_CONSUMER_CLOSE = 4008
+export const SLOW_CONSUMER_CLOSE = CloseCode.SLOW_CONSUMER
 
 /** One connection known to the hub. */
 export class Member {

@@ -10,6 +10,7 @@ import { TypeCompiler, type TypeCheck } from '@sinclair/typebox/compiler'
 import type { HistoryPage, HistoryQuery, PresenceEntry } from '../hub/broker.js'
 import { Hub, Member, type JoinOptions, type JoinResult } from '../hub/hub.js'
 import { kHub } from '../symbols.js'
+import { CloseCode } from '../close-codes.js'
 
 /** Rooms clients join and leave themselves, with `$join` and `$leave` messages. */
 export interface ClientRoomsOptions<C extends Contract = Contract> {
@@ -19,8 +20,18 @@ export interface ClientRoomsOptions<C extends Contract = Contract> {
   notices?: boolean | ((room: string) => boolean)
 }
 
+/** First-message authentication: the client's first message must be `{ "type": "$auth", "data": token }`. */
+export interface AuthOptions {
+  /** Returns the user id for a valid token, or null to refuse it (close 4501, terminal). The token is never logged. */
+  verify: (token: string, request: FastifyRequest) => string | null | Promise<string | null>
+  /** How long a new connection may stay silent before it is closed with 4401. @default 10000 */
+  timeoutMs?: number
+}
+
 /** How a contract route treats bad input and requests. */
 export interface ContractOptions<C extends Contract = Contract> {
+  /** Authenticate with the first message; until then nothing the client sends is dispatched. */
+  auth?: AuthOptions
   /** Let clients join rooms with `$join` (and leave with `$leave`), each join checked by `authorize`. */
   rooms?: ClientRoomsOptions<C>
   /** The user behind a connection (for presence and `toUser`); null for anonymous. @default () => null */
@@ -96,6 +107,7 @@ type AnyHandler = (this: FastifyInstance, ...args: unknown[]) => unknown
 type Id = string | number
 
 interface Settings {
+  readonly auth: Required<AuthOptions> | null
   readonly rooms: ClientRoomsOptions | null
   readonly userId: ((request: FastifyRequest) => string | null | Promise<string | null>) | null
   readonly onInvalid: 'reply' | 1007 | 1008
@@ -115,6 +127,13 @@ function settingsOf (options: ContractOptions): Settings {
   if (options.userId !== undefined && typeof options.userId !== 'function') {
     throw new errors.FST_RT_INVALID_OPTION('"userId"', 'expected a function (request) => string | null')
   }
+  const auth = options.auth ?? null
+  if (auth !== null && (typeof auth !== 'object' || typeof auth.verify !== 'function')) {
+    throw new errors.FST_RT_INVALID_OPTION('"auth"', 'expected { verify: (token, request) => userId | null, timeoutMs? }')
+  }
+  if (auth !== null && options.userId !== undefined) {
+    throw new errors.FST_RT_INVALID_OPTION('"userId"', 'with "auth", the user id is what auth.verify returns')
+  }
   const onInvalid = options.onInvalid ?? 'reply'
   if (onInvalid !== 'reply' && onInvalid !== 1007 && onInvalid !== 1008) {
     throw new errors.FST_RT_INVALID_OPTION('"onInvalid"', `expected 'reply', 1007 or 1008, got ${String(onInvalid)}`)
@@ -130,6 +149,7 @@ function settingsOf (options: ContractOptions): Settings {
     throw new errors.FST_RT_INVALID_OPTION('"validateOutgoing"', `expected a boolean, got ${String(options.validateOutgoing)}`)
   }
   return {
+    auth: auth === null ? null : { verify: auth.verify, timeoutMs: positive('auth.timeoutMs', auth.timeoutMs, 10_000) },
     rooms,
     userId: options.userId ?? null,
     onInvalid,
@@ -171,11 +191,59 @@ export function contractHandler<C extends Contract> (contract: C, handlers: NoIn
   checkHandlers(compiled, handlers as Record<string, unknown>)
   const settings = settingsOf(options as ContractOptions)
   return async function realtimeContract (this: FastifyInstance, connection: RealtimeConnection, request: FastifyRequest): Promise<void> {
-    const userId = settings.userId === null ? null : await settings.userId(request)
+    let userId = settings.userId === null ? null : await settings.userId(request)
+    if (settings.auth !== null) {
+      const verified = await authenticate(connection, request, settings.auth)
+      if (verified === null) return
+      userId = verified
+    }
     const hub = (this as unknown as { [kHub]: Hub })[kHub]
     const session = new Session(this, compiled, handlers as unknown as Record<string, AnyHandler>, settings, connection, request, hub, new Member(connection, userId))
     await session.serve()
   }
+}
+
+/**
+ * Reads the first message as `{ "type": "$auth", "data": token, "id"? }` and verifies it. Returns the
+ * user id, or null after closing the connection (4401 silent too long, 4501 refused).
+ */
+type AuthEnvelope = { type?: unknown, data?: unknown, id?: unknown }
+
+async function authenticate (connection: RealtimeConnection, request: FastifyRequest, auth: Required<AuthOptions>): Promise<string | null> {
+  let message
+  try {
+    message = await connection.receive({ timeout: auth.timeoutMs })
+  } catch {
+    await connection.close({ code: CloseCode.AUTH_TIMEOUT, reason: 'Authentication timed out' })
+    return null
+  }
+  if (message.type !== 'text') {
+    if (message.type === 'binary') await connection.close({ code: CloseCode.AUTH_FAILED, reason: 'The first message must be $auth' })
+    return null
+  }
+  let envelope: AuthEnvelope | null = null
+  try {
+    envelope = JSON.parse(message.data) as AuthEnvelope | null
+  } catch {}
+  if (envelope?.type !== '$auth' || typeof envelope.data !== 'string') {
+    await connection.close({ code: CloseCode.AUTH_FAILED, reason: 'The first message must be $auth' })
+    return null
+  }
+  let userId: string | null
+  try {
+    userId = await auth.verify(envelope.data, request)
+  } catch (error) {
+    request.log.error({ err: error }, 'realtime: auth.verify failed')
+    userId = null
+  }
+  if (typeof userId !== 'string') {
+    request.log.info('realtime: authentication refused')
+    await connection.close({ code: CloseCode.AUTH_FAILED, reason: 'Authentication failed' })
+    return null
+  }
+  const id = typeof envelope.id === 'string' || typeof envelope.id === 'number' ? envelope.id : undefined
+  await connection.sendText(JSON.stringify({ type: '$auth:reply', data: { userId }, id }))
+  return userId
 }
 
 function noticesFor (rooms: ClientRoomsOptions, room: string): boolean {
@@ -333,6 +401,11 @@ class Session {
       return await this.refuse(new errors.FST_RT_MESSAGE_NOT_ENVELOPE('"type" must be a string'), id)
     }
     const type = envelope.type
+    if (type === '$ping') {
+      // Liveness for clients that cannot see WebSocket pings (browsers).
+      await this.write(JSON.stringify({ type: '$pong', data: null, id }))
+      return true
+    }
     if (this.settings.rooms !== null && (type === '$join' || type === '$leave')) {
       return await this.roomRequest(type, envelope.data, id)
     }

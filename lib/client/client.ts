@@ -1,0 +1,576 @@
+import { shouldReconnect } from '../close-codes.js'
+import type { ClientData, ClientType, Contract, ReplyData, ServerData, ServerType } from '../messages/contract.js'
+import { backoffDelay } from './backoff.js'
+import { RealtimeClientError } from './errors.js'
+
+/** The part of the WHATWG WebSocket the client uses; browsers' and `ws`'s both fit. */
+export interface WebSocketLike {
+  readonly readyState: number
+  send (data: string): void
+  close (code?: number, reason?: string): void
+  onopen: ((event: unknown) => void) | null
+  onmessage: ((event: { data: unknown }) => void) | null
+  onclose: ((event: { code: number, reason: string }) => void) | null
+  onerror: ((event: unknown) => void) | null
+}
+
+export type WebSocketClass = new (url: string, protocols?: string | string[]) => WebSocketLike
+
+export type ClientState = 'connecting' | 'open' | 'reconnecting' | 'closed'
+
+export interface ClientOptions {
+  /** The server URL, or a function called before every (re)connect, e.g. to pick an instance. */
+  url: string | (() => string | Promise<string>)
+  /** A token sent first as `{ type: '$auth', data }`; a function is called again on every reconnect. */
+  token?: string | (() => string | null | Promise<string | null>)
+  /** The WebSocket class: the browser's by default; pass `ws`'s in Node. */
+  WebSocket?: WebSocketClass
+  protocols?: string | string[]
+  /** Reconnect delays: full jitter between 0 and min(capMs, baseMs · 2^attempt). */
+  backoff?: {
+    /** @default 500 */ baseMs?: number
+    /** @default 30000 */ capMs?: number
+    /** Attempts before giving up (state `closed`). @default Infinity */ maxRetries?: number
+    /** The attempt count resets only after the connection stayed up this long. @default 10000 */ resetAfterMs?: number
+  }
+  /** Without any message for this long, the client sends `$ping`. @default 25000 */
+  pingIntervalMs?: number
+  /** Without any message this long after a `$ping`, the server is taken for dead and the client reconnects. @default 10000 */
+  pongTimeoutMs?: number
+  /** Default timeout of `request()` and `join()`. @default 10000 */
+  requestTimeoutMs?: number
+  /** Messages sent while not connected wait here, bounded by count and age. */
+  queue?: {
+    /** @default 100 */ maxSize?: number
+    /** Older messages are dropped (FST_RT_CLIENT_QUEUE_EXPIRED is reported). @default 30000 */ maxAgeMs?: number
+    /** When full: 'reject' throws FST_RT_CLIENT_QUEUE_FULL from send(); 'drop-oldest' drops the oldest. @default 'reject' */
+    overflow?: 'reject' | 'drop-oldest'
+  }
+  /** A source of randomness in [0, 1) for the jitter (seed it in tests). @default Math.random */
+  random?: () => number
+  /** Connect at construction. @default true */
+  autoConnect?: boolean
+}
+
+/** Where a room message sits: the room's epoch and offset (from the `room`, `epoch`, `offset` fields). */
+export interface MessageMeta {
+  readonly room?: string
+  readonly epoch?: string
+  readonly offset?: number
+}
+
+/** The answer to a join, from the first `join()` or the automatic rejoin after a reconnect. */
+export interface JoinOutcome {
+  readonly room: string
+  readonly epoch: string
+  readonly offset: number
+  /** Present on a rejoin with a known position: true if every missed message follows, false if the app must reload. */
+  readonly recovered?: boolean
+}
+
+export interface CloseInfo {
+  readonly code: number
+  readonly reason: string
+  /** False once the client stops: closed by the app, a terminal code, or maxRetries reached. */
+  readonly willReconnect: boolean
+}
+
+interface Pending {
+  resolve (value: unknown): void
+  reject (error: Error): void
+  timer: ReturnType<typeof setTimeout>
+}
+
+interface Queued {
+  text: string
+  at: number
+  /** The request waiting for this message's reply, if it is one. */
+  id?: string
+}
+
+interface RoomState {
+  meta: unknown
+  position: { epoch: string, offset: number } | null
+}
+
+type Listener<A extends unknown[]> = (...args: A) => void
+
+const OPEN = 1
+const LOST = 1006
+
+function positive (name: string, value: number | undefined, fallback: number): number {
+  if (value === undefined) return fallback
+  if (typeof value !== 'number' || Number.isNaN(value) || value <= 0) {
+    throw new RealtimeClientError('FST_RT_CLIENT_INVALID_OPTION', `${name} must be a positive number, got ${String(value)}`)
+  }
+  return value
+}
+
+/**
+ * A typed, reconnecting client for a contract route. `send` accepts only the contract's client
+ * messages, `on` hands out its server messages, `request` returns the typed reply. It reconnects
+ * with full-jitter backoff after reconnectable close codes, rejoins its rooms recovering from the
+ * last offset it saw, and queues what is sent while it is away.
+ */
+export class RealtimeClient<C extends Contract> {
+  private readonly options: ClientOptions
+  private readonly WebSocketImpl: WebSocketClass
+  private readonly baseMs: number
+  private readonly capMs: number
+  private readonly maxRetries: number
+  private readonly resetAfterMs: number
+  private readonly pingIntervalMs: number
+  private readonly pongTimeoutMs: number
+  private readonly requestTimeoutMs: number
+  private readonly queueMax: number
+  private readonly queueMaxAge: number
+  private readonly overflow: 'reject' | 'drop-oldest'
+  private readonly random: () => number
+
+  private socket: WebSocketLike | null = null
+  private currentState: ClientState = 'closed'
+  private stopped = false
+  private attempt = 0
+  private nextId = 0
+  private lastMessageAt = 0
+  private pingSentAt = 0
+  private livenessTimer: ReturnType<typeof setTimeout> | null = null
+  private reconnectTimer: ReturnType<typeof setTimeout> | null = null
+  private stableTimer: ReturnType<typeof setTimeout> | null = null
+  private readonly pending = new Map<string, Pending>()
+  private readonly queue: Queued[] = []
+  private readonly rooms = new Map<string, RoomState>()
+  private readonly handlers = new Map<string, Set<Listener<[unknown, MessageMeta]>>>()
+  private readonly stateListeners = new Set<Listener<[ClientState]>>()
+  private readonly joinListeners = new Set<Listener<[JoinOutcome]>>()
+  private readonly lostListeners = new Set<Listener<[{ room: string, epoch: string, offset: number }]>>()
+  private readonly presenceListeners = new Set<Listener<[unknown]>>()
+  private readonly errorListeners = new Set<Listener<[Error]>>()
+  private readonly closeListeners = new Set<Listener<[CloseInfo]>>()
+  private readonly onOnline = (): void => { this.online() }
+  private readonly onOffline = (): void => { this.offline() }
+
+  constructor (options: ClientOptions) {
+    this.options = options
+    const Impl = options.WebSocket ?? (globalThis as { WebSocket?: WebSocketClass }).WebSocket
+    if (Impl === undefined) throw new RealtimeClientError('FST_RT_CLIENT_INVALID_OPTION', 'No WebSocket class: pass one as the WebSocket option (e.g. ws in Node)')
+    if (typeof options.url !== 'string' && typeof options.url !== 'function') {
+      throw new RealtimeClientError('FST_RT_CLIENT_INVALID_OPTION', 'url must be a string or a function')
+    }
+    this.WebSocketImpl = Impl
+    this.baseMs = positive('backoff.baseMs', options.backoff?.baseMs, 500)
+    this.capMs = positive('backoff.capMs', options.backoff?.capMs, 30_000)
+    this.maxRetries = positive('backoff.maxRetries', options.backoff?.maxRetries, Number.POSITIVE_INFINITY)
+    this.resetAfterMs = positive('backoff.resetAfterMs', options.backoff?.resetAfterMs, 10_000)
+    this.pingIntervalMs = positive('pingIntervalMs', options.pingIntervalMs, 25_000)
+    this.pongTimeoutMs = positive('pongTimeoutMs', options.pongTimeoutMs, 10_000)
+    this.requestTimeoutMs = positive('requestTimeoutMs', options.requestTimeoutMs, 10_000)
+    this.queueMax = positive('queue.maxSize', options.queue?.maxSize, 100)
+    this.queueMaxAge = positive('queue.maxAgeMs', options.queue?.maxAgeMs, 30_000)
+    const overflow = options.queue?.overflow ?? 'reject'
+    if (overflow !== 'reject' && overflow !== 'drop-oldest') {
+      throw new RealtimeClientError('FST_RT_CLIENT_INVALID_OPTION', `queue.overflow must be 'reject' or 'drop-oldest', got ${String(overflow)}`)
+    }
+    this.overflow = overflow
+    this.random = options.random ?? Math.random
+    const events = globalThis as { addEventListener?: (type: string, listener: () => void) => void }
+    if (typeof events.addEventListener === 'function') {
+      events.addEventListener('online', this.onOnline)
+      events.addEventListener('offline', this.onOffline)
+    }
+    if (options.autoConnect !== false) this.connect()
+  }
+
+  /** connecting, open, reconnecting or closed. */
+  get state (): ClientState {
+    return this.currentState
+  }
+
+  /** The rooms this client is in (joined again after every reconnect). */
+  get joinedRooms (): string[] {
+    return [...this.rooms.keys()]
+  }
+
+  /** Where each joined room stands, as last seen; what a rejoin recovers from. */
+  position (room: string): { epoch: string, offset: number } | null {
+    return this.rooms.get(room)?.position ?? null
+  }
+
+  // ---- events; each `on*` returns a function that removes the listener ----
+
+  on<K extends ServerType<C>>(type: K, listener: (data: ServerData<C, K>, meta: MessageMeta) => void): () => void {
+    let set = this.handlers.get(type)
+    if (set === undefined) {
+      set = new Set()
+      this.handlers.set(type, set)
+    }
+    set.add(listener as Listener<[unknown, MessageMeta]>)
+    return () => { set.delete(listener as Listener<[unknown, MessageMeta]>) }
+  }
+
+  onState (listener: (state: ClientState) => void): () => void { return add(this.stateListeners, listener) }
+  /** Every join reply, including the automatic rejoins with their `recovered` flag. */
+  onJoin (listener: (outcome: JoinOutcome) => void): () => void { return add(this.joinListeners, listener) }
+  /** The server lost messages of a room (e.g. its Redis restarted): reload that room from your source. */
+  onLost (listener: (lost: { room: string, epoch: string, offset: number }) => void): () => void { return add(this.lostListeners, listener) }
+  /** `$presence` join and leave notices. */
+  onPresence (listener: (notice: unknown) => void): () => void { return add(this.presenceListeners, listener) }
+  /** Error envelopes that answer no request, and expired queue entries. */
+  onError (listener: (error: Error) => void): () => void { return add(this.errorListeners, listener) }
+  onClose (listener: (info: CloseInfo) => void): () => void { return add(this.closeListeners, listener) }
+
+  // ---- sending ----
+
+  /** Sends a client message of the contract now, or queues it while the client is not open. */
+  send<K extends ClientType<C>>(type: K, data: ClientData<C, K>): void {
+    this.transmit(JSON.stringify({ type, data }))
+  }
+
+  /** Sends a request and resolves with its typed reply; rejects with a RealtimeClientError. */
+  request<K extends ClientType<C>>(type: K, data: ClientData<C, K>, options?: { timeoutMs?: number }): Promise<ReplyData<C, K>> {
+    return this.call(type, data, options?.timeoutMs) as Promise<ReplyData<C, K>>
+  }
+
+  /** Joins a room; after a reconnect it is joined again, recovering from the last offset seen. */
+  async join (room: string, options?: { meta?: unknown, timeoutMs?: number }): Promise<JoinOutcome> {
+    const state: RoomState = this.rooms.get(room) ?? { meta: options?.meta, position: null }
+    state.meta = options?.meta ?? state.meta
+    this.rooms.set(room, state)
+    return await this.joinRoom(room, state, options?.timeoutMs)
+  }
+
+  async leave (room: string, options?: { timeoutMs?: number }): Promise<void> {
+    if (!this.rooms.delete(room)) return
+    if (this.currentState === 'open') await this.call('$leave', { room }, options?.timeoutMs)
+  }
+
+  /** Connects (again) if not connected; done at construction unless autoConnect is false. */
+  connect (): void {
+    if (this.socket !== null || this.reconnectTimer !== null) return
+    this.stopped = false
+    void this.open()
+  }
+
+  /** Closes for good: no more reconnects; pending requests and queued messages fail. */
+  close (code = 1000, reason = ''): void {
+    this.stopped = true
+    this.clearTimers()
+    const events = globalThis as { removeEventListener?: (type: string, listener: () => void) => void }
+    if (typeof events.removeEventListener === 'function') {
+      events.removeEventListener('online', this.onOnline)
+      events.removeEventListener('offline', this.onOffline)
+    }
+    const socket = this.socket
+    this.socket = null
+    if (socket !== null) {
+      detach(socket)
+      socket.close(code, reason)
+    }
+    this.failPending(new RealtimeClientError('FST_RT_CLIENT_CLOSED', 'The client is closed'))
+    this.queue.length = 0
+    this.setState('closed')
+    emit(this.closeListeners, { code, reason, willReconnect: false })
+  }
+
+  // ---- connection ----
+
+  private async open (): Promise<void> {
+    this.setState(this.attempt === 0 ? 'connecting' : 'reconnecting')
+    let url: string
+    let token: string | null
+    try {
+      url = typeof this.options.url === 'string' ? this.options.url : await this.options.url()
+      token = typeof this.options.token === 'function' ? await this.options.token() : this.options.token ?? null
+    } catch (error) {
+      this.report(error as Error)
+      this.scheduleReconnect(LOST, 'url or token provider failed')
+      return
+    }
+    if (this.stopped) return
+    const socket = new this.WebSocketImpl(url, this.options.protocols)
+    this.socket = socket
+    socket.onopen = () => { void this.opened(socket, token) }
+    socket.onmessage = (event) => { this.received(event.data) }
+    socket.onclose = (event) => { this.dropped(socket, event.code, event.reason) }
+    socket.onerror = () => {}
+  }
+
+  private async opened (socket: WebSocketLike, token: string | null): Promise<void> {
+    this.lastMessageAt = Date.now()
+    this.armLiveness()
+    if (token !== null) {
+      try {
+        await this.call('$auth', token, undefined, socket)
+      } catch {
+        // The server closes a refused token with 4501: dropped() takes it from there.
+        return
+      }
+    }
+    // A refused or dropped auth rejected above; a replaced socket had its handlers detached first.
+    this.setState('open')
+    this.stableTimer = setTimeout(() => { this.attempt = 0 }, this.resetAfterMs)
+    for (const [room, state] of this.rooms) {
+      this.joinRoom(room, state).catch((error: Error) => { this.report(error) })
+    }
+    this.flush()
+  }
+
+  /** The current socket is gone (its handlers are only ever attached to the current one). */
+  private dropped (socket: WebSocketLike, code: number, reason: string): void {
+    detach(socket)
+    this.socket = null
+    this.clearTimers()
+    this.failPending(new RealtimeClientError('FST_RT_CLIENT_CONNECTION_LOST', `The connection closed (${code}) before the reply arrived`))
+    if (!shouldReconnect(code)) {
+      this.stopped = true
+      this.setState('closed')
+      emit(this.closeListeners, { code, reason, willReconnect: false })
+      return
+    }
+    this.scheduleReconnect(code, reason)
+  }
+
+  private scheduleReconnect (code: number, reason: string): void {
+    if (this.attempt >= this.maxRetries) {
+      this.stopped = true
+      this.setState('closed')
+      emit(this.closeListeners, { code, reason, willReconnect: false })
+      return
+    }
+    const delay = backoffDelay(this.attempt, this.baseMs, this.capMs, this.random)
+    this.attempt++
+    this.setState('reconnecting')
+    emit(this.closeListeners, { code, reason, willReconnect: true })
+    this.reconnectTimer = setTimeout(() => {
+      this.reconnectTimer = null
+      void this.open()
+    }, delay)
+  }
+
+  /** No message for a while: ask; no answer either: the server is gone, reconnect. */
+  private armLiveness (): void {
+    const now = Date.now()
+    const waitingForPong = this.pingSentAt > this.lastMessageAt
+    const due = waitingForPong ? this.pingSentAt + this.pongTimeoutMs : this.lastMessageAt + this.pingIntervalMs
+    this.livenessTimer = setTimeout(() => { this.checkLiveness() }, Math.max(0, due - now))
+  }
+
+  private checkLiveness (): void {
+    this.livenessTimer = null
+    // Every path that drops the socket clears this timer, so the socket is still there.
+    const socket = this.socket as WebSocketLike
+    const now = Date.now()
+    if (this.pingSentAt > this.lastMessageAt) {
+      if (now >= this.pingSentAt + this.pongTimeoutMs) {
+        // A dead server never completes a close handshake: drop the socket and go on at once.
+        abandon(socket)
+        this.dropped(socket, LOST, 'no answer to $ping')
+        return
+      }
+    } else if (now >= this.lastMessageAt + this.pingIntervalMs && socket.readyState === OPEN) {
+      this.pingSentAt = now
+      socket.send(JSON.stringify({ type: '$ping', data: null }))
+    }
+    this.armLiveness()
+  }
+
+  private online (): void {
+    if (this.stopped || this.socket !== null) return
+    // The network is back: try now instead of waiting out the backoff.
+    if (this.reconnectTimer !== null) clearTimeout(this.reconnectTimer)
+    this.reconnectTimer = null
+    this.attempt = 0
+    void this.open()
+  }
+
+  private offline (): void {
+    const socket = this.socket
+    if (socket === null) return
+    abandon(socket)
+    this.dropped(socket, LOST, 'the browser went offline')
+  }
+
+  // ---- receiving ----
+
+  private received (raw: unknown): void {
+    this.lastMessageAt = Date.now()
+    if (typeof raw !== 'string') return
+    let message: { type?: unknown, data?: unknown, id?: unknown, room?: unknown, epoch?: unknown, offset?: unknown }
+    try {
+      message = JSON.parse(raw) as typeof message
+    } catch {
+      return
+    }
+    const type = message.type
+    if (typeof type !== 'string') return
+    if (message.id !== undefined && this.settle(String(message.id), type, message.data)) return
+    if (type === 'error') {
+      this.report(new RealtimeClientError('FST_RT_CLIENT_SERVER_ERROR', errorMessage(message.data), message.data))
+      return
+    }
+    if (type === '$presence') {
+      emit(this.presenceListeners, message.data)
+      return
+    }
+    if (type === '$lost') {
+      const lost = message.data as { room: string, epoch: string, offset: number }
+      const state = this.rooms.get(lost.room)
+      if (state !== undefined) state.position = { epoch: lost.epoch, offset: lost.offset }
+      emit(this.lostListeners, lost)
+      return
+    }
+    if (type === '$pong' || type === '$join:reply' || type === '$leave:reply') return
+    const meta: MessageMeta = typeof message.room === 'string'
+      ? { room: message.room, epoch: message.epoch as string, offset: message.offset as number }
+      : {}
+    if (meta.room !== undefined) this.advance(meta.room, meta.epoch as string, meta.offset as number)
+    const set = this.handlers.get(type)
+    if (set !== undefined) for (const listener of set) listener(message.data, meta)
+  }
+
+  /** Keeps the newest position seen per joined room: what a rejoin recovers from. */
+  private advance (room: string, epoch: string, offset: number): void {
+    const state = this.rooms.get(room)
+    if (state === undefined) return
+    if (state.position === null || state.position.epoch !== epoch || offset > state.position.offset) {
+      state.position = { epoch, offset }
+    }
+  }
+
+  /** Resolves or rejects the request with this id; false if none waits for it. */
+  private settle (id: string, type: string, data: unknown): boolean {
+    const pending = this.pending.get(id)
+    if (pending === undefined) return false
+    this.pending.delete(id)
+    clearTimeout(pending.timer)
+    if (type === 'error') pending.reject(new RealtimeClientError('FST_RT_CLIENT_SERVER_ERROR', errorMessage(data), data))
+    else pending.resolve(data)
+    return true
+  }
+
+  // ---- internals ----
+
+  private async joinRoom (room: string, state: RoomState, timeoutMs?: number): Promise<JoinOutcome> {
+    const data: Record<string, unknown> = { room }
+    if (state.meta !== undefined) data.meta = state.meta
+    if (state.position !== null) {
+      data.epoch = state.position.epoch
+      data.offset = state.position.offset
+    }
+    const outcome = await this.call('$join', data, timeoutMs) as JoinOutcome
+    // The reply is where the client stands now; replayed messages (recovered) only advance it.
+    state.position = { epoch: outcome.epoch, offset: outcome.offset }
+    if (outcome.recovered === true && data.offset !== undefined) state.position = { epoch: outcome.epoch, offset: data.offset as number }
+    emit(this.joinListeners, outcome)
+    return outcome
+  }
+
+  private call (type: string, data: unknown, timeoutMs: number | undefined, socket?: WebSocketLike): Promise<unknown> {
+    if (this.stopped && this.currentState === 'closed') return Promise.reject(new RealtimeClientError('FST_RT_CLIENT_CLOSED', 'The client is closed'))
+    const id = `c${++this.nextId}`
+    return new Promise((resolve, reject) => {
+      const timeout = timeoutMs ?? this.requestTimeoutMs
+      const timer = setTimeout(() => {
+        this.pending.delete(id)
+        reject(new RealtimeClientError('FST_RT_CLIENT_REQUEST_TIMEOUT', `No reply to ${type} within ${timeout} ms`))
+      }, timeout)
+      this.pending.set(id, { resolve, reject, timer })
+      const text = JSON.stringify({ type, data, id })
+      try {
+        if (socket !== undefined) socket.send(text)
+        else this.transmit(text, id)
+      } catch (error) {
+        this.pending.delete(id)
+        clearTimeout(timer)
+        reject(error as Error)
+      }
+    })
+  }
+
+  private transmit (text: string, id?: string): void {
+    if (this.stopped && this.currentState === 'closed') throw new RealtimeClientError('FST_RT_CLIENT_CLOSED', 'The client is closed')
+    const socket = this.socket
+    if (this.currentState === 'open' && socket !== null && socket.readyState === OPEN) {
+      socket.send(text)
+      return
+    }
+    this.expire(Date.now())
+    if (this.queue.length >= this.queueMax) {
+      if (this.overflow === 'reject') throw new RealtimeClientError('FST_RT_CLIENT_QUEUE_FULL', `The offline queue holds ${this.queueMax} messages already`)
+      this.dropQueued(this.queue.shift() as Queued, new RealtimeClientError('FST_RT_CLIENT_QUEUE_FULL', 'Dropped from the full offline queue for a newer message'))
+    }
+    this.queue.push(id === undefined ? { text, at: Date.now() } : { text, at: Date.now(), id })
+  }
+
+  private expire (now: number): void {
+    while (this.queue.length > 0 && now - (this.queue[0] as Queued).at > this.queueMaxAge) {
+      this.dropQueued(this.queue.shift() as Queued, new RealtimeClientError('FST_RT_CLIENT_QUEUE_EXPIRED', `A queued message waited more than ${this.queueMaxAge} ms`))
+    }
+  }
+
+  /** A dropped request fails at once; a dropped event is reported. */
+  private dropQueued (queued: Queued, error: RealtimeClientError): void {
+    const pending = queued.id === undefined ? undefined : this.pending.get(queued.id)
+    if (pending === undefined) {
+      this.report(error)
+      return
+    }
+    this.pending.delete(queued.id as string)
+    clearTimeout(pending.timer)
+    pending.reject(error)
+  }
+
+  private flush (): void {
+    this.expire(Date.now())
+    const socket = this.socket as WebSocketLike
+    for (const queued of this.queue.splice(0)) socket.send(queued.text)
+  }
+
+  private failPending (error: RealtimeClientError): void {
+    for (const pending of this.pending.values()) {
+      clearTimeout(pending.timer)
+      pending.reject(error)
+    }
+    this.pending.clear()
+  }
+
+  private clearTimers (): void {
+    for (const timer of [this.livenessTimer, this.reconnectTimer, this.stableTimer]) if (timer !== null) clearTimeout(timer)
+    this.livenessTimer = this.reconnectTimer = this.stableTimer = null
+  }
+
+  private setState (state: ClientState): void {
+    if (state === this.currentState) return
+    this.currentState = state
+    emit(this.stateListeners, state)
+  }
+
+  private report (error: Error): void {
+    emit(this.errorListeners, error)
+  }
+}
+
+function add<T> (set: Set<T>, listener: T): () => void {
+  set.add(listener)
+  return () => { set.delete(listener) }
+}
+
+function emit<A> (set: Set<Listener<[A]>>, value: A): void {
+  for (const listener of set) listener(value)
+}
+
+/** Drops a socket without waiting for a close handshake: `ws` can terminate; a browser closes in the background. */
+function abandon (socket: WebSocketLike): void {
+  const terminate = (socket as { terminate?: () => void }).terminate
+  if (typeof terminate === 'function') terminate.call(socket)
+  else socket.close()
+}
+
+function detach (socket: WebSocketLike): void {
+  socket.onopen = socket.onmessage = socket.onclose = socket.onerror = null
+}
+
+function errorMessage (data: unknown): string {
+  const message = (data as { message?: unknown } | null)?.message
+  return typeof message === 'string' ? message : 'The server answered with an error'
+}
