@@ -191,3 +191,72 @@ t.test('browser events: offline drops the connection at once, online reconnects 
   target.dispatchEvent(new Event('online'))
   t.equal(c.state, 'closed', 'a closed client ignores online')
 })
+
+t.test('join() before the connection opens sends one $join, and queued messages wait for the rejoin reply', async (t) => {
+  const frames: Array<{ socket: number, type: unknown }> = []
+  let replyJoin: (() => void) | null = null
+  const script = await scripted(t, (socket, message) => {
+    frames.push({ socket: script.sockets.indexOf(socket), type: message.type })
+    if (message.type === '$join') {
+      const reply = (): void => { socket.send(JSON.stringify({ type: '$join:reply', id: message.id, data: { room: 'r', epoch: 'e', offset: 7 } })) }
+      // On the second connection the reply is held back, to show the queue waits for it.
+      if (script.sockets.indexOf(socket) === 1) replyJoin = reply
+      else reply()
+    }
+  })
+  const c = make(t, script.url, { autoConnect: false })
+  const joined = c.join('r', { from: { epoch: 'e', offset: 5 } })
+  c.connect()
+  t.match(await joined, { room: 'r', offset: 7 })
+  t.same(frames.filter((frame) => frame.type === '$join').length, 1, 'one join() call, one $join')
+  script.sockets[0]?.close(1012)
+  await until(c, 'reconnecting')
+  const secondSocket = script.next()
+  c.send('note', 'sent while reconnecting')
+  await secondSocket
+  while (replyJoin === null) await new Promise((resolve) => setImmediate(resolve))
+  t.equal(c.state, 'reconnecting', 'not open until the rooms are joined again')
+  t.same(frames.filter((frame) => frame.socket === 1).map((frame) => frame.type), ['$join'], 'nothing but the rejoin before its reply')
+  const sent = script.received(script.sockets[1] as WebSocket)
+  ;(replyJoin as () => void)()
+  t.match(await sent, { type: 'note', data: 'sent while reconnecting' })
+  t.equal(c.state, 'open')
+})
+
+t.test('join() can start from a known position, and a refused rejoin drops the room', async (t) => {
+  let refuse = false
+  const script = await scripted(t, (socket, message) => {
+    if (message.type !== '$join') return
+    if (refuse) socket.send(JSON.stringify({ type: 'error', id: message.id, data: { code: 'FST_RT_JOIN_FORBIDDEN', message: 'no' } }))
+    else socket.send(JSON.stringify({ type: '$join:reply', id: message.id, data: { room: 'r', epoch: (message.data as { epoch?: string }).epoch ?? 'new', offset: 3, recovered: true } }))
+  })
+  const c = make(t, script.url)
+  await until(c, 'open')
+  const errors: Error[] = []
+  c.onError((error) => { errors.push(error) })
+  t.match(await c.join('r', { from: { epoch: 'loaded', offset: 2 } }), { epoch: 'loaded', recovered: true })
+  refuse = true
+  script.sockets[0]?.close(1012)
+  await until(c, 'reconnecting')
+  await until(c, 'open')
+  t.same(c.joinedRooms, [], 'the refused room is left')
+  t.match(errors, [{ code: 'FST_RT_CLIENT_SERVER_ERROR', data: { code: 'FST_RT_JOIN_FORBIDDEN' } }])
+  const early = make(t, script.url, { autoConnect: false })
+  const waiting = early.join('r')
+  early.connect()
+  await t.rejects(waiting, { code: 'FST_RT_CLIENT_SERVER_ERROR', data: { code: 'FST_RT_JOIN_FORBIDDEN' } }, 'a join made before open gets the refusal')
+})
+
+t.test('joins waiting for a connection fail with FST_RT_CLIENT_CLOSED when the client stops', async (t) => {
+  const c = make(t, 'ws://127.0.0.1:1', { autoConnect: false })
+  const waiting = c.join('r')
+  c.close()
+  await t.rejects(waiting, { code: 'FST_RT_CLIENT_CLOSED' })
+  await t.rejects(c.join('r'), { code: 'FST_RT_CLIENT_CLOSED' })
+  const refused = await scripted(t, (socket) => { socket.close(4501, 'no') })
+  const d = make(t, refused.url, { autoConnect: false })
+  const pending = d.join('r')
+  d.connect()
+  d.send('note', 'to trigger a message')
+  await t.rejects(pending, { code: 'FST_RT_CLIENT_CLOSED' }, 'a terminal close fails them too')
+})

@@ -91,6 +91,10 @@ interface Queued {
 interface RoomState {
   meta: unknown
   position: { epoch: string, offset: number } | null
+  /** The socket this room was last joined on: a room is joined once per connection. */
+  joinedOn: WebSocketLike | null
+  /** join() calls made while not connected, settled by the join on the next connection. */
+  waiters: Array<{ resolve (outcome: JoinOutcome): void, reject (error: Error): void, timer: ReturnType<typeof setTimeout> }>
 }
 
 type Listener<A extends unknown[]> = (...args: A) => void
@@ -231,12 +235,30 @@ export class RealtimeClient<C extends Contract> {
     return this.call(type, data, options?.timeoutMs) as Promise<ReplyData<C, K>>
   }
 
-  /** Joins a room; after a reconnect it is joined again, recovering from the last offset seen. */
-  async join (room: string, options?: { meta?: unknown, timeoutMs?: number }): Promise<JoinOutcome> {
-    const state: RoomState = this.rooms.get(room) ?? { meta: options?.meta, position: null }
-    state.meta = options?.meta ?? state.meta
+  /**
+   * Joins a room; after a reconnect it is joined again, recovering from the last offset seen. `from`
+   * is a position the app already has (e.g. history loaded over HTTP): the join recovers from there.
+   * Called while not connected, it joins as soon as the connection opens.
+   */
+  async join (room: string, options?: { meta?: unknown, from?: { epoch: string, offset: number }, timeoutMs?: number }): Promise<JoinOutcome> {
+    if (this.stopped && this.currentState === 'closed') throw new RealtimeClientError('FST_RT_CLIENT_CLOSED', 'The client is closed')
+    const state: RoomState = this.rooms.get(room) ?? { meta: undefined, position: null, joinedOn: null, waiters: [] }
+    if (options?.meta !== undefined) state.meta = options.meta
+    if (options?.from !== undefined) state.position = { epoch: options.from.epoch, offset: options.from.offset }
     this.rooms.set(room, state)
-    return await this.joinRoom(room, state, options?.timeoutMs)
+    if (this.currentState === 'open') return await this.joinRoom(room, state, options?.timeoutMs)
+    const timeout = options?.timeoutMs ?? this.requestTimeoutMs
+    return await new Promise<JoinOutcome>((resolve, reject) => {
+      const waiter = {
+        resolve,
+        reject,
+        timer: setTimeout(() => {
+          state.waiters.splice(state.waiters.indexOf(waiter), 1)
+          reject(new RealtimeClientError('FST_RT_CLIENT_REQUEST_TIMEOUT', `Not joined to ${room} within ${timeout} ms`))
+        }, timeout)
+      }
+      state.waiters.push(waiter)
+    })
   }
 
   async leave (room: string, options?: { timeoutMs?: number }): Promise<void> {
@@ -267,6 +289,7 @@ export class RealtimeClient<C extends Contract> {
       socket.close(code, reason)
     }
     this.failPending(new RealtimeClientError('FST_RT_CLIENT_CLOSED', 'The client is closed'))
+    this.failJoinWaiters()
     this.queue.length = 0
     this.setState('closed')
     emit(this.closeListeners, { code, reason, willReconnect: false })
@@ -306,12 +329,24 @@ export class RealtimeClient<C extends Contract> {
         return
       }
     }
-    // A refused or dropped auth rejected above; a replaced socket had its handlers detached first.
+    // Rooms first (those added meanwhile too), then what was queued: a queued message may need its room.
+    for (;;) {
+      const rejoin = [...this.rooms].filter(([, state]) => state.joinedOn !== socket)
+      if (rejoin.length === 0) break
+      const results = await Promise.allSettled(rejoin.map(([room, state]) => this.joinRoom(room, state, undefined, socket)))
+      if (socket !== this.socket) return
+      for (const [index, result] of results.entries()) {
+        if (result.status === 'rejected') {
+          // A refused rejoin (say, no longer authorized) leaves the room rather than retrying forever.
+          const [room, state] = rejoin[index] as [string, RoomState]
+          this.rooms.delete(room)
+          for (const waiter of state.waiters.splice(0)) { clearTimeout(waiter.timer); waiter.reject(result.reason as Error) }
+          this.report(result.reason as Error)
+        }
+      }
+    }
     this.setState('open')
     this.stableTimer = setTimeout(() => { this.attempt = 0 }, this.resetAfterMs)
-    for (const [room, state] of this.rooms) {
-      this.joinRoom(room, state).catch((error: Error) => { this.report(error) })
-    }
     this.flush()
   }
 
@@ -323,6 +358,7 @@ export class RealtimeClient<C extends Contract> {
     this.failPending(new RealtimeClientError('FST_RT_CLIENT_CONNECTION_LOST', `The connection closed (${code}) before the reply arrived`))
     if (!shouldReconnect(code)) {
       this.stopped = true
+      this.failJoinWaiters()
       this.setState('closed')
       emit(this.closeListeners, { code, reason, willReconnect: false })
       return
@@ -333,6 +369,7 @@ export class RealtimeClient<C extends Contract> {
   private scheduleReconnect (code: number, reason: string): void {
     if (this.attempt >= this.maxRetries) {
       this.stopped = true
+      this.failJoinWaiters()
       this.setState('closed')
       emit(this.closeListeners, { code, reason, willReconnect: false })
       return
@@ -450,17 +487,22 @@ export class RealtimeClient<C extends Contract> {
 
   // ---- internals ----
 
-  private async joinRoom (room: string, state: RoomState, timeoutMs?: number): Promise<JoinOutcome> {
+  private async joinRoom (room: string, state: RoomState, timeoutMs?: number, socket?: WebSocketLike): Promise<JoinOutcome> {
     const data: Record<string, unknown> = { room }
     if (state.meta !== undefined) data.meta = state.meta
     if (state.position !== null) {
       data.epoch = state.position.epoch
       data.offset = state.position.offset
     }
-    const outcome = await this.call('$join', data, timeoutMs) as JoinOutcome
+    const outcome = await this.call('$join', data, timeoutMs, socket) as JoinOutcome
+    state.joinedOn = socket ?? this.socket
     // The reply is where the client stands now; replayed messages (recovered) only advance it.
     state.position = { epoch: outcome.epoch, offset: outcome.offset }
     if (outcome.recovered === true && data.offset !== undefined) state.position = { epoch: outcome.epoch, offset: data.offset as number }
+    for (const waiter of state.waiters.splice(0)) {
+      clearTimeout(waiter.timer)
+      waiter.resolve(outcome)
+    }
     emit(this.joinListeners, outcome)
     return outcome
   }
@@ -524,6 +566,17 @@ export class RealtimeClient<C extends Contract> {
     this.expire(Date.now())
     const socket = this.socket as WebSocketLike
     for (const queued of this.queue.splice(0)) socket.send(queued.text)
+  }
+
+  /** The client stopped: joins waiting for a connection never get one. */
+  private failJoinWaiters (): void {
+    const closed = new RealtimeClientError('FST_RT_CLIENT_CLOSED', 'The client is closed')
+    for (const state of this.rooms.values()) {
+      for (const waiter of state.waiters.splice(0)) {
+        clearTimeout(waiter.timer)
+        waiter.reject(closed)
+      }
+    }
   }
 
   private failPending (error: RealtimeClientError): void {
