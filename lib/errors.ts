@@ -19,6 +19,10 @@ export const errors = {
   FST_RT_BAD_HANDSHAKE: createError('FST_RT_BAD_HANDSHAKE', 'Bad WebSocket handshake: %s', 400),
   FST_RT_UPGRADE_REQUIRED: createError('FST_RT_UPGRADE_REQUIRED', 'This route only accepts WebSocket connections: send a WebSocket upgrade request', 426),
   FST_RT_ORIGIN_FORBIDDEN: createError('FST_RT_ORIGIN_FORBIDDEN', 'Origin %s is not allowed', 403),
+  FST_RT_UNAUTHORIZED: createError('FST_RT_UNAUTHORIZED', 'A token is required: an Authorization: Bearer header, the access_token subprotocol, a cookie or the query', 401),
+  FST_RT_TOKEN_REFUSED: createError('FST_RT_TOKEN_REFUSED', 'The token was refused', 403),
+  FST_RT_TOO_MANY_CONNECTIONS: createError('FST_RT_TOO_MANY_CONNECTIONS', 'The server holds its maximum of %s connections; try again later', 503),
+  FST_RT_TOO_MANY_CONNECTIONS_FROM_IP: createError('FST_RT_TOO_MANY_CONNECTIONS_FROM_IP', 'This address holds its maximum of %s connections', 429),
   FST_RT_NO_SUBPROTOCOL: createError('FST_RT_NO_SUBPROTOCOL', 'None of the offered subprotocols (%s) is supported; this route supports: %s', 400),
 
   // ---- connection API misuse: thrown to the handler, the connection is unaffected ----
@@ -31,6 +35,7 @@ export const errors = {
   FST_RT_CONNECTION_CLOSED: createError('FST_RT_CONNECTION_CLOSED', 'Cannot %s: the connection is closing or closed'),
   FST_RT_CONTROL_PAYLOAD_TOO_LARGE: createError('FST_RT_CONTROL_PAYLOAD_TOO_LARGE', 'A control frame payload is %s bytes; the limit is 125', 500, RangeError),
   FST_RT_INVALID_CLOSE_CODE: createError('FST_RT_INVALID_CLOSE_CODE', 'Close code %s cannot be sent: use 1000-1003, 1007-1014 or 3000-4999', 500, RangeError),
+  FST_RT_SLOW_CONSUMER: withCloseCode(createError('FST_RT_SLOW_CONSUMER', 'Cannot %s: more than %s bytes are waiting to be sent; the connection is closed with 4008'), 4008),
   FST_RT_CLOSE_REASON_TOO_LONG: createError('FST_RT_CLOSE_REASON_TOO_LONG', 'A close reason is %s bytes; the limit is 123', 500, RangeError),
 
   // ---- message contracts: thrown at registration ----
@@ -43,6 +48,7 @@ export const errors = {
   FST_RT_UNKNOWN_MESSAGE_TYPE: createError('FST_RT_UNKNOWN_MESSAGE_TYPE', 'Unknown message type %s'),
   FST_RT_INVALID_MESSAGE_DATA: createError('FST_RT_INVALID_MESSAGE_DATA', 'Invalid data for message type %s'),
   FST_RT_BINARY_NOT_ACCEPTED: createError('FST_RT_BINARY_NOT_ACCEPTED', 'This route does not accept binary messages'),
+  FST_RT_RATE_LIMITED: createError('FST_RT_RATE_LIMITED', 'Too many messages: at most %s per second (bursts of %s); this one was dropped'),
   FST_RT_HANDLER_FAILED: createError('FST_RT_HANDLER_FAILED', 'Internal error while handling message type %s'),
   FST_RT_REQUEST_TIMEOUT: createError('FST_RT_REQUEST_TIMEOUT', 'The request of type %s was not answered within %s ms'),
 

@@ -16,7 +16,11 @@ import { DeadlineClock } from './connection/timers.js'
 import { errors } from './errors.js'
 import { defaultSettings, normalizeOptions, type RealtimePluginOptions, type RealtimeRouteOptions } from './options.js'
 import { convertRealtimeRoute, type RouteHost } from './route.js'
-import { kHub, kOfferedExtensions, kProtocol } from './symbols.js'
+import { kDeadline, kHub, kOfferedExtensions, kProtocol } from './symbols.js'
+import { CloseCode } from './close-codes.js'
+import { createMetrics, prometheusText, type RealtimeMetrics } from './metrics.js'
+import { GUARD_KEYS, guardSettings } from './handshake/guard.js'
+import type {} from './handshake/token-auth.js'
 import type { Broker, HistoryLimits } from './hub/broker.js'
 import { MemoryBroker } from './hub/memory.js'
 import { defaultHubSettings, Hub, type HubSettings } from './hub/hub.js'
@@ -42,6 +46,10 @@ export type { Broker, BrokerEvents, HistoryLimits, HistoryPage, HistoryQuery, Po
 export { SLOW_CONSUMER_CLOSE } from './hub/hub.js'
 export type { HubSettings, HubStats, JoinOptions, JoinResult } from './hub/hub.js'
 export type { RealtimeDecorator } from './hub/decorator.js'
+export type { RealtimeMetrics } from './metrics.js'
+export { redactUrl } from './handshake/guard.js'
+export { tokenAuth } from './handshake/token-auth.js'
+export type { TokenAuthOptions, TokenSource } from './handshake/token-auth.js'
 export { roomHistoryRoute } from './hub/history-route.js'
 export type { HistoryQuerystring, HistoryResponse, HistoryRouteOptions } from './hub/history-route.js'
 export type { RealtimeErrorCode } from './errors.js'
@@ -108,7 +116,7 @@ declare module 'fastify' {
 // Keys Fastify itself reads from register() options; they are not ours to check.
 const REGISTER_KEYS = new Set(['prefix', 'logLevel', 'logSerializers'])
 // Keys of the hub, checked here rather than as route options.
-const HUB_KEYS = new Set(['broker', 'history', 'maxRoomNameLength', 'slowConsumerBytes'])
+const HUB_KEYS = new Set(['broker', 'history', 'maxRoomNameLength', 'slowConsumerBytes', 'metricsRoute'])
 
 /** Options of the plugin beyond the route defaults: where rooms live and their bounds. */
 export interface RealtimeHubOptions {
@@ -120,6 +128,16 @@ export interface RealtimeHubOptions {
   maxRoomNameLength?: number
   /** Unsent bytes above which a room member is closed with 4008 (slow consumer). @default 1048576 */
   slowConsumerBytes?: number
+  /** Open connections in all; more handshakes get 503. @default 10000 */
+  maxConnections?: number
+  /** Open connections per client address (`request.ip`, so trustProxy-aware); more get 429. @default 100 */
+  maxConnectionsPerIp?: number
+  /** From the upgrade request to the upgrade, hooks included, in ms; a slower handshake is dropped. @default 10000 */
+  handshakeTimeout?: number
+  /** Query parameters whose values are replaced in the request log line. @default token, access_token, auth, authorization, key, api_key, apikey, jwt, password, secret, signature, sig */
+  redactQuery?: readonly string[]
+  /** Serve the metrics in Prometheus' text format at this path (a GET route). @default undefined */
+  metricsRoute?: string
 }
 
 function hubSettings (options: Record<string, unknown>): HubSettings {
@@ -174,22 +192,40 @@ function endAnsweredUpgrade (_request: IncomingMessage, socket: Duplex): void {
   if (net.bytesWritten > 0 || net.writableLength > 0) net.end(() => { net.destroy() })
 }
 
+function dropSlowHandshake (request: FastifyRequest, metrics: RealtimeMetrics): void {
+  metrics.refused.handshakeTimeout++
+  request.log.info('realtime: handshake took too long, dropped')
+  request.raw.socket.destroy()
+}
+
 function logSocketError (error: Error, _socket: unknown, request: FastifyRequest): void {
   // The connection reports socket errors as its exception; this only keeps a trace.
   request.log.debug({ err: error }, 'realtime: socket error')
 }
 
 const fastifyRealtime: FastifyPluginAsync<RealtimePluginOptions & RealtimeHubOptions> = async (fastify, options) => {
-  const own = Object.fromEntries(Object.entries(options).filter(([key]) => !REGISTER_KEYS.has(key) && !HUB_KEYS.has(key)))
+  const own = Object.fromEntries(Object.entries(options).filter(([key]) => !REGISTER_KEYS.has(key) && !HUB_KEYS.has(key) && !GUARD_KEYS.has(key)))
   const settings = normalizeOptions(own, defaultSettings)
-  const hub = new Hub(brokerOf(options as Record<string, unknown>), hubSettings(options as Record<string, unknown>), fastify.log)
-  fastify.decorate(kHub, hub)
-  fastify.decorate('realtime', createDecorator(hub))
-  const host: RouteHost = {
+  const plain = options as Record<string, unknown>
+  const metrics = createMetrics()
+  const hub = new Hub(brokerOf(plain), hubSettings(plain), fastify.log, metrics)
+  const host: RouteHost & { shutdown: { code: number, reason: string } } = {
     settings,
+    guard: guardSettings(plain),
     clock: new DeadlineClock(),
-    connections: new Set<RealtimeConnection>()
+    connections: new Set<RealtimeConnection>(),
+    metrics,
+    perIp: new Map(),
+    shutdown: { code: CloseCode.GOING_AWAY, reason: 'Server shutting down' }
   }
+  if (options.metricsRoute !== undefined && (typeof options.metricsRoute !== 'string' || !options.metricsRoute.startsWith('/'))) {
+    throw new errors.FST_RT_INVALID_OPTION('"metricsRoute"', `expected a path starting with "/", got ${String(options.metricsRoute)}`)
+  }
+  fastify.decorateRequest('realtimeUser', null)
+  fastify.decorate(kHub, hub)
+  fastify.decorate('realtime', createDecorator(hub, metrics, () => {
+    host.shutdown = { code: CloseCode.SERVICE_RESTART, reason: 'Server restarting' }
+  }))
 
   // Added before @fastify/websocket registers its own onRoute hook, so it sees the converted route.
   fastify.addHook('onRoute', (routeOptions) => { convertRealtimeRoute(routeOptions, host) })
@@ -212,13 +248,34 @@ const fastifyRealtime: FastifyPluginAsync<RealtimePluginOptions & RealtimeHubOpt
     preClose: async function closeConnections (this: FastifyInstance) {
       // Fastify already answers new requests, upgrades included, with 503 (see endAnsweredUpgrade).
       await Promise.all([...host.connections].map(async (connection) => {
-        await connection.close({ code: 1001, reason: 'Server shutting down' })
+        await connection.close(host.shutdown)
         await connection.whenClosed()
       }))
       await new Promise<void>((resolve) => { this.websocketServer.close(() => { resolve() }) })
     }
   })
   fastify.addHook('onRequest', holdExtensionOffer)
+  // The handshake deadline: from the upgrade request to the upgrade, the app's hooks included.
+  fastify.addHook('onRequest', (request, _reply, done) => {
+    if (request.ws) {
+      const raw = request.raw as IncomingMessage & { [kDeadline]?: NodeJS.Timeout }
+      raw[kDeadline] = setTimeout(dropSlowHandshake, host.guard.handshakeTimeout, request, metrics).unref()
+    }
+    done()
+  })
+  fastify.addHook('onResponse', (request, _reply, done) => {
+    clearTimeout((request.raw as { [kDeadline]?: NodeJS.Timeout })[kDeadline])
+    done()
+  })
+  if (options.metricsRoute !== undefined) {
+    fastify.route({
+      method: 'GET',
+      url: options.metricsRoute,
+      handler: async (_request: FastifyRequest, reply: FastifyReply) => {
+        await reply.type('text/plain; version=0.0.4').send(prometheusText(metrics, hub.stats))
+      }
+    })
+  }
   fastify.server.on('upgrade', endAnsweredUpgrade)
   fastify.addHook('onClose', async (instance) => {
     instance.server.removeListener('upgrade', endAnsweredUpgrade)

@@ -50,6 +50,8 @@ export interface RealtimeRouteOptions {
   readLimit?: number
   /** Bytes buffered for sending above which `send*()` waits until the data is written. @default 65536 */
   writeLimit?: number
+  /** Unsent bytes above which the connection is closed with 4008 (slow consumer, reconnectable); 0 is unlimited. @default 8388608 */
+  maxBufferedBytes?: number
 }
 
 export type RealtimePluginOptions = RealtimeRouteOptions
@@ -78,6 +80,7 @@ export interface RouteSettings {
   readonly allowedOrigins: OriginCheck | null
   readonly readLimit: number
   readonly writeLimit: number
+  readonly maxBufferedBytes: number
 }
 
 // Node timers overflow above this (about 24.8 days) and fire at once.
@@ -96,7 +99,8 @@ export const defaultSettings: RouteSettings = Object.freeze({
   maxMsgSize: 4 * 1024 * 1024,
   allowedOrigins: null,
   readLimit: 1024 * 1024,
-  writeLimit: 64 * 1024
+  writeLimit: 64 * 1024,
+  maxBufferedBytes: 8 * 1024 * 1024
 })
 
 const defaultCompress: NormalizedCompress = Object.freeze({
@@ -230,6 +234,7 @@ export function normalizeOptions (input: unknown, base: RouteSettings = defaultS
     maxMsgSize: has('maxMsgSize') ? integer('maxMsgSize', options.maxMsgSize, 0, Number.MAX_SAFE_INTEGER) : base.maxMsgSize,
     allowedOrigins: has('allowedOrigins') ? originMatcher(options.allowedOrigins) : base.allowedOrigins,
     readLimit: has('readLimit') ? integer('readLimit', options.readLimit, 1, Number.MAX_SAFE_INTEGER) : base.readLimit,
-    writeLimit: has('writeLimit') ? integer('writeLimit', options.writeLimit, 0, Number.MAX_SAFE_INTEGER) : base.writeLimit
+    writeLimit: has('writeLimit') ? integer('writeLimit', options.writeLimit, 0, Number.MAX_SAFE_INTEGER) : base.writeLimit,
+    maxBufferedBytes: has('maxBufferedBytes') ? integer('maxBufferedBytes', options.maxBufferedBytes, 0, Number.MAX_SAFE_INTEGER) : base.maxBufferedBytes
   })
 }

@@ -4,12 +4,15 @@ import { normalizeOptions, type RouteSettings } from './options.js'
 import { RealtimeConnection, type ConnectionHost } from './connection/connection.js'
 import type { RealtimeSocket } from './connection/socket.js'
 import { handshakeHook } from './handshake/hook.js'
+import { redactingRequestSerializer, type GuardSettings } from './handshake/guard.js'
+import { kDeadline } from './symbols.js'
 import { checkHandshake, looksLikeHandshake } from './handshake/validate.js'
 
 export type RealtimeHandlerFunction = (this: FastifyInstance, connection: RealtimeConnection, request: FastifyRequest) => unknown
 
 export interface RouteHost extends ConnectionHost {
   readonly settings: RouteSettings
+  readonly guard: GuardSettings
 }
 
 type Hooks = NonNullable<RouteOptions['onRequest']>
@@ -61,8 +64,11 @@ export function convertRealtimeRoute (routeOptions: RouteOptions & { realtime?: 
   routeOptions.handler = httpFallback
   // Fastify's automatic HEAD route can never be upgraded.
   if (methods.every((method) => method === 'HEAD')) return
-  routeOptions.onRequest = [handshakeHook(settings) as Hook, ...hookList(routeOptions.onRequest)]
+  routeOptions.onRequest = [handshakeHook(settings, host.guard, host) as Hook, ...hookList(routeOptions.onRequest)]
+  // Query tokens (browsers cannot set headers on a WebSocket) must not reach the request log line.
+  routeOptions.logSerializers = { req: redactingRequestSerializer(host.guard.redactQuery), ...routeOptions.logSerializers }
   routeOptions.wsHandler = function realtimeUpgrade (this: FastifyInstance, socket, request) {
+    clearTimeout((request.raw as { [kDeadline]?: NodeJS.Timeout })[kDeadline])
     const connection = new RealtimeConnection(socket as RealtimeSocket, request, settings, host)
     return runHandler.call(this, handler, connection)
   }

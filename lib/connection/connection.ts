@@ -1,8 +1,9 @@
 import type { FastifyRequest } from 'fastify'
 import { WebSocket } from 'ws'
 import { errors, closeCodeOf } from '../errors.js'
-import { isSendableCloseCode } from '../close-codes.js'
+import { CloseCode, isSendableCloseCode } from '../close-codes.js'
 import type { RouteSettings } from '../options.js'
+import type { RealtimeMetrics } from '../metrics.js'
 import { kConnection, kPeerClose } from '../symbols.js'
 import { MessageQueue } from './message-queue.js'
 import { CLOSED_MESSAGE, CLOSING_MESSAGE, type WSMessage } from './messages.js'
@@ -14,6 +15,9 @@ import { applyRouteSettings, deflateNegotiated } from './ws-internals.js'
 export interface ConnectionHost {
   readonly clock: DeadlineClock
   readonly connections: Set<RealtimeConnection>
+  readonly metrics: RealtimeMetrics
+  /** Open connections per client address, for maxConnectionsPerIp. */
+  readonly perIp: Map<string, number>
 }
 
 export interface ReceiveOptions {
@@ -99,8 +103,14 @@ export class RealtimeConnection implements DeadlineOwner {
     socket.on('data', onSocketData)
     Object.defineProperty(socket, kConnection, { value: this, configurable: true })
     host.connections.add(this)
+    this.route = request.routeOptions.url as string
+    host.metrics.connections[this.route] = (host.metrics.connections[this.route] ?? 0) + 1
+    if (request.ip !== undefined) host.perIp.set(request.ip, (host.perIp.get(request.ip) ?? 0) + 1)
     this.reschedule()
   }
+
+  /** The route this connection came in on. */
+  private readonly route: string
 
   /** The error that ended the connection (protocol error, heartbeat or close timeout, lost connection), or null. */
   get exception (): Error | null {
@@ -264,8 +274,19 @@ export class RealtimeConnection implements DeadlineOwner {
     if (this.state !== 'open' || this.ws.readyState !== WebSocket.OPEN) {
       return Promise.reject(new errors.FST_RT_CONNECTION_CLOSED(operation))
     }
+    const buffered = this.ws.bufferedAmount
+    const limit = this.settings.maxBufferedBytes
+    if (limit > 0 && buffered > limit) {
+      // A peer that does not read would otherwise grow this process's memory without bound.
+      this.host.metrics.slowConsumerCloses++
+      void this.close({ code: CloseCode.SLOW_CONSUMER, reason: 'Slow consumer' })
+      return Promise.reject(new errors.FST_RT_SLOW_CONSUMER(operation, limit))
+    }
+    const metrics = this.host.metrics
+    metrics.messagesOut++
+    metrics.bytesOut += typeof data === 'string' ? Buffer.byteLength(data) : data.byteLength
     const compress = this.shouldCompress(data, options)
-    if (this.ws.bufferedAmount <= this.settings.writeLimit) {
+    if (buffered <= this.settings.writeLimit) {
       this.ws.send(data, { binary, compress })
       return Promise.resolve()
     }
@@ -344,6 +365,8 @@ export class RealtimeConnection implements DeadlineOwner {
   /** @internal */
   onMessage (data: Buffer, isBinary: boolean): void {
     if (this.state !== 'open') return
+    this.host.metrics.messagesIn++
+    this.host.metrics.bytesIn += data.length
     if (isBinary) this.deliver({ type: 'binary', data, extra: null }, data.length)
     else this.deliver({ type: 'text', data: data.toString('utf8'), extra: null }, data.length)
   }
@@ -391,6 +414,14 @@ export class RealtimeConnection implements DeadlineOwner {
     this.state = 'closed'
     this.host.clock.cancel(this)
     this.host.connections.delete(this)
+    const metrics = this.host.metrics
+    metrics.connections[this.route] = (metrics.connections[this.route] as number) - 1
+    const ip = this.request.ip
+    if (ip !== undefined) {
+      const left = (this.host.perIp.get(ip) as number) - 1
+      if (left === 0) this.host.perIp.delete(ip)
+      else this.host.perIp.set(ip, left)
+    }
     if (this.knownCloseCode === null) {
       this.knownCloseCode = code
       if (code === 1006 && this.failure === null) this.failure = new errors.FST_RT_CONNECTION_LOST()
@@ -433,6 +464,7 @@ export class RealtimeConnection implements DeadlineOwner {
       if (this.pausedByQueue) this.lastReceivedAt = now
       if (this.pingSentAt > this.lastReceivedAt) {
         if (now >= this.pingSentAt + heartbeat / 2) {
+          this.host.metrics.heartbeatKills++
           this.fail(new errors.FST_RT_HEARTBEAT_TIMEOUT(heartbeat / 2))
           this.state = 'closing'
           this.ws.terminate()

@@ -7,6 +7,7 @@ import { negotiateDeflate } from './compression.js'
 import { checkOrigin } from './origin.js'
 import { chooseProtocol, parseOffer } from './protocols.js'
 import { checkHandshake, shown } from './validate.js'
+import { checkLimits, checkSameOrigin, type GuardSettings, type GuardState } from './guard.js'
 
 type RawWithHandshake = FastifyRequest['raw'] & { [kProtocol]?: string, [kOfferedExtensions]?: string }
 
@@ -14,7 +15,7 @@ type RawWithHandshake = FastifyRequest['raw'] & { [kProtocol]?: string, [kOffere
  * The onRequest hook of one realtime route: runs before the upgrade, after the app's own
  * onRequest hooks, so it can answer with a real HTTP status.
  */
-export function handshakeHook (settings: RouteSettings) {
+export function handshakeHook (settings: RouteSettings, guard: GuardSettings, state: GuardState) {
   return async function realtimeHandshake (request: FastifyRequest, reply: FastifyReply): Promise<void> {
     if (!request.ws) return
     const problem = checkHandshake(request.headers)
@@ -22,7 +23,9 @@ export function handshakeHook (settings: RouteSettings) {
       if (problem.headers !== undefined) reply.headers(problem.headers)
       throw new errors.FST_RT_BAD_HANDSHAKE(problem.message)
     }
-    if (settings.allowedOrigins !== null) await checkOrigin(request, settings.allowedOrigins)
+    if (settings.allowedOrigins === null) checkSameOrigin(request, state.metrics)
+    else await checkOrigin(request, settings.allowedOrigins, state.metrics)
+    checkLimits(request, guard, state)
 
     const raw = request.raw as RawWithHandshake
     const header = request.headers['sec-websocket-protocol']

@@ -2,6 +2,7 @@ import type { Contract, ServerData, ServerType } from '../messages/contract.js'
 import { compiledFor, serializeOutgoing } from '../messages/outgoing.js'
 import type { Broker, HistoryPage, HistoryQuery, PresenceEntry } from './broker.js'
 import { Hub, type HubStats } from './hub.js'
+import { prometheusText, type RealtimeMetrics } from '../metrics.js'
 
 /** `app.realtime`: what handlers can do with rooms, from anywhere in the app. Sends are typed by the contract given. */
 export interface RealtimeDecorator {
@@ -18,10 +19,16 @@ export interface RealtimeDecorator {
   history (room: string, query?: HistoryQuery): Promise<HistoryPage>
   /** Counters: published, delivered, slow-consumer closes, lost notices. */
   readonly stats: Readonly<HubStats>
+  /** Connections by route, messages and bytes in and out, refusals, kills: see the README's Operations section. */
+  readonly metrics: Readonly<RealtimeMetrics>
+  /** The metrics in Prometheus' text format. */
+  prometheus (): string
+  /** Makes the next `app.close()` close connections with 1012 (service restart) instead of 1001. */
+  restarting (): void
   readonly broker: Broker
 }
 
-export function createDecorator (hub: Hub): RealtimeDecorator {
+export function createDecorator (hub: Hub, metrics: RealtimeMetrics, restarting: () => void): RealtimeDecorator {
   const body = (contract: Contract, type: string, data: unknown): string => serializeOutgoing(compiledFor(contract), type, data, false)
   return {
     async publish (contract, rooms, type, data) {
@@ -41,6 +48,9 @@ export function createDecorator (hub: Hub): RealtimeDecorator {
     presenceCount: (room) => hub.presenceCount(room),
     history: (room, query) => hub.history(room, query),
     get stats () { return hub.stats },
+    metrics,
+    prometheus: () => prometheusText(metrics, hub.stats),
+    restarting,
     broker: hub.broker
   }
 }

@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto'
 import type { FastifyBaseLogger } from 'fastify'
 import type { RealtimeConnection } from '../connection/connection.js'
 import { CloseCode } from '../close-codes.js'
+import type { RealtimeMetrics } from '../metrics.js'
 import { errors } from '../errors.js'
 import type { Broker, HistoryPage, HistoryQuery, Position, PresenceEntry, RoomMessage } from './broker.js'
 
@@ -77,7 +78,7 @@ export class Hub {
   /** Subscribe and unsubscribe calls per room, in order, so a quick leave and join cannot cross. */
   private readonly transitions = new Map<string, Promise<void>>()
 
-  constructor (readonly broker: Broker, readonly settings: HubSettings, private readonly log: FastifyBaseLogger) {
+  constructor (readonly broker: Broker, readonly settings: HubSettings, private readonly log: FastifyBaseLogger, readonly metrics: RealtimeMetrics) {
     broker.attach({
       message: (message) => { this.fanOut(message) },
       lost: (room, position) => { this.onLost(room, position) },
@@ -234,6 +235,7 @@ export class Hub {
     // A member that cannot keep up is closed rather than buffered without bound; it may reconnect and recover.
     if (connection.bufferedAmount > this.settings.slowConsumerBytes) {
       this.stats.slowConsumerCloses++
+      this.metrics.slowConsumerCloses++
       this.log.info({ connectionId: member.id, buffered: connection.bufferedAmount }, 'realtime: closing a slow consumer')
       void connection.close({ code: SLOW_CONSUMER_CLOSE, reason: 'Slow consumer' })
       return

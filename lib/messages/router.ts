@@ -11,6 +11,7 @@ import type { HistoryPage, HistoryQuery, PresenceEntry } from '../hub/broker.js'
 import { Hub, Member, type JoinOptions, type JoinResult } from '../hub/hub.js'
 import { kHub } from '../symbols.js'
 import { CloseCode } from '../close-codes.js'
+import type { RealtimeMetrics } from '../metrics.js'
 
 /** Rooms clients join and leave themselves, with `$join` and `$leave` messages. */
 export interface ClientRoomsOptions<C extends Contract = Contract> {
@@ -32,6 +33,12 @@ export interface AuthOptions {
 export interface ContractOptions<C extends Contract = Contract> {
   /** Authenticate with the first message; until then nothing the client sends is dispatched. */
   auth?: AuthOptions
+  /**
+   * Messages per connection: a token bucket of `burst` refilled at `perSecond`. A message over it gets
+   * FST_RT_RATE_LIMITED and is dropped; a client that keeps going for another burst is closed with 1008.
+   * @default { perSecond: 100, burst: 200 }
+   */
+  rateLimit?: { perSecond: number, burst: number } | false
   /** Let clients join rooms with `$join` (and leave with `$leave`), each join checked by `authorize`. */
   rooms?: ClientRoomsOptions<C>
   /** The user behind a connection (for presence and `toUser`); null for anonymous. @default () => null */
@@ -107,6 +114,7 @@ type AnyHandler = (this: FastifyInstance, ...args: unknown[]) => unknown
 type Id = string | number
 
 interface Settings {
+  readonly rateLimit: { perSecond: number, burst: number } | null
   readonly auth: Required<AuthOptions> | null
   readonly rooms: ClientRoomsOptions | null
   readonly userId: ((request: FastifyRequest) => string | null | Promise<string | null>) | null
@@ -148,7 +156,12 @@ function settingsOf (options: ContractOptions): Settings {
   if (options.validateOutgoing !== undefined && typeof options.validateOutgoing !== 'boolean') {
     throw new errors.FST_RT_INVALID_OPTION('"validateOutgoing"', `expected a boolean, got ${String(options.validateOutgoing)}`)
   }
+  const rate = options.rateLimit ?? { perSecond: 100, burst: 200 }
+  if (rate !== false && (typeof rate !== 'object' || rate === null)) {
+    throw new errors.FST_RT_INVALID_OPTION('"rateLimit"', 'expected { perSecond, burst } or false')
+  }
   return {
+    rateLimit: rate === false ? null : { perSecond: positive('rateLimit.perSecond', rate.perSecond, 100), burst: positive('rateLimit.burst', rate.burst, 200) },
     auth: auth === null ? null : { verify: auth.verify, timeoutMs: positive('auth.timeoutMs', auth.timeoutMs, 10_000) },
     rooms,
     userId: options.userId ?? null,
@@ -191,13 +204,13 @@ export function contractHandler<C extends Contract> (contract: C, handlers: NoIn
   checkHandlers(compiled, handlers as Record<string, unknown>)
   const settings = settingsOf(options as ContractOptions)
   return async function realtimeContract (this: FastifyInstance, connection: RealtimeConnection, request: FastifyRequest): Promise<void> {
+    const hub = (this as unknown as { [kHub]: Hub })[kHub]
     let userId = settings.userId === null ? null : await settings.userId(request)
     if (settings.auth !== null) {
-      const verified = await authenticate(connection, request, settings.auth)
+      const verified = await authenticate(connection, request, settings.auth, hub.metrics)
       if (verified === null) return
       userId = verified
     }
-    const hub = (this as unknown as { [kHub]: Hub })[kHub]
     const session = new Session(this, compiled, handlers as unknown as Record<string, AnyHandler>, settings, connection, request, hub, new Member(connection, userId))
     await session.serve()
   }
@@ -209,16 +222,20 @@ export function contractHandler<C extends Contract> (contract: C, handlers: NoIn
  */
 type AuthEnvelope = { type?: unknown, data?: unknown, id?: unknown }
 
-async function authenticate (connection: RealtimeConnection, request: FastifyRequest, auth: Required<AuthOptions>): Promise<string | null> {
+async function authenticate (connection: RealtimeConnection, request: FastifyRequest, auth: Required<AuthOptions>, metrics: RealtimeMetrics): Promise<string | null> {
   let message
   try {
     message = await connection.receive({ timeout: auth.timeoutMs })
   } catch {
+    metrics.authFailures++
     await connection.close({ code: CloseCode.AUTH_TIMEOUT, reason: 'Authentication timed out' })
     return null
   }
   if (message.type !== 'text') {
-    if (message.type === 'binary') await connection.close({ code: CloseCode.AUTH_FAILED, reason: 'The first message must be $auth' })
+    if (message.type === 'binary') {
+      metrics.authFailures++
+      await connection.close({ code: CloseCode.AUTH_FAILED, reason: 'The first message must be $auth' })
+    }
     return null
   }
   let envelope: AuthEnvelope | null = null
@@ -226,6 +243,7 @@ async function authenticate (connection: RealtimeConnection, request: FastifyReq
     envelope = JSON.parse(message.data) as AuthEnvelope | null
   } catch {}
   if (envelope?.type !== '$auth' || typeof envelope.data !== 'string') {
+    metrics.authFailures++
     await connection.close({ code: CloseCode.AUTH_FAILED, reason: 'The first message must be $auth' })
     return null
   }
@@ -237,6 +255,7 @@ async function authenticate (connection: RealtimeConnection, request: FastifyReq
     userId = null
   }
   if (typeof userId !== 'string') {
+    metrics.authFailures++
     request.log.info('realtime: authentication refused')
     await connection.close({ code: CloseCode.AUTH_FAILED, reason: 'Authentication failed' })
     return null
@@ -311,6 +330,9 @@ class SessionRooms implements RoomsApi<Contract> {
 
 class Session {
   private inFlight = 0
+  private tokens: number
+  private refilledAt = Date.now()
+  private strikes = 0
   private slotFreed: (() => void) | null = null
   private readonly context: MessageContext<Contract>
 
@@ -325,6 +347,7 @@ class Session {
     readonly member: Member
   ) {
     this.context = { connection, request, userId: member.userId, send: (type, data) => this.send(type, data), rooms: new SessionRooms(this) }
+    this.tokens = settings.rateLimit?.burst ?? 0
     // A handler only runs for a matched route, so its URL is always known.
     this.routeRoom = Hub.routeRoom(request.routeOptions.url as string)
   }
@@ -362,6 +385,13 @@ class Session {
     let reason = ''
     for (;;) {
       const message = await this.connection.receive()
+      if ((message.type === 'text' || message.type === 'binary') && !this.admit()) {
+        if (this.strikes > (this.settings.rateLimit as { burst: number }).burst) {
+          await this.connection.close({ code: CloseCode.POLICY_VIOLATION, reason: 'Rate limit exceeded' })
+          break
+        }
+        continue
+      }
       if (message.type === 'text') {
         if (!await this.dispatchText(message.data)) break
       } else if (message.type === 'binary') {
@@ -379,6 +409,25 @@ class Session {
       }
     }
     if (handlers.close !== undefined) await this.guard('close', () => handlers.close?.call(this.app, context, this.connection.closeCode, reason))
+  }
+
+  /** Takes a token for one message; without one, the message is answered FST_RT_RATE_LIMITED and dropped. */
+  private admit (): boolean {
+    const rate = this.settings.rateLimit
+    if (rate === null) return true
+    const now = Date.now()
+    this.tokens = Math.min(rate.burst, this.tokens + (now - this.refilledAt) * rate.perSecond / 1000)
+    this.refilledAt = now
+    if (this.tokens >= 1) {
+      this.tokens -= 1
+      this.strikes = 0
+      return true
+    }
+    this.strikes++
+    this.hub.metrics.rateLimitHits++
+    // One envelope per burst of refusals: answering each would let a flood amplify itself.
+    if (this.strikes === 1) void this.write(errorEnvelope(new errors.FST_RT_RATE_LIMITED(rate.perSecond, rate.burst), undefined)).catch(() => {})
+    return false
   }
 
   /** Parses and checks one text message; returns false when the connection is being closed. */
@@ -579,6 +628,7 @@ class Session {
 
   /** Answers bad input by the route's policy; returns false when the connection is being closed. */
   private async refuse (error: Error & { code: string }, id: Id | undefined, list?: ValidationErrors): Promise<boolean> {
+    this.hub.metrics.validationErrors++
     if (this.settings.onInvalid === 'reply') {
       await this.write(errorEnvelope(error, id, list))
       return true

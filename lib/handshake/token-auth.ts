@@ -1,0 +1,93 @@
+import type { FastifyReply, FastifyRequest } from 'fastify'
+import { errors } from '../errors.js'
+
+/** Where a handshake token may come from. */
+export type TokenSource = 'header' | 'query' | 'cookie' | 'protocol'
+
+export interface TokenAuthOptions {
+  /** Returns the user id for a valid token, or null to refuse it with 403. The token is never logged. */
+  verify: (token: string, request: FastifyRequest) => string | null | Promise<string | null>
+  /** Where to look, in this order. @default ['header', 'protocol', 'cookie', 'query'] */
+  from?: readonly TokenSource[]
+  /** The query parameter. Its value is redacted in logs when it is in the plugin's `redactQuery`. @default 'token' */
+  queryParam?: string
+  /** The cookie. @default 'token' */
+  cookieName?: string
+  /** The subprotocol that marks the next offered one as the token (`new WebSocket(url, ['access_token', token])`); list it in the route's `protocols`. @default 'access_token' */
+  protocolMarker?: string
+}
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    /** The user id `tokenAuth()` verified for this request, or null. */
+    realtimeUser: string | null
+  }
+}
+
+const SOURCES = new Set<TokenSource>(['header', 'query', 'cookie', 'protocol'])
+
+function fromHeader (request: FastifyRequest): string | null {
+  const header = request.headers.authorization
+  const match = header === undefined ? null : /^Bearer\s+(\S+)$/i.exec(header)
+  return match?.[1] ?? null
+}
+
+function fromCookie (request: FastifyRequest, name: string): string | null {
+  for (const pair of (request.headers.cookie ?? '').split(';')) {
+    const eq = pair.indexOf('=')
+    if (eq !== -1 && pair.slice(0, eq).trim() === name) return decodeURIComponent(pair.slice(eq + 1).trim())
+  }
+  return null
+}
+
+function fromProtocol (request: FastifyRequest, marker: string): string | null {
+  const offered = (request.headers['sec-websocket-protocol'] ?? '').split(',').map((item) => item.trim())
+  const at = offered.indexOf(marker)
+  return at === -1 ? null : offered[at + 1] ?? null
+}
+
+function fromQuery (request: FastifyRequest, param: string): string | null {
+  const value = (request.query as Record<string, unknown> | undefined)?.[param]
+  return typeof value === 'string' ? value : null
+}
+
+/**
+ * An onRequest hook that authenticates the handshake before the upgrade: 401 without a token, 403
+ * for a refused one. The user id lands in `request.realtimeUser` (for a contract route's `userId`).
+ */
+export function tokenAuth (options: TokenAuthOptions) {
+  if (typeof options?.verify !== 'function') throw new errors.FST_RT_INVALID_OPTION('"verify"', 'expected a function (token, request) => userId | null')
+  const from = options.from ?? ['header', 'protocol', 'cookie', 'query']
+  if (!Array.isArray(from) || from.length === 0 || !from.every((source) => SOURCES.has(source))) {
+    throw new errors.FST_RT_INVALID_OPTION('"from"', `expected some of ${[...SOURCES].join(', ')}`)
+  }
+  const queryParam = options.queryParam ?? 'token'
+  const cookieName = options.cookieName ?? 'token'
+  const marker = options.protocolMarker ?? 'access_token'
+  return async function realtimeTokenAuth (request: FastifyRequest, _reply: FastifyReply): Promise<void> {
+    let token: string | null = null
+    for (const source of from) {
+      token = source === 'header'
+        ? fromHeader(request)
+        : source === 'cookie' ? fromCookie(request, cookieName) : source === 'protocol' ? fromProtocol(request, marker) : fromQuery(request, queryParam)
+      if (token !== null) break
+    }
+    const metrics = request.server.realtime.metrics as { authFailures: number }
+    if (token === null) {
+      metrics.authFailures++
+      throw new errors.FST_RT_UNAUTHORIZED()
+    }
+    let user: string | null
+    try {
+      user = await options.verify(token, request)
+    } catch (error) {
+      request.log.error({ err: error }, 'realtime: tokenAuth verify failed')
+      user = null
+    }
+    if (typeof user !== 'string') {
+      metrics.authFailures++
+      throw new errors.FST_RT_TOKEN_REFUSED()
+    }
+    request.realtimeUser = user
+  }
+}
