@@ -458,3 +458,47 @@ t.test('a request handler that fails after its timeout is still logged and repor
   t.equal(await reported.promise, 'too late and broken')
   t.ok(lines.includes('realtime: message handler failed after its request timed out'))
 })
+
+t.test('a request followed by a protocol error in the same TCP chunk neither crashes the process nor logs an error', async (t) => {
+  const rejections: unknown[] = []
+  const onRejection = (reason: unknown): void => { rejections.push(reason) }
+  process.on('unhandledRejection', onRejection)
+  t.teardown(() => { process.off('unhandledRejection', onRejection) })
+  const lines: string[] = []
+  const adder = defineContract({ client: { add: { data: Type.Object({ a: Type.Number(), b: Type.Number() }), reply: Type.Number() } }, server: {} })
+  const finished = deferred()
+  const handler = contractHandler(adder, { add: async ({ a, b }) => a + b })
+  const { port } = await build(t, (app) => {
+    app.get('/', { realtime: true }, async function (conn, request) {
+      await handler.call(this, conn, request)
+      finished.resolve()
+    })
+  }, {}, { logger: { level: 'error', stream: { write (line: string) { lines.push(line) } } } })
+  const { rawClient, frame } = await import('./frames.js')
+  const raw = await rawClient(port, '/')
+  raw.send(Buffer.concat([frame(0x1, JSON.stringify({ type: 'add', data: { a: 1, b: 2 }, id: 1 })), frame(0x3, 'reserved opcode')]))
+  await raw.closed
+  await finished.promise
+  // The reply task settles within the turn the handler ends in; give its rejection (if any) a turn to surface.
+  await new Promise((resolve) => setImmediate(resolve))
+  t.same(rejections, [], 'no unhandled rejection')
+  t.same(lines.filter((line) => line.includes('handler failed') || line.includes('task failed')), [], 'a reply to a client that is gone is not an error')
+})
+
+t.test('a failure inside the failure path (unserializable MessageError details) is logged, and the connection goes on', async (t) => {
+  const lines: string[] = []
+  const loop: Record<string, unknown> = {}
+  loop.self = loop
+  const odd = defineContract({ client: { bad: Type.Null(), good: { data: Type.Null(), reply: Type.String() } }, server: {} })
+  const { url } = await build(t, (app) => {
+    app.get('/', { realtime: true }, contractHandler(odd, {
+      bad () { throw new MessageError('ODD', 'details cannot be serialized', loop) },
+      good: () => 'still here'
+    }))
+  }, {}, { logger: { level: 'error', stream: { write (line: string) { lines.push(line) } } } })
+  const c = await client(t, url)
+  c.ws.send(JSON.stringify({ type: 'bad', data: null, id: 1 }))
+  c.ws.send(JSON.stringify({ type: 'good', data: null, id: 2 }))
+  t.same(JSON.parse(await c.text()), { type: 'good:reply', data: 'still here', id: 2 })
+  t.ok(lines.some((line) => line.includes('realtime: message task failed')))
+})

@@ -220,6 +220,8 @@ export function contractHandler<C extends Contract> (contract: C, handlers: NoIn
  * Reads the first message as `{ "type": "$auth", "data": token, "id"? }` and verifies it. Returns the
  * user id, or null after closing the connection (4401 silent too long, 4501 refused).
  */
+function ignoreGone (): void {}
+
 type AuthEnvelope = { type?: unknown, data?: unknown, id?: unknown }
 
 async function authenticate (connection: RealtimeConnection, request: FastifyRequest, auth: Required<AuthOptions>, metrics: RealtimeMetrics): Promise<string | null> {
@@ -537,7 +539,8 @@ class Session {
       await new Promise<void>((resolve) => { this.slotFreed = resolve })
     }
     this.inFlight++
-    void task().finally(() => {
+    // A task never rejects by design; should one, it is logged, never left to crash the process.
+    void task().catch((error: Error) => { this.request.log.error({ err: error }, 'realtime: message task failed') }).finally(() => {
       this.inFlight--
       const freed = this.slotFreed
       this.slotFreed = null
@@ -645,6 +648,8 @@ class Session {
   /** Writes unless the connection is gone: a reply to a client that left is not an error. */
   private async write (text: string): Promise<void> {
     if (this.connection.closed) return
-    await this.connection.sendText(text)
+    // sendText of a string only fails when the socket is gone: closing on its own (a protocol error, a
+    // slow consumer) before this connection says so. Nobody is left to tell.
+    await this.connection.sendText(text).catch(ignoreGone)
   }
 }
