@@ -34,3 +34,16 @@ t.test('connection errors go to onError before attach() and to the hub\'s error 
   await later
   t.match(hubErrors[0], { code: 'ECONNREFUSED' }, 'after attach() the hub hears about it too')
 })
+
+t.test('closing a broker whose Redis is gone resolves: an app can always shut down', { skip: unavailable ?? false }, async (t) => {
+  const { RedisBroker } = await import('../lib/hub/redis.js')
+  const { startRedisServer } = await import('./redis-server.js')
+  const server = await startRedisServer(t)
+  const broker = new RedisBroker({ client: server.url })
+  broker.attach({ message () {}, lost () {}, error () {} })
+  await broker.subscribe('r')
+  await broker.presenceAdd('r', { connectionId: 'c', userId: null, meta: null, joinedAt: Date.now() })
+  await server.stop()
+  await broker.close()
+  t.pass('close() resolved with Redis down')
+})

@@ -319,7 +319,10 @@ function redisTests (t: Test, RedisBroker: typeof RedisBrokerClass, url: string)
     t.equal(await named(), 2, 'the client and the pub/sub duplicate')
     await b.close()
     t.equal(await client.ping(), 'PONG', 'the client passed in still works')
-    t.equal(await named(), 1, 'the duplicate is gone')
+    // close() drops the duplicate's socket; Redis lists it until it has read the FIN (bounded look).
+    let left = await named()
+    for (let i = 0; i < 100 && left !== 1; i++) left = await named()
+    t.equal(left, 1, 'the duplicate is gone')
   })
 
   t.test('RedisBroker: a URL makes a client of its own', async (t) => {

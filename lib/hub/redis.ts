@@ -584,8 +584,9 @@ export class RedisBroker implements Broker {
     this.owned.clear()
     // Unreachable Redis: the entries expire within presenceTtlMs anyway, and closing must not fail.
     await pipeline.exec().catch(this.onError)
-    await this.subscriber.quit()
-    if (this.ownsClient) await this.client.quit()
+    // disconnect, not quit: nothing is pending any more, and QUIT would reject when Redis is down.
+    this.subscriber.disconnect()
+    if (this.ownsClient) this.client.disconnect()
   }
 }
 
