@@ -394,8 +394,12 @@ t.test('sends and pings waiting on a dead socket reject with FST_RT_CONNECTION_C
   const { url } = await build(t, (app) => {
     app.get('/', { realtime: { writeLimit: 1024 } }, async (conn) => {
       const chunk = Buffer.alloc(64 * 1024)
-      // Bounded: the kernel buffers a few MiB at most before bufferedAmount grows.
-      for (let i = 0; i < 2000 && conn.bufferedAmount <= 1024; i++) await conn.sendBinary(chunk)
+      // Bounded: the kernel buffers a few MiB at most before bufferedAmount grows. A turn ends
+      // between sends, so what stays buffered is what the kernel refused, not this turn's frames.
+      for (let i = 0; i < 2000 && conn.bufferedAmount <= 1024; i++) {
+        await conn.sendBinary(chunk)
+        await new Promise((resolve) => setImmediate(resolve))
+      }
       const waiting = [conn.sendBinary(chunk), conn.ping()]
       stalled.resolve()
       result.resolve(await Promise.all(waiting.map((p) => p.then(() => 'sent', (error: Error & { code: string }) => error.code))))

@@ -1,4 +1,5 @@
 import type { FastifyRequest } from 'fastify'
+import type { Socket } from 'node:net'
 import { WebSocket } from 'ws'
 import { errors, closeCodeOf } from '../errors.js'
 import { CloseCode, isSendableCloseCode } from '../close-codes.js'
@@ -54,6 +55,8 @@ interface Waiter {
 
 // aiohttp answers four reads after close, then raises: a handler looping on receive() is a bug.
 const CLOSED_READS_ALLOWED = 4
+// Enough to merge many small frames into one system call; a big send goes out at once.
+const TURN_FLUSH_BYTES = 64 * 1024
 const EMPTY = Buffer.alloc(0)
 
 /**
@@ -99,7 +102,8 @@ export class RealtimeConnection implements DeadlineOwner {
     ws.on('pong', onPong)
     ws.on('error', onError)
     ws.on('close', onClose)
-    const socket = (ws as unknown as { _socket: NodeJS.EventEmitter })._socket
+    const socket = (ws as unknown as { _socket: Socket })._socket
+    this.socket = socket
     socket.on('data', onSocketData)
     Object.defineProperty(socket, kConnection, { value: this, configurable: true })
     host.connections.add(this)
@@ -111,6 +115,11 @@ export class RealtimeConnection implements DeadlineOwner {
 
   /** The route this connection came in on. */
   private readonly route: string
+  /** The TCP socket under ws, corked while this turn's frames accumulate. */
+  private readonly socket: Socket
+  private corked = false
+  /** Bytes sent in this turn, held by the cork until the next tick. */
+  private turnBytes = 0
 
   /** The error that ended the connection (protocol error, heartbeat or close timeout, lost connection), or null. */
   get exception (): Error | null {
@@ -130,6 +139,15 @@ export class RealtimeConnection implements DeadlineOwner {
   /** Bytes queued for sending and not yet written to the socket. */
   get bufferedAmount (): number {
     return this.ws.bufferedAmount
+  }
+
+  /**
+   * Bytes the peer has not taken yet: what is buffered beyond this turn's frames, which the cork
+   * holds back on purpose. The slow-consumer rules look at this, so a burst sent in one turn to a
+   * fast reader is not taken for a slow one.
+   */
+  get backlog (): number {
+    return Math.max(0, this.ws.bufferedAmount - this.turnBytes)
   }
 
   /**
@@ -276,16 +294,26 @@ export class RealtimeConnection implements DeadlineOwner {
     }
     const buffered = this.ws.bufferedAmount
     const limit = this.settings.maxBufferedBytes
-    if (limit > 0 && buffered > limit) {
+    if (limit > 0 && buffered - this.turnBytes > limit) {
       // A peer that does not read would otherwise grow this process's memory without bound.
       this.host.metrics.slowConsumerCloses++
       void this.close({ code: CloseCode.SLOW_CONSUMER, reason: 'Slow consumer' })
       return Promise.reject(new errors.FST_RT_SLOW_CONSUMER(operation, limit))
     }
     const metrics = this.host.metrics
+    const size = typeof data === 'string' ? Buffer.byteLength(data) : data.byteLength
     metrics.messagesOut++
-    metrics.bytesOut += typeof data === 'string' ? Buffer.byteLength(data) : data.byteLength
+    metrics.bytesOut += size
     const compress = this.shouldCompress(data, options)
+    this.coalesce()
+    this.turnBytes += size
+    // A turn that sends a lot flushes as it goes: one write per TURN_FLUSH_BYTES, and what the peer
+    // does not take counts as its backlog, so a producer that never yields is still bounded.
+    if (this.turnBytes >= TURN_FLUSH_BYTES) {
+      this.socket.uncork()
+      this.socket.cork()
+      this.turnBytes = 0
+    }
     if (buffered <= this.settings.writeLimit) {
       this.ws.send(data, { binary, compress })
       return Promise.resolve()
@@ -315,12 +343,32 @@ export class RealtimeConnection implements DeadlineOwner {
     if (this.state !== 'open' || this.ws.readyState !== WebSocket.OPEN) {
       return Promise.reject(new errors.FST_RT_CONNECTION_CLOSED(kind))
     }
+    this.coalesce()
     return new Promise<void>((resolve, reject) => {
       this.ws[kind](payload, false, (error) => {
         if (error === undefined || error === null) resolve()
         else reject(new errors.FST_RT_CONNECTION_CLOSED(kind, { cause: error }))
       })
     })
+  }
+
+  /**
+   * Holds this turn's frames in the socket and lets them go in one write on the next tick: ws
+   * writes each frame as it is sent, one system call apiece, which is most of a small message's cost.
+   * Order is kept (one socket, one queue) and no frame waits longer than the current turn.
+   */
+  private coalesce (): void {
+    if (this.corked) return
+    this.corked = true
+    this.socket.cork()
+    process.nextTick(uncorkConnection, this)
+  }
+
+  /** @internal */
+  uncork (): void {
+    this.corked = false
+    this.turnBytes = 0
+    this.socket.uncork()
   }
 
   // ---- receiving ----
@@ -472,6 +520,7 @@ export class RealtimeConnection implements DeadlineOwner {
         }
       } else if (now >= this.lastReceivedAt + heartbeat) {
         this.pingSentAt = now
+        this.coalesce()
         this.ws.ping(EMPTY)
       }
     }
@@ -524,6 +573,9 @@ function onClose (this: WebSocket, code: number): void {
 }
 function onSocketData (this: object): void {
   connectionOf(this).onData()
+}
+function uncorkConnection (connection: RealtimeConnection): void {
+  connection.uncork()
 }
 function onPeerClose (this: RealtimeSocket, code: number, reason: Buffer): boolean {
   return connectionOf(this).onPeerClose(code, reason)

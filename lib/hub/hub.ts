@@ -233,10 +233,10 @@ export class Hub {
     const connection = member.connection
     if (connection.closed) return
     // A member that cannot keep up is closed rather than buffered without bound; it may reconnect and recover.
-    if (connection.bufferedAmount > this.settings.slowConsumerBytes) {
+    if (connection.backlog > this.settings.slowConsumerBytes) {
       this.stats.slowConsumerCloses++
       this.metrics.slowConsumerCloses++
-      this.log.info({ connectionId: member.id, buffered: connection.bufferedAmount }, 'realtime: closing a slow consumer')
+      this.log.info({ connectionId: member.id, backlog: connection.backlog }, 'realtime: closing a slow consumer')
       void connection.close({ code: SLOW_CONSUMER_CLOSE, reason: 'Slow consumer' })
       return
     }
