@@ -222,6 +222,10 @@ export function contractHandler<C extends Contract> (contract: C, handlers: NoIn
  */
 function ignoreGone (): void {}
 
+function isThenable (value: unknown): value is PromiseLike<unknown> {
+  return typeof (value as { then?: unknown } | null)?.then === 'function'
+}
+
 type AuthEnvelope = { type?: unknown, data?: unknown, id?: unknown }
 
 async function authenticate (connection: RealtimeConnection, request: FastifyRequest, auth: Required<AuthOptions>, metrics: RealtimeMetrics): Promise<string | null> {
@@ -555,9 +559,25 @@ class Session {
       await this.guard(type, () => handler.call(this.app, data, context))
       return
     }
+    let result: unknown
+    try {
+      result = handler.call(this.app, data, context)
+    } catch (error) {
+      await this.failed(type, error as Error, id)
+      return
+    }
+    // A handler that answers at once needs no deadline: no timer, no race (the common, cheap case).
+    if (!isThenable(result)) {
+      try {
+        await this.reply(type, result, id)
+      } catch (error) {
+        await this.failed(type, error as Error, id)
+      }
+      return
+    }
     let timer: NodeJS.Timeout | undefined
     const timedOut = new Promise<'timeout'>((resolve) => { timer = setTimeout(resolve, this.settings.requestTimeout, 'timeout') })
-    const running = Promise.resolve().then(() => handler.call(this.app, data, context))
+    const running = Promise.resolve(result)
     try {
       const outcome = await Promise.race([running.then((value) => ({ value })), timedOut])
       if (outcome === 'timeout') {
