@@ -10,6 +10,7 @@ import { createServer, type AddressInfo } from 'node:net'
 import { arch, cpus, platform } from 'node:os'
 import { createInterface } from 'node:readline'
 import WebSocket from 'ws'
+import { createHarness, median, type Server } from './harness.js'
 
 const CLIENTS = 1000
 const ROUNDS = 5
@@ -26,54 +27,14 @@ const GLOBAL_TIMEOUT_MS = 10 * 60_000
 
 const here = new URL('.', import.meta.url)
 const serverScript = new URL('broadcast-server.ts', here).pathname
-const children = new Set<ChildProcess>()
-
-function stopAll (): void {
-  for (const child of children) child.kill('SIGKILL')
-}
-const globalTimer = setTimeout(() => {
-  console.error(`bench: gave up after ${GLOBAL_TIMEOUT_MS / 1000} s`)
-  stopAll()
-  process.exit(1)
-}, GLOBAL_TIMEOUT_MS)
-process.on('exit', stopAll)
-
-function withTimeout<T> (promise: Promise<T>, what: string, ms = WAIT_MS): Promise<T> {
-  let timer: NodeJS.Timeout | undefined
-  const timeout = new Promise<never>((_resolve, reject) => {
-    timer = setTimeout(() => { reject(new Error(`bench: ${what} took over ${ms} ms`)) }, ms)
-  })
-  return Promise.race([promise, timeout]).finally(() => { clearTimeout(timer) })
-}
+const harness = createHarness(WAIT_MS, GLOBAL_TIMEOUT_MS)
+const { withTimeout } = harness
 
 // ---- servers ----
 
-interface Server {
-  readonly port: number
-  readonly child: ChildProcess
-}
-
-/** Starts broadcast-server.ts with the same TypeScript loader as this process; resolves with its port. */
-async function startServer (args: string[]): Promise<Server> {
-  const child = spawn(process.execPath, [...process.execArgv, serverScript, ...args], {
-    // The driver was type-checked already; the servers only need transpiling, which starts faster.
-    env: { ...process.env, TS_NODE_TRANSPILE_ONLY: 'true' },
-    stdio: ['ignore', 'pipe', 'inherit']
-  })
-  children.add(child)
-  child.once('exit', () => children.delete(child))
-  const lines = createInterface({ input: child.stdout as NodeJS.ReadableStream })
-  const [line] = await withTimeout(once(lines, 'line') as Promise<[string]>, `starting ${args.join(' ')}`)
-  lines.close()
-  return { port: (JSON.parse(line) as { port: number }).port, child }
-}
-
-async function stopServer (server: Server): Promise<void> {
-  if (server.child.exitCode !== null) return
-  const exited = once(server.child, 'exit')
-  server.child.kill('SIGTERM')
-  await withTimeout(exited, 'stopping a server').catch(() => { server.child.kill('SIGKILL') })
-}
+const startServer = async (args: string[]): Promise<Server> => await harness.startServer(serverScript, args)
+const stopServer = harness.stopServer
+const serverCpu = harness.serverCpu
 
 async function post (port: number, path: string, body: unknown): Promise<void> {
   const response = await fetch(`http://127.0.0.1:${port}${path}`, {
@@ -81,13 +42,6 @@ async function post (port: number, path: string, body: unknown): Promise<void> {
   })
   if (!response.ok) throw new Error(`bench: POST ${path} answered ${response.status}: ${await response.text()}`)
   await response.arrayBuffer()
-}
-
-/** CPU time the server process has used so far, in µs. */
-async function serverCpu (port: number): Promise<number> {
-  const response = await fetch(`http://127.0.0.1:${port}/cpu`)
-  const { user, system } = await response.json() as { user: number, system: number }
-  return user + system
 }
 
 // ---- clients ----
@@ -227,8 +181,7 @@ function which (command: string): boolean {
 async function startRedis (): Promise<{ url: string, child: ChildProcess }> {
   const port = await freePort()
   const child = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], { stdio: ['ignore', 'pipe', 'inherit'] })
-  children.add(child)
-  child.once('exit', () => children.delete(child))
+  harness.track(child)
   const lines = createInterface({ input: child.stdout as NodeJS.ReadableStream })
   await withTimeout(new Promise<void>((resolve) => {
     lines.on('line', (line) => { if (line.includes('Ready to accept connections')) resolve() })
@@ -290,11 +243,6 @@ if (redis !== null) {
   await withTimeout(exited, 'stopping redis-server')
 }
 
-function median (values: number[]): number {
-  const sorted = [...values].sort((a, b) => a - b)
-  const middle = sorted.length >> 1
-  return sorted.length % 2 === 1 ? sorted[middle] as number : ((sorted[middle - 1] as number) + (sorted[middle] as number)) / 2
-}
 const ms = (value: number): string => value < 10 ? value.toFixed(2) : value.toFixed(1)
 const range = (list: number[]): string => `${ms(Math.min(...list))}–${ms(Math.max(...list))}`
 
@@ -324,4 +272,4 @@ if (redisCpu !== null) {
   console.log(`\nredis-server CPU over the Redis rounds (connects included): ${(redisCpu / 1000).toFixed(0)} ms, ` +
     `${(redisCpu * 1000 / samples.delivered).toFixed(0)} ns per delivered message (10 ms resolution).`)
 }
-clearTimeout(globalTimer)
+harness.done()

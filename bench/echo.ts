@@ -4,12 +4,12 @@
  * Every server runs in a child process (bench/echo-server.ts), a fresh one per variant and round;
  * everything is on 127.0.0.1.
  */
-import { spawn, execFileSync, type ChildProcess } from 'node:child_process'
+import { execFileSync } from 'node:child_process'
 import { createHash } from 'node:crypto'
 import { once } from 'node:events'
 import { arch, cpus, platform } from 'node:os'
-import { createInterface } from 'node:readline'
 import WebSocket from 'ws'
+import { createHarness, median, type Server } from './harness.js'
 
 const ROUNDS = Number(process.env.ECHO_ROUNDS ?? 5)
 const CONNECTIONS = 50
@@ -59,61 +59,14 @@ const variants: Variant[] = [
 
 const here = new URL('.', import.meta.url)
 const serverScript = new URL('echo-server.ts', here).pathname
-const children = new Set<ChildProcess>()
-
-function stopAll (): void {
-  for (const child of children) child.kill('SIGKILL')
-}
-const globalTimer = setTimeout(() => {
-  console.error(`bench: gave up after ${GLOBAL_TIMEOUT_MS / 1000} s`)
-  stopAll()
-  process.exit(1)
-}, GLOBAL_TIMEOUT_MS)
-process.on('exit', stopAll)
-
-function withTimeout<T> (promise: Promise<T>, what: string, ms = WAIT_MS): Promise<T> {
-  let timer: NodeJS.Timeout | undefined
-  const timeout = new Promise<never>((_resolve, reject) => {
-    timer = setTimeout(() => { reject(new Error(`bench: ${what} took over ${ms} ms`)) }, ms)
-  })
-  return Promise.race([promise, timeout]).finally(() => { clearTimeout(timer) })
-}
+const harness = createHarness(WAIT_MS, GLOBAL_TIMEOUT_MS)
+const { withTimeout } = harness
 
 // ---- servers ----
 
-interface Server {
-  readonly port: number
-  readonly child: ChildProcess
-}
-
-/** Starts echo-server.ts with the same TypeScript loader as this process; resolves with its port. */
-async function startServer (variant: string): Promise<Server> {
-  const child = spawn(process.execPath, [...process.execArgv, serverScript, variant], {
-    // The driver was type-checked already; the servers only need transpiling, which starts faster.
-    env: { ...process.env, TS_NODE_TRANSPILE_ONLY: 'true' },
-    stdio: ['ignore', 'pipe', 'inherit']
-  })
-  children.add(child)
-  child.once('exit', () => children.delete(child))
-  const lines = createInterface({ input: child.stdout as NodeJS.ReadableStream })
-  const [line] = await withTimeout(once(lines, 'line') as Promise<[string]>, `starting ${variant}`)
-  lines.close()
-  return { port: (JSON.parse(line) as { port: number }).port, child }
-}
-
-async function stopServer (server: Server): Promise<void> {
-  if (server.child.exitCode !== null) return
-  const exited = once(server.child, 'exit')
-  server.child.kill('SIGTERM')
-  await withTimeout(exited, 'stopping a server').catch(() => { server.child.kill('SIGKILL') })
-}
-
-/** CPU time the server process has used so far (user + system), in µs. */
-async function serverCpu (port: number): Promise<number> {
-  const response = await fetch(`http://127.0.0.1:${port}/cpu`)
-  const { user, system } = await response.json() as { user: number, system: number }
-  return user + system
-}
+const startServer = async (variant: string): Promise<Server> => await harness.startServer(serverScript, [variant])
+const stopServer = harness.stopServer
+const serverCpu = harness.serverCpu
 
 // ---- clients ----
 
@@ -304,11 +257,6 @@ for (let round = 0; round < ROUNDS; round++) {
   }
 }
 
-function median (values: number[]): number {
-  const sorted = [...values].sort((a, b) => a - b)
-  const middle = sorted.length >> 1
-  return sorted.length % 2 === 1 ? sorted[middle] as number : ((sorted[middle - 1] as number) + (sorted[middle] as number)) / 2
-}
 const num = (value: number): string => value >= 1000 ? Math.round(value).toLocaleString('en-US') : value >= 100 ? value.toFixed(0) : value.toFixed(1)
 const ratio = (value: number): string => value.toFixed(2)
 /** Median (min–max) of a list, each formatted by `format`. */
@@ -352,4 +300,4 @@ for (const [s, scenario] of scenarios.entries()) {
   }
   console.log('')
 }
-clearTimeout(globalTimer)
+harness.done()

@@ -2,24 +2,15 @@ import { once } from 'node:events'
 import net from 'node:net'
 import t from 'tap'
 import { redisUnavailable } from './redis-server.js'
+import { freePort } from './helpers.js'
 
 // A RedisBroker that cannot reach Redis reports the connection errors, before and after attach().
 const unavailable = redisUnavailable()
 if (unavailable !== null) t.comment(unavailable)
 
-/** A loopback port nobody listens on. */
-async function closedPort (): Promise<number> {
-  const server = net.createServer().listen(0, '127.0.0.1')
-  await once(server, 'listening')
-  const { port } = server.address() as net.AddressInfo
-  server.close()
-  await once(server, 'close')
-  return port
-}
-
 t.test('connection errors go to onError before attach() and to the hub\'s error event after', { skip: unavailable ?? false }, async (t) => {
   const { RedisBroker } = await import('../lib/hub/redis.js')
-  const port = await closedPort()
+  const port = await freePort()
   const optionErrors: Error[] = []
   let first!: () => void
   const early = new Promise<void>((resolve) => { first = resolve })

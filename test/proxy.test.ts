@@ -10,7 +10,7 @@ import type { FastifyInstance, FastifyServerOptions } from 'fastify'
 import t, { type Test } from 'tap'
 import WebSocket, { type ClientOptions } from 'ws'
 import { contractHandler, defineContract, type RealtimeConnection, type RealtimeHubOptions, type RealtimePluginOptions } from '../lib/index.js'
-import { build, Client, deferred, echoHandler } from './helpers.js'
+import { build, Client, deferred, echoHandler, freePort, within } from './helpers.js'
 
 // The plugin behind a real nginx on loopback, configured as the README's "Running behind nginx"
 // says: the upgrade, messages both ways, close codes, the client's address and heartbeats all go
@@ -29,27 +29,6 @@ if (!existsSync(NGINX)) {
   t.plan(0, `${NGINX} is missing (apt-get install nginx)`)
 } else {
   t.setTimeout(60_000)
-}
-
-/** Rejects after `ms`, naming what did not happen. */
-async function within<T> (ms: number, what: string, promise: Promise<T>): Promise<T> {
-  let timer: NodeJS.Timeout | undefined
-  const deadline = new Promise<never>((_resolve, reject) => { timer = setTimeout(() => { reject(new Error(`${what}: not within ${ms} ms`)) }, ms) })
-  try {
-    return await Promise.race([promise, deadline])
-  } finally {
-    clearTimeout(timer)
-  }
-}
-
-async function freePort (): Promise<number> {
-  const server = net.createServer()
-  server.listen(0, '127.0.0.1')
-  await once(server, 'listening')
-  const { port } = server.address() as net.AddressInfo
-  server.close()
-  await once(server, 'close')
-  return port
 }
 
 /**

@@ -1,10 +1,10 @@
 import { spawn, type ChildProcess } from 'node:child_process'
 import { once } from 'node:events'
 import { existsSync } from 'node:fs'
-import net from 'node:net'
 import path from 'node:path'
 import { Redis } from 'ioredis'
 import type { Test } from 'tap'
+import { freePort } from './helpers.js'
 
 /** How long a redis-server may take to start before the test fails instead of hanging. */
 const startTimeoutMs = 10_000
@@ -33,17 +33,6 @@ export function redisServerPath (): string | null {
     if (dir !== '' && existsSync(candidate)) return candidate
   }
   return null
-}
-
-/** A free loopback port: redis-server needs a concrete one, and the same one again after a restart. */
-async function freePort (): Promise<number> {
-  const server = net.createServer()
-  server.listen(0, '127.0.0.1')
-  await once(server, 'listening')
-  const port = (server.address() as net.AddressInfo).port
-  server.close()
-  await once(server, 'close')
-  return port
 }
 
 /** Starts redis-server and resolves once it logs that it accepts connections (or rejects if it exits first). */

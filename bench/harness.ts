@@ -1,0 +1,85 @@
+// What the side-by-side benchmarks share: child processes that die with the driver, a global time
+// limit, bounded waits, servers started from a script that prints {"port":N}, and medians.
+import { spawn, type ChildProcess } from 'node:child_process'
+import { once } from 'node:events'
+import { createInterface } from 'node:readline'
+
+export interface Server {
+  readonly port: number
+  readonly child: ChildProcess
+}
+
+export interface Harness {
+  /** Rejects if `promise` takes over `ms` (the harness's wait by default). */
+  withTimeout<T>(promise: Promise<T>, what: string, ms?: number): Promise<T>
+  /** Kills `child` with the driver (global time limit or exit). */
+  track (child: ChildProcess): void
+  /** Starts `script args` with this process's TypeScript loader; resolves once it prints its port. */
+  startServer (script: string, args: string[]): Promise<Server>
+  stopServer (server: Server): Promise<void>
+  /** CPU time the server has used so far (user + system, µs), from its GET /cpu. */
+  serverCpu (port: number): Promise<number>
+  /** Ends the global time limit; call when the run is over. */
+  done (): void
+}
+
+export function createHarness (waitMs: number, globalTimeoutMs: number): Harness {
+  const children = new Set<ChildProcess>()
+  const stopAll = (): void => { for (const child of children) child.kill('SIGKILL') }
+  const globalTimer = setTimeout(() => {
+    console.error(`bench: gave up after ${globalTimeoutMs / 1000} s`)
+    stopAll()
+    process.exit(1)
+  }, globalTimeoutMs)
+  process.on('exit', stopAll)
+
+  function withTimeout<T> (promise: Promise<T>, what: string, ms = waitMs): Promise<T> {
+    let timer: NodeJS.Timeout | undefined
+    const timeout = new Promise<never>((_resolve, reject) => {
+      timer = setTimeout(() => { reject(new Error(`bench: ${what} took over ${ms} ms`)) }, ms)
+    })
+    return Promise.race([promise, timeout]).finally(() => { clearTimeout(timer) })
+  }
+
+  function track (child: ChildProcess): void {
+    children.add(child)
+    child.once('exit', () => children.delete(child))
+  }
+
+  return {
+    withTimeout,
+    track,
+    async startServer (script, args) {
+      const child = spawn(process.execPath, [...process.execArgv, script, ...args], {
+        // The driver was type-checked already; the servers only need transpiling, which starts faster.
+        env: { ...process.env, TS_NODE_TRANSPILE_ONLY: 'true' },
+        stdio: ['ignore', 'pipe', 'inherit']
+      })
+      track(child)
+      const lines = createInterface({ input: child.stdout as NodeJS.ReadableStream })
+      const [line] = await withTimeout(once(lines, 'line') as Promise<[string]>, `starting ${args.join(' ')}`)
+      lines.close()
+      return { port: (JSON.parse(line) as { port: number }).port, child }
+    },
+    async stopServer (server) {
+      if (server.child.exitCode !== null) return
+      const exited = once(server.child, 'exit')
+      server.child.kill('SIGTERM')
+      await withTimeout(exited, 'stopping a server').catch(() => { server.child.kill('SIGKILL') })
+    },
+    async serverCpu (port) {
+      const response = await fetch(`http://127.0.0.1:${port}/cpu`)
+      const { user, system } = await response.json() as { user: number, system: number }
+      return user + system
+    },
+    done () {
+      clearTimeout(globalTimer)
+    }
+  }
+}
+
+export function median (values: number[]): number {
+  const sorted = [...values].sort((a, b) => a - b)
+  const middle = sorted.length >> 1
+  return sorted.length % 2 === 1 ? sorted[middle] as number : ((sorted[middle - 1] as number) + (sorted[middle] as number)) / 2
+}
