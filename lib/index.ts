@@ -14,7 +14,7 @@ import { RealtimeSocket } from './connection/socket.js'
 import { backstopCloseTimeout } from './connection/ws-internals.js'
 import { DeadlineClock } from './connection/timers.js'
 import { errors } from './errors.js'
-import { defaultSettings, normalizeOptions, type RealtimePluginOptions, type RealtimeRouteOptions } from './options.js'
+import { defaultSettings, normalizeOptions, optionalInteger, type RealtimePluginOptions, type RealtimeRouteOptions } from './options.js'
 import { convertRealtimeRoute, type RouteHost } from './route.js'
 import { kDeadline, kHub, kOfferedExtensions, kProtocol } from './symbols.js'
 import { CloseCode } from './close-codes.js'
@@ -141,14 +141,7 @@ export interface RealtimeHubOptions {
 }
 
 function hubSettings (options: Record<string, unknown>): HubSettings {
-  const size = (name: keyof HubSettings): number => {
-    const value = options[name]
-    if (value === undefined) return defaultHubSettings[name]
-    if (typeof value !== 'number' || !Number.isInteger(value) || value < 1) {
-      throw new errors.FST_RT_INVALID_OPTION(`"${name}"`, `expected a positive integer, got ${String(value)}`)
-    }
-    return value
-  }
+  const size = (name: keyof HubSettings): number => optionalInteger(name, options[name], 1, Number.MAX_SAFE_INTEGER, defaultHubSettings[name])
   return { maxRoomNameLength: size('maxRoomNameLength'), slowConsumerBytes: size('slowConsumerBytes') }
 }
 

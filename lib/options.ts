@@ -149,6 +149,11 @@ function integer (name: string, value: unknown, min: number, max: number): numbe
   return value
 }
 
+/** `fallback` when `value` is undefined, else `value` checked as an integer in [min, max] (FST_RT_INVALID_OPTION otherwise). */
+export function optionalInteger (name: string, value: unknown, min: number, max: number, fallback: number): number {
+  return value === undefined ? fallback : integer(name, value, min, max)
+}
+
 function boolean (name: string, value: unknown): boolean {
   if (typeof value !== 'boolean') fail(name, value, 'a boolean')
   return value

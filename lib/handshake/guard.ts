@@ -1,5 +1,6 @@
 import type { FastifyRequest } from 'fastify'
 import { errors } from '../errors.js'
+import { optionalInteger } from '../options.js'
 import type { RealtimeMetrics } from '../metrics.js'
 import { shown } from './validate.js'
 
@@ -25,14 +26,8 @@ export const defaultGuardSettings: GuardSettings = Object.freeze({
 export const GUARD_KEYS = new Set(['maxConnections', 'maxConnectionsPerIp', 'handshakeTimeout', 'redactQuery'])
 
 export function guardSettings (options: Record<string, unknown>): GuardSettings {
-  const count = (name: 'maxConnections' | 'maxConnectionsPerIp' | 'handshakeTimeout', max: number): number => {
-    const value = options[name]
-    if (value === undefined) return defaultGuardSettings[name]
-    if (typeof value !== 'number' || !Number.isInteger(value) || value < 1 || value > max) {
-      throw new errors.FST_RT_INVALID_OPTION(`"${name}"`, `expected an integer from 1 to ${max}, got ${String(value)}`)
-    }
-    return value
-  }
+  const count = (name: 'maxConnections' | 'maxConnectionsPerIp' | 'handshakeTimeout', max: number): number =>
+    optionalInteger(name, options[name], 1, max, defaultGuardSettings[name])
   const redact = options.redactQuery ?? defaultGuardSettings.redactQuery
   if (!Array.isArray(redact) || !redact.every((key) => typeof key === 'string')) {
     throw new errors.FST_RT_INVALID_OPTION('"redactQuery"', 'expected an array of query parameter names')

@@ -1,6 +1,7 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify'
 import type { RealtimeConnection } from '../connection/connection.js'
 import { errors } from '../errors.js'
+import { optionalInteger } from '../options.js'
 import { LIFECYCLE, replyType, type CompiledContract } from './compile.js'
 import { compiledFor, describeErrors, serializeOutgoing } from './outgoing.js'
 import type { ClientData, ClientType, Contract, HandlerResult, ServerData, ServerType } from './contract.js'
@@ -146,13 +147,7 @@ function settingsOf (options: ContractOptions): Settings {
   if (onInvalid !== 'reply' && onInvalid !== 1007 && onInvalid !== 1008) {
     throw new errors.FST_RT_INVALID_OPTION('"onInvalid"', `expected 'reply', 1007 or 1008, got ${String(onInvalid)}`)
   }
-  const positive = (name: string, value: number | undefined, fallback: number): number => {
-    if (value === undefined) return fallback
-    if (!Number.isInteger(value) || value < 1 || value > 2 ** 31 - 1) {
-      throw new errors.FST_RT_INVALID_OPTION(`"${name}"`, `expected an integer from 1 to ${2 ** 31 - 1}, got ${String(value)}`)
-    }
-    return value
-  }
+  const positive = (name: string, value: number | undefined, fallback: number): number => optionalInteger(name, value, 1, 2 ** 31 - 1, fallback)
   if (options.validateOutgoing !== undefined && typeof options.validateOutgoing !== 'boolean') {
     throw new errors.FST_RT_INVALID_OPTION('"validateOutgoing"', `expected a boolean, got ${String(options.validateOutgoing)}`)
   }
