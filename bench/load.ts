@@ -12,6 +12,7 @@ import { fork, spawn, type ChildProcess } from 'node:child_process'
 import { once } from 'node:events'
 import { cpus } from 'node:os'
 import { createInterface } from 'node:readline'
+import { createHarness } from './harness.js'
 
 const CLIENTS = Number(process.env.LOAD_CLIENTS ?? 5000)
 const PROCESSES = Number(process.env.LOAD_PROCESSES ?? 2)
@@ -21,16 +22,8 @@ const PUBLISH_EVERY_MS = 100
 const GLOBAL_TIMEOUT_MS = 10 * 60_000
 
 const here = new URL('.', import.meta.url)
-const children = new Set<ChildProcess>()
-function stopAll (): void {
-  for (const child of children) child.kill('SIGKILL')
-}
-const globalTimer = setTimeout(() => {
-  console.error(`load: gave up after ${GLOBAL_TIMEOUT_MS / 1000} s`)
-  stopAll()
-  process.exit(1)
-}, GLOBAL_TIMEOUT_MS)
-process.on('exit', stopAll)
+// Kills the child processes with this one and bounds the whole run (load waits on its own, not on withTimeout).
+const harness = createHarness(GLOBAL_TIMEOUT_MS, GLOBAL_TIMEOUT_MS)
 
 const env = { ...process.env, TS_NODE_TRANSPILE_ONLY: 'true' }
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms))
@@ -51,7 +44,7 @@ async function http<T> (port: number, method: string, path: string, body?: unkno
 
 // ---- server ----
 const server = spawn(process.execPath, ['--expose-gc', ...process.execArgv, new URL('load-server.ts', here).pathname, String(CLIENTS + 100)], { env, stdio: ['ignore', 'pipe', 'inherit'] })
-children.add(server)
+harness.track(server)
 const lines = createInterface({ input: server.stdout as NodeJS.ReadableStream })
 const [line] = await once(lines, 'line') as [string]
 lines.close()
@@ -60,7 +53,7 @@ const { port } = JSON.parse(line) as { port: number }
 // ---- clients ----
 const clients = Array.from({ length: PROCESSES }, () => {
   const child = fork(new URL('load-clients.ts', here).pathname, [], { env, execArgv: process.execArgv, stdio: ['ignore', 'inherit', 'inherit', 'ipc'] })
-  children.add(child)
+  harness.track(child)
   return child
 })
 async function ask (child: ChildProcess, cmd: string, extra: Record<string, unknown> = {}): Promise<ClientReport> {
@@ -153,5 +146,5 @@ console.log(`load: after the clients closed: server open ${final.open}, endings 
 for (const child of clients) child.kill('SIGTERM')
 server.kill('SIGTERM')
 await once(server, 'exit')
-clearTimeout(globalTimer)
+harness.done()
 process.exitCode = result.connected === CLIENTS && result.serverHeartbeatKills === 0 ? 0 : 1

@@ -115,8 +115,8 @@ declare module 'fastify' {
 
 // Keys Fastify itself reads from register() options; they are not ours to check.
 const REGISTER_KEYS = new Set(['prefix', 'logLevel', 'logSerializers'])
-// Keys of the hub, checked here rather than as route options.
-const HUB_KEYS = new Set(['broker', 'history', 'maxRoomNameLength', 'slowConsumerBytes', 'metricsRoute'])
+// Keys of the plugin itself (rooms, metrics), checked here rather than as route options.
+const PLUGIN_KEYS = new Set(['broker', 'history', 'maxRoomNameLength', 'slowConsumerBytes', 'metricsRoute'])
 
 /** Options of the plugin beyond the route defaults: where rooms live and their bounds. */
 export interface RealtimeHubOptions {
@@ -197,7 +197,7 @@ function logSocketError (error: Error, _socket: unknown, request: FastifyRequest
 }
 
 const fastifyRealtime: FastifyPluginAsync<RealtimePluginOptions & RealtimeHubOptions> = async (fastify, options) => {
-  const own = Object.fromEntries(Object.entries(options).filter(([key]) => !REGISTER_KEYS.has(key) && !HUB_KEYS.has(key) && !GUARD_KEYS.has(key)))
+  const own = Object.fromEntries(Object.entries(options).filter(([key]) => !REGISTER_KEYS.has(key) && !PLUGIN_KEYS.has(key) && !GUARD_KEYS.has(key)))
   const settings = normalizeOptions(own, defaultSettings)
   const plain = options as Record<string, unknown>
   const metrics = createMetrics()

@@ -304,7 +304,7 @@ export class RealtimeConnection implements DeadlineOwner {
     const size = typeof data === 'string' ? Buffer.byteLength(data) : data.byteLength
     metrics.messagesOut++
     metrics.bytesOut += size
-    const compress = this.shouldCompress(data, options)
+    const compress = this.shouldCompress(size, options)
     this.coalesce()
     this.turnBytes += size
     // A turn that sends a lot flushes as it goes: one write per TURN_FLUSH_BYTES, and what the peer
@@ -327,12 +327,10 @@ export class RealtimeConnection implements DeadlineOwner {
     })
   }
 
-  private shouldCompress (data: string | BinaryData, options: SendOptions | undefined): boolean {
+  private shouldCompress (size: number, options: SendOptions | undefined): boolean {
     const compress = this.settings.compress
     if (compress === null || !deflateNegotiated(this.ws)) return false
     if (options?.compress !== undefined) return options.compress
-    if (compress.threshold === 0) return true
-    const size = typeof data === 'string' ? Buffer.byteLength(data) : data.byteLength
     return size >= compress.threshold
   }
 

@@ -1,7 +1,7 @@
 import type { Contract, ServerData, ServerType } from '../messages/contract.js'
 import { compiledFor, serializeOutgoing } from '../messages/outgoing.js'
 import type { Broker, HistoryPage, HistoryQuery, PresenceEntry } from './broker.js'
-import { Hub, type HubStats } from './hub.js'
+import type { Hub, HubStats } from './hub.js'
 import { prometheusText, type RealtimeMetrics } from '../metrics.js'
 
 /** `app.realtime`: what handlers can do with rooms, from anywhere in the app. Sends are typed by the contract given. */
@@ -32,17 +32,11 @@ export function createDecorator (hub: Hub, metrics: RealtimeMetrics, restarting:
   const body = (contract: Contract, type: string, data: unknown): string => serializeOutgoing(compiledFor(contract), type, data, false)
   return {
     async publish (contract, rooms, type, data) {
-      const list = typeof rooms === 'string' ? [rooms] : rooms
-      for (const room of list) hub.checkRoom(room)
-      const text = body(contract, type, data)
-      for (const room of list) await hub.publish(room, text)
+      const list = hub.checkRooms(rooms)
+      await hub.publishAll(list, body(contract, type, data))
     },
-    async toUser (contract, userId, type, data) {
-      await hub.publish(Hub.userRoom(userId), body(contract, type, data), { history: false })
-    },
-    async toRoute (contract, url, type, data) {
-      await hub.publish(Hub.routeRoom(url), body(contract, type, data), { history: false })
-    },
+    toUser: async (contract, userId, type, data) => { await hub.toUser(userId, body(contract, type, data)) },
+    toRoute: async (contract, url, type, data) => { await hub.toRoute(url, body(contract, type, data)) },
     checkRoom: (room) => hub.checkRoom(room),
     presence: (room) => hub.presence(room),
     presenceCount: (room) => hub.presenceCount(room),

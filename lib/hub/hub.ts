@@ -199,6 +199,28 @@ export class Hub {
     }
   }
 
+  /** One room or several, each checked (FST_RT_INVALID_ROOM), before anything is serialized or sent. */
+  checkRooms (rooms: string | readonly string[]): readonly string[] {
+    const list = typeof rooms === 'string' ? [rooms] : rooms
+    for (const room of list) this.checkRoom(room)
+    return list
+  }
+
+  /** Publishes one serialized body to each room (from checkRooms). */
+  async publishAll (rooms: readonly string[], body: string, options: { except?: string } = {}): Promise<void> {
+    for (const room of rooms) await this.publish(room, body, options)
+  }
+
+  /** Sends to every connection of a user, on every instance (not kept in history). */
+  async toUser (userId: string, body: string): Promise<void> {
+    await this.publish(Hub.userRoom(userId), body, { history: false })
+  }
+
+  /** Sends to every connection of a route, on every instance (not kept in history). */
+  async toRoute (url: string, body: string): Promise<void> {
+    await this.publish(Hub.routeRoom(url), body, { history: false })
+  }
+
   /** Publishes a serialized `{ type, data }` body to a room on every instance. */
   async publish (room: string, body: string, options: { except?: string, history?: boolean } = {}): Promise<RoomMessage> {
     const message = await this.broker.publish(room, body, options)

@@ -309,11 +309,11 @@ class SessionRooms implements RoomsApi<Contract> {
   }
 
   async toUser (userId: string, type: string, data: unknown): Promise<void> {
-    await this.session.hub.publish(Hub.userRoom(userId), this.session.serialize(type, data), { history: false })
+    await this.session.hub.toUser(userId, this.session.serialize(type, data))
   }
 
   async toRoute (type: string, data: unknown): Promise<void> {
-    await this.session.hub.publish(this.session.routeRoom, this.session.serialize(type, data), { history: false })
+    await this.session.hub.toRoute(this.session.routeUrl, this.session.serialize(type, data))
   }
 
   presence (room: string): Promise<PresenceEntry[]> {
@@ -350,16 +350,16 @@ class Session {
     this.context = { connection, request, userId: member.userId, send: (type, data) => this.send(type, data), rooms: new SessionRooms(this) }
     this.tokens = settings.rateLimit?.burst ?? 0
     // A handler only runs for a matched route, so its URL is always known.
-    this.routeRoom = Hub.routeRoom(request.routeOptions.url as string)
+    this.routeUrl = request.routeOptions.url as string
   }
 
-  /** The internal room of every connection of this route. */
-  readonly routeRoom: string
+  /** The route this connection came in on. */
+  readonly routeUrl: string
 
   /** Registers the connection with the hub, runs it, and always takes it out of every room. */
   async serve (): Promise<void> {
     try {
-      await this.hub.join(this.member, this.routeRoom, {}, true)
+      await this.hub.join(this.member, Hub.routeRoom(this.routeUrl), {}, true)
       if (this.member.userId !== null) await this.hub.join(this.member, Hub.userRoom(this.member.userId), {}, true)
       await this.run()
     } finally {
@@ -373,10 +373,8 @@ class Session {
 
   /** One serialization for every room, each published on every instance. */
   async publish (rooms: string | readonly string[], type: string, data: unknown, except: string | undefined): Promise<void> {
-    const list = typeof rooms === 'string' ? [rooms] : rooms
-    for (const room of list) this.hub.checkRoom(room)
-    const body = this.serialize(type, data)
-    for (const room of list) await this.hub.publish(room, body, except === undefined ? {} : { except })
+    const list = this.hub.checkRooms(rooms)
+    await this.hub.publishAll(list, this.serialize(type, data), except === undefined ? {} : { except })
   }
 
   async run (): Promise<void> {
