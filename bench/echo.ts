@@ -7,6 +7,7 @@
 import { execFileSync } from 'node:child_process'
 import { createHash } from 'node:crypto'
 import { once } from 'node:events'
+import type { Socket } from 'node:net'
 import { arch, cpus, platform } from 'node:os'
 import WebSocket from 'ws'
 import { createHarness, median, type Server } from './harness.js'
@@ -40,22 +41,29 @@ interface LatencyScenario {
 }
 type Scenario = EchoScenario | LatencyScenario
 
-const scenarios: Scenario[] = [
-  { kind: 'echo', name: `echo 36 B, ${CONNECTIONS} connections × ${IN_FLIGHT} in flight`, data: SMALL, count: 40_000, warmup: 10_000 },
+const allScenarios: Scenario[] = [
+  { kind: 'echo', name: `echo 36 B, ${CONNECTIONS} connections × ${IN_FLIGHT} in flight`, data: SMALL, count: Number(process.env.ECHO_SMALL_COUNT ?? 40_000), warmup: 10_000 },
   { kind: 'echo', name: `echo 4 KiB, ${CONNECTIONS} connections × ${IN_FLIGHT} in flight`, data: LARGE, count: 10_000, warmup: 3_000 },
   { kind: 'latency', name: 'request/response 36 B, 1 connection, 1 at a time', data: SMALL, count: 5_000, warmup: 1_000 }
 ]
+
+/** ECHO_SCENARIOS=0,2 runs only those (by position above), e.g. to profile one. */
+const pickedScenarios = process.env.ECHO_SCENARIOS?.split(',').map(Number)
+const scenarios = allScenarios.filter((_scenario, i) => pickedScenarios === undefined || pickedScenarios.includes(i))
 
 interface Variant {
   readonly key: string
   readonly name: string
 }
-const variants: Variant[] = [
+const allVariants: Variant[] = [
   { key: 'raw', name: 'raw ws + JSON.stringify' },
   { key: 'fastify', name: '@fastify/websocket + JSON.stringify' },
   { key: 'typed', name: '@fastify/websocket + TypeCompiler + JSON.stringify' },
   { key: 'realtime', name: 'fastify-realtime contractHandler' }
 ]
+/** ECHO_VARIANTS=raw,realtime runs only those (raw ws always runs: every ratio is to it). */
+const picked = process.env.ECHO_VARIANTS?.split(',')
+const variants = allVariants.filter((variant) => picked === undefined || variant.key === 'raw' || picked.includes(variant.key))
 
 const here = new URL('.', import.meta.url)
 const serverScript = new URL('echo-server.ts', here).pathname
@@ -84,7 +92,11 @@ class Client {
   failure: Error | null = null
   private closing = false
 
+  private corked = false
+  private readonly socket: Socket
+
   constructor (readonly ws: WebSocket) {
+    this.socket = (ws as unknown as { _socket: Socket })._socket
     ws.on('error', (error) => { this.fail(error) })
     ws.on('close', (code) => { if (!this.closing) this.fail(new Error(`bench: connection closed with ${code}`)) })
     ws.on('message', (raw: Buffer, isBinary: boolean) => {
@@ -113,7 +125,19 @@ class Client {
   request (): void {
     const id = ++this.nextId
     this.outstanding.add(id)
+    // Pipelined input, as in the issue's measurements: the requests a connection sends in one turn
+    // leave in one write, so they reach the server together, for every variant alike.
+    if (!this.corked) {
+      this.corked = true
+      this.socket.cork()
+      process.nextTick(uncorkClient, this)
+    }
     this.ws.send(this.prefix + String(id) + '}')
+  }
+
+  uncork (): void {
+    this.corked = false
+    this.socket.uncork()
   }
 
   private fail (error: Error): void {
@@ -128,6 +152,10 @@ class Client {
     this.ws.close(1000)
     await withTimeout(closed, 'closing a client', 5_000).catch(() => { this.ws.terminate() })
   }
+}
+
+function uncorkClient (client: Client): void {
+  client.uncork()
 }
 
 /** Rejects the measurement in progress when any client fails. */
@@ -252,8 +280,8 @@ for (let round = 0; round < ROUNDS; round++) {
     process.stderr.write(`round ${round + 1}/${ROUNDS}: ${variant.name}\n`)
     const rounds = await measure(variant)
     ;(results.get(variant.key) as Round[][]).push(rounds)
-    process.stderr.write(`  ${rounds.map((r, i) => `${i === 2 ? 'latency' : i === 0 ? '36 B' : '4 KiB'}: ${Math.round(r.rate)}/s, ` +
-      `${Math.round(r.cpu)} ns${i === 2 ? `, p50 ${r.p50.toFixed(1)} µs, p99 ${r.p99.toFixed(1)} µs` : ''}`).join('; ')}\n`)
+    process.stderr.write(`  ${rounds.map((r, i) => `${(scenarios[i] as Scenario).name}: ${Math.round(r.rate)}/s, ` +
+      `${Math.round(r.cpu)} ns${Number.isNaN(r.p50) ? '' : `, p50 ${r.p50.toFixed(1)} µs, p99 ${r.p99.toFixed(1)} µs`}`).join('; ')}\n`)
   }
 }
 
@@ -273,7 +301,7 @@ function series (key: string, scenario: number, pick: (round: Round) => number):
 }
 
 console.log(`Node ${process.version}, ${platform()} ${arch()}, ${cpus().length} × ${cpus()[0]?.model ?? 'unknown CPU'}; ${libState}.`)
-console.log(`${ROUNDS} rounds, variants alternating, a fresh server process per variant and round; client and server on the same machine, loopback.`)
+console.log(`${ROUNDS} rounds, variants alternating, a fresh server process per variant and round; client and server on the same machine, loopback; ${harness.placement}.`)
 console.log('Each cell: median over the rounds (min–max). Ratios are to raw ws in the same round, median (min–max) of the per-round ratios.')
 console.log('CPU and latency: above 1 is worse than raw ws; replies/s: below 1 is worse.\n')
 for (const [s, scenario] of scenarios.entries()) {

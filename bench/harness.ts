@@ -1,7 +1,8 @@
 // What the side-by-side benchmarks share: child processes that die with the driver, a global time
 // limit, bounded waits, servers started from a script that prints {"port":N}, and medians.
-import { spawn, type ChildProcess } from 'node:child_process'
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process'
 import { once } from 'node:events'
+import { availableParallelism } from 'node:os'
 import { createInterface } from 'node:readline'
 
 export interface Server {
@@ -19,11 +20,35 @@ export interface Harness {
   stopServer (server: Server): Promise<void>
   /** CPU time the server has used so far (user + system, µs), from its GET /cpu. */
   serverCpu (port: number): Promise<number>
+  /** How the processes were placed, for the report. */
+  readonly placement: string
   /** Ends the global time limit; call when the run is over. */
   done (): void
 }
 
+/**
+ * The issue's method: the server pinned to one core, the load on the other, so neither steals the
+ * other's core and the server's CPU figure is its own. BENCH_PIN=0 turns it off; it is off anyway
+ * where `taskset` is missing or there is only one core.
+ */
+function pinning (): { server: string[], pinDriver: () => void } {
+  const off = { server: [], pinDriver: () => {} }
+  if (process.env.BENCH_PIN === '0' || availableParallelism() < 2) return off
+  try {
+    execFileSync('taskset', ['-V'], { stdio: 'ignore' })
+  } catch {
+    return off
+  }
+  return {
+    server: ['taskset', '-c', '0'],
+    // -a: every thread of the driver (libuv's pool too), not only the main one.
+    pinDriver: () => { execFileSync('taskset', ['-a', '-p', '-c', '1', String(process.pid)], { stdio: 'ignore' }) }
+  }
+}
+
 export function createHarness (waitMs: number, globalTimeoutMs: number): Harness {
+  const pin = pinning()
+  pin.pinDriver()
   const children = new Set<ChildProcess>()
   const stopAll = (): void => { for (const child of children) child.kill('SIGKILL') }
   const globalTimer = setTimeout(() => {
@@ -49,8 +74,12 @@ export function createHarness (waitMs: number, globalTimeoutMs: number): Harness
   return {
     withTimeout,
     track,
+    placement: pin.server.length > 0 ? 'server pinned to core 0, load generator to core 1 (taskset)' : 'not pinned',
     async startServer (script, args) {
-      const child = spawn(process.execPath, [...process.execArgv, script, ...args], {
+      // BENCH_SERVER_ARGS: extra Node options for the servers only, e.g. `--cpu-prof` to profile them.
+      const extra = process.env.BENCH_SERVER_ARGS?.split(' ').filter((arg) => arg !== '') ?? []
+      const command = [...pin.server, process.execPath, ...extra, ...process.execArgv, script, ...args]
+      const child = spawn(command[0] as string, command.slice(1), {
         // The driver was type-checked already; the servers only need transpiling, which starts faster.
         env: { ...process.env, TS_NODE_TRANSPILE_ONLY: 'true' },
         stdio: ['ignore', 'pipe', 'inherit']

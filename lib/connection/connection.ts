@@ -176,6 +176,17 @@ export class RealtimeConnection implements DeadlineOwner {
     })
   }
 
+  /**
+   * @internal A message already received, without a promise, or undefined when none is waiting (then
+   * `receive()` is the way to wait). One read often brings several frames; the router takes them here.
+   */
+  poll (): WSMessage | undefined {
+    if (this.waiter !== null) return undefined
+    const queued = this.queue.shift()
+    if (queued !== undefined) this.resumeIfDrained()
+    return queued
+  }
+
   /** The next text message; rejects with FST_RT_MESSAGE_TYPE for any other type. */
   async receiveText (options?: ReceiveOptions): Promise<string> {
     const message = await this.receive(options)
@@ -213,6 +224,21 @@ export class RealtimeConnection implements DeadlineOwner {
   sendText (data: string, options?: SendOptions): Promise<void> {
     if (typeof data !== 'string') return Promise.reject(new errors.FST_RT_MESSAGE_TYPE('string for sendText()', typeof data))
     return this.write(data, false, options, 'sendText')
+  }
+
+  /**
+   * @internal Sends a text message when nothing has to wait or fail: the connection is open and below
+   * its write limit and backlog bound. Returns false, having sent nothing, otherwise; `sendText()` then
+   * handles the case (waiting, closing a slow consumer, or refusing a closed connection).
+   */
+  sendTextNow (data: string): boolean {
+    if (this.state !== 'open' || this.ws.readyState !== WebSocket.OPEN) return false
+    const buffered = this.ws.bufferedAmount
+    if (buffered > this.settings.writeLimit) return false
+    const limit = this.settings.maxBufferedBytes
+    if (limit > 0 && buffered - this.turnBytes > limit) return false
+    this.frame(data, false, undefined, Buffer.byteLength(data))
+    return true
   }
 
   /** Sends a binary message; resolves at once below the write limit, else once written. */
@@ -300,8 +326,23 @@ export class RealtimeConnection implements DeadlineOwner {
       void this.close({ code: CloseCode.SLOW_CONSUMER, reason: 'Slow consumer' })
       return Promise.reject(new errors.FST_RT_SLOW_CONSUMER(operation, limit))
     }
-    const metrics = this.host.metrics
     const size = typeof data === 'string' ? Buffer.byteLength(data) : data.byteLength
+    if (buffered <= this.settings.writeLimit) {
+      this.frame(data, binary, options, size)
+      return Promise.resolve()
+    }
+    // Above the limit the caller waits until this message, and so all before it, is written.
+    return new Promise<void>((resolve, reject) => {
+      this.frame(data, binary, options, size, (error) => {
+        if (error === undefined || error === null) resolve()
+        else reject(new errors.FST_RT_CONNECTION_CLOSED(operation, { cause: error }))
+      })
+    })
+  }
+
+  /** Counts one message and hands it to ws inside this turn's cork. */
+  private frame (data: string | BinaryData, binary: boolean, options: SendOptions | undefined, size: number, written?: (error?: Error | null) => void): void {
+    const metrics = this.host.metrics
     metrics.messagesOut++
     metrics.bytesOut += size
     const compress = this.shouldCompress(size, options)
@@ -314,17 +355,7 @@ export class RealtimeConnection implements DeadlineOwner {
       this.socket.cork()
       this.turnBytes = 0
     }
-    if (buffered <= this.settings.writeLimit) {
-      this.ws.send(data, { binary, compress })
-      return Promise.resolve()
-    }
-    // Above the limit the caller waits until this message, and so all before it, is written.
-    return new Promise<void>((resolve, reject) => {
-      this.ws.send(data, { binary, compress }, (error) => {
-        if (error === undefined || error === null) resolve()
-        else reject(new errors.FST_RT_CONNECTION_CLOSED(operation, { cause: error }))
-      })
-    })
+    this.ws.send(data, { binary, compress }, written)
   }
 
   private shouldCompress (size: number, options: SendOptions | undefined): boolean {

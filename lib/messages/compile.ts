@@ -13,6 +13,8 @@ const SYSTEM_PREFIX = '$'
 export interface CompiledClientType {
   readonly check: TypeCheck<TSchema>
   readonly reply: CompiledOutgoing | null
+  /** `<type>:reply`, built once. */
+  readonly replyType: string
 }
 
 export interface CompiledOutgoing {
@@ -63,7 +65,8 @@ export function compileContract (contract: Contract): CompiledContract {
     const { data, reply } = clientSpec(spec)
     client.set(type, {
       check: TypeCompiler.Compile(schemaOf(`client.${type}`, data)),
-      reply: reply === undefined ? null : compileOutgoing(type + REPLY_SUFFIX, schemaOf(`client.${type}.reply`, reply))
+      reply: reply === undefined ? null : compileOutgoing(type + REPLY_SUFFIX, schemaOf(`client.${type}.reply`, reply)),
+      replyType: type + REPLY_SUFFIX
     })
   }
   const server = new Map<string, CompiledOutgoing>()
@@ -76,8 +79,4 @@ export function compileContract (contract: Contract): CompiledContract {
     server.set(type, compileOutgoing(type, schemaOf(`server.${type}`, schema)))
   }
   return { client, server }
-}
-
-export function replyType (type: string): string {
-  return type + REPLY_SUFFIX
 }

@@ -2,7 +2,7 @@ import type { FastifyInstance, FastifyRequest } from 'fastify'
 import type { RealtimeConnection } from '../connection/connection.js'
 import { errors } from '../errors.js'
 import { optionalInteger } from '../options.js'
-import { LIFECYCLE, replyType, type CompiledContract } from './compile.js'
+import { LIFECYCLE, type CompiledClientType, type CompiledContract } from './compile.js'
 import { compiledFor, describeErrors, serializeOutgoing } from './outgoing.js'
 import type { ClientData, ClientType, Contract, HandlerResult, ServerData, ServerType } from './contract.js'
 import { MessageError } from './message-error.js'
@@ -13,6 +13,7 @@ import { Hub, Member, type JoinOptions, type JoinResult } from '../hub/hub.js'
 import { kHub } from '../symbols.js'
 import { CloseCode } from '../close-codes.js'
 import type { RealtimeMetrics } from '../metrics.js'
+import { DeadlineClock, type DeadlineOwner } from '../connection/timers.js'
 
 /** Rooms clients join and leave themselves, with `$join` and `$leave` messages. */
 export interface ClientRoomsOptions<C extends Contract = Contract> {
@@ -127,6 +128,19 @@ interface Settings {
 }
 
 const MAX_ID_LENGTH = 128
+
+type ClientEntry = CompiledClientType
+
+/** A request whose handler returned a promise, until it settles or times out. */
+interface PendingRequest {
+  readonly type: string
+  readonly id: Id | undefined
+  readonly deadline: number
+  timedOut: boolean
+}
+
+/** One timer for every pending request of every connection, as connections share one for their own deadlines. */
+const requestClock = new DeadlineClock()
 
 function settingsOf (options: ContractOptions): Settings {
   const rooms = options.rooms ?? null
@@ -329,8 +343,10 @@ class SessionRooms implements RoomsApi<Contract> {
   }
 }
 
-class Session {
+class Session implements DeadlineOwner {
   private inFlight = 0
+  /** Requests awaiting their handler's promise, in the order they started. */
+  private readonly pending = new Set<PendingRequest>()
   private tokens: number
   private refilledAt = Date.now()
   private strikes = 0
@@ -378,34 +394,46 @@ class Session {
   }
 
   async run (): Promise<void> {
-    const { handlers, context } = this
+    const { handlers, context, connection } = this
     // A failing open handler fails the connection (logged, close 1011) like any route handler.
     await handlers.open?.call(this.app, context)
     let reason = ''
-    for (;;) {
-      const message = await this.connection.receive()
-      if ((message.type === 'text' || message.type === 'binary') && !this.admit()) {
-        if (this.strikes > (this.settings.rateLimit as { burst: number }).burst) {
-          await this.connection.close({ code: CloseCode.POLICY_VIOLATION, reason: 'Rate limit exceeded' })
+    try {
+      for (;;) {
+        // Frames that came in one read are taken without a promise each.
+        const message = connection.poll() ?? await connection.receive()
+        if (message.type === 'text' || message.type === 'binary') {
+          if (!this.admit()) {
+            if (this.strikes > (this.settings.rateLimit as { burst: number }).burst) {
+              await connection.close({ code: CloseCode.POLICY_VIOLATION, reason: 'Rate limit exceeded' })
+              break
+            }
+            continue
+          }
+          // maxInFlight handlers are still running: reading waits, so the peer is held back too.
+          while (this.inFlight >= this.settings.maxInFlight) {
+            await new Promise<void>((resolve) => { this.slotFreed = resolve })
+          }
+        }
+        if (message.type === 'text') {
+          const outcome = this.dispatchText(message.data)
+          if (outcome !== true && !await outcome) break
+        } else if (message.type === 'binary') {
+          if (handlers.binary === undefined) {
+            if (!await this.refuse(new errors.FST_RT_BINARY_NOT_ACCEPTED(), undefined)) break
+          } else {
+            this.occupy(this.guard('binary', () => handlers.binary?.call(this.app, message.data, context)))
+          }
+        } else if (message.type === 'error') {
+          await this.report(message.data)
+        } else if (message.type === 'close') {
+          reason = message.extra
+        } else if (message.type === 'closing' || message.type === 'closed') {
           break
         }
-        continue
       }
-      if (message.type === 'text') {
-        if (!await this.dispatchText(message.data)) break
-      } else if (message.type === 'binary') {
-        if (handlers.binary === undefined) {
-          if (!await this.refuse(new errors.FST_RT_BINARY_NOT_ACCEPTED(), undefined)) break
-        } else {
-          await this.start(() => this.guard('binary', () => handlers.binary?.call(this.app, message.data, context)))
-        }
-      } else if (message.type === 'error') {
-        await this.report(message.data)
-      } else if (message.type === 'close') {
-        reason = message.extra
-      } else if (message.type === 'closing' || message.type === 'closed') {
-        break
-      }
+    } finally {
+      requestClock.cancel(this)
     }
     if (handlers.close !== undefined) await this.guard('close', () => handlers.close?.call(this.app, context, this.connection.closeCode, reason))
   }
@@ -425,47 +453,50 @@ class Session {
     this.strikes++
     this.hub.metrics.rateLimitHits++
     // One envelope per burst of refusals: answering each would let a flood amplify itself.
-    if (this.strikes === 1) void this.write(errorEnvelope(new errors.FST_RT_RATE_LIMITED(rate.perSecond, rate.burst), undefined)).catch(() => {})
+    if (this.strikes === 1) this.writeNow(errorEnvelope(new errors.FST_RT_RATE_LIMITED(rate.perSecond, rate.burst), undefined))
     return false
   }
 
-  /** Parses and checks one text message; returns false when the connection is being closed. */
-  private async dispatchText (text: string): Promise<boolean> {
+  /**
+   * Parses, checks and dispatches one text message. Returns true, or (for bad input and room
+   * requests) a promise of false when the connection is being closed.
+   */
+  private dispatchText (text: string): true | Promise<boolean> {
     let parsed: unknown
     try {
       parsed = JSON.parse(text)
     } catch {
-      return await this.refuse(new errors.FST_RT_MESSAGE_NOT_JSON(), undefined)
+      return this.refuse(new errors.FST_RT_MESSAGE_NOT_JSON(), undefined)
     }
     if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) {
-      return await this.refuse(new errors.FST_RT_MESSAGE_NOT_ENVELOPE(`got ${Array.isArray(parsed) ? 'an array' : parsed === null ? 'null' : typeof parsed}`), undefined)
+      return this.refuse(new errors.FST_RT_MESSAGE_NOT_ENVELOPE(`got ${Array.isArray(parsed) ? 'an array' : parsed === null ? 'null' : typeof parsed}`), undefined)
     }
     const envelope = parsed as { type?: unknown, data?: unknown, id?: unknown }
     const id = envelope.id
     if (id !== undefined && !((typeof id === 'string' && id.length <= MAX_ID_LENGTH) || (typeof id === 'number' && Number.isFinite(id)))) {
-      return await this.refuse(new errors.FST_RT_MESSAGE_NOT_ENVELOPE(`"id" must be a string of at most ${MAX_ID_LENGTH} characters or a finite number`), undefined)
+      return this.refuse(new errors.FST_RT_MESSAGE_NOT_ENVELOPE(`"id" must be a string of at most ${MAX_ID_LENGTH} characters or a finite number`), undefined)
     }
     if (typeof envelope.type !== 'string') {
-      return await this.refuse(new errors.FST_RT_MESSAGE_NOT_ENVELOPE('"type" must be a string'), id)
+      return this.refuse(new errors.FST_RT_MESSAGE_NOT_ENVELOPE('"type" must be a string'), id)
     }
     const type = envelope.type
     if (type === '$ping') {
       // Liveness for clients that cannot see WebSocket pings (browsers).
-      await this.write(JSON.stringify({ type: '$pong', data: null, id }))
+      this.writeNow(JSON.stringify({ type: '$pong', data: null, id }))
       return true
     }
     if (this.settings.rooms !== null && (type === '$join' || type === '$leave')) {
-      return await this.roomRequest(type, envelope.data, id)
+      return this.roomRequest(type, envelope.data, id)
     }
     const entry = this.compiled.client.get(type)
     if (entry === undefined) {
-      return await this.refuse(new errors.FST_RT_UNKNOWN_MESSAGE_TYPE(JSON.stringify(type.length > 40 ? `${type.slice(0, 40)}...` : type)), id)
+      return this.refuse(new errors.FST_RT_UNKNOWN_MESSAGE_TYPE(JSON.stringify(type.length > 40 ? `${type.slice(0, 40)}...` : type)), id)
     }
     const data = envelope.data
     if (!entry.check.Check(data)) {
-      return await this.refuse(new errors.FST_RT_INVALID_MESSAGE_DATA(JSON.stringify(type)), id, this.validationErrors(entry.check, data))
+      return this.refuse(new errors.FST_RT_INVALID_MESSAGE_DATA(JSON.stringify(type)), id, this.validationErrors(entry.check, data))
     }
-    await this.start(() => this.handle(type, data, id))
+    this.handle(type, entry, data, id)
     return true
   }
 
@@ -497,7 +528,7 @@ class Session {
     if (request.meta !== undefined && Buffer.byteLength(JSON.stringify(request.meta)) > MAX_META_BYTES) {
       return await this.refuse(new errors.FST_RT_INVALID_MESSAGE_DATA(JSON.stringify(type)), id, [{ path: '/meta', message: `Expected at most ${MAX_META_BYTES} bytes of JSON` }])
     }
-    await this.start(() => type === '$join' ? this.clientJoin(request, id) : this.clientLeave(request.room, id))
+    this.occupy(type === '$join' ? this.clientJoin(request, id) : this.clientLeave(request.room, id))
     return true
   }
 
@@ -530,75 +561,122 @@ class Session {
     }
   }
 
-  /** Runs `task` without waiting for it, but never more than maxInFlight at once. */
-  private async start (task: () => Promise<unknown>): Promise<void> {
-    while (this.inFlight >= this.settings.maxInFlight) {
-      await new Promise<void>((resolve) => { this.slotFreed = resolve })
-    }
+  /** Counts `task` as running (reading waits above maxInFlight) until it settles; it is not awaited. */
+  private occupy (task: Promise<unknown>): void {
     this.inFlight++
     // A task never rejects by design; should one, it is logged, never left to crash the process.
-    void task().catch((error: Error) => { this.request.log.error({ err: error }, 'realtime: message task failed') }).finally(() => {
-      this.inFlight--
-      const freed = this.slotFreed
-      this.slotFreed = null
-      freed?.()
-    })
+    task.then(undefined, (error: Error) => { this.request.log.error({ err: error }, 'realtime: message task failed') }).then(() => { this.release() })
   }
 
-  private async handle (type: string, data: unknown, id: Id | undefined): Promise<void> {
+  private release (): void {
+    this.inFlight--
+    const freed = this.slotFreed
+    this.slotFreed = null
+    freed?.()
+  }
+
+  /**
+   * Runs the handler of a checked message. A handler that returns a plain value is answered in this
+   * turn, with no promise, timer or task: the common, cheap case. A promise becomes a task, and for a
+   * request it gets a deadline on the shared request clock.
+   */
+  private handle (type: string, entry: ClientEntry, data: unknown, id: Id | undefined): void {
     const handler = this.handlers[type] as AnyHandler
-    const context = { ...this.context, type, id }
-    if (id === undefined) {
-      await this.guard(type, () => handler.call(this.app, data, context))
-      return
+    const context: RequestContext<Contract, string> = {
+      connection: this.connection,
+      request: this.request,
+      userId: this.member.userId,
+      send: this.context.send,
+      rooms: this.context.rooms,
+      type,
+      id
     }
     let result: unknown
     try {
       result = handler.call(this.app, data, context)
     } catch (error) {
-      await this.failed(type, error as Error, id)
+      this.occupy(this.failed(type, error as Error, id))
       return
     }
-    // A handler that answers at once needs no deadline: no timer, no race (the common, cheap case).
-    if (!isThenable(result)) {
+    if (isThenable(result)) {
+      this.awaitResult(type, entry, result, id)
+    } else if (id !== undefined) {
+      let text: string
       try {
-        await this.reply(type, result, id)
+        text = this.replyText(type, entry, result, id)
       } catch (error) {
-        await this.failed(type, error as Error, id)
-      }
-      return
-    }
-    let timer: NodeJS.Timeout | undefined
-    const timedOut = new Promise<'timeout'>((resolve) => { timer = setTimeout(resolve, this.settings.requestTimeout, 'timeout') })
-    const running = Promise.resolve(result)
-    try {
-      const outcome = await Promise.race([running.then((value) => ({ value })), timedOut])
-      if (outcome === 'timeout') {
-        // The client has its answer; a failure after it is still logged and reported.
-        running.catch((error: Error) => this.failedLate(type, error))
-        await this.sendError(new errors.FST_RT_REQUEST_TIMEOUT(JSON.stringify(type), this.settings.requestTimeout), id)
+        this.occupy(this.failed(type, error as Error, id))
         return
       }
-      await this.reply(type, outcome.value, id)
-    } catch (error) {
-      await this.failed(type, error as Error, id)
-    } finally {
-      clearTimeout(timer)
+      this.writeNow(text)
     }
   }
 
-  private async reply (type: string, value: unknown, id: Id): Promise<void> {
-    const entry = this.compiled.client.get(type)
+  private awaitResult (type: string, entry: ClientEntry, result: PromiseLike<unknown>, id: Id | undefined): void {
+    const pending: PendingRequest = { type, id, deadline: Date.now() + this.settings.requestTimeout, timedOut: false }
+    this.inFlight++
+    if (id !== undefined) {
+      this.pending.add(pending)
+      requestClock.schedule(this, pending.deadline)
+    }
+    Promise.resolve(result).then(
+      async (value) => { await this.settle(pending, entry, value, null) },
+      async (error: Error) => { await this.settle(pending, entry, undefined, error) }
+    ).catch((error: Error) => { this.request.log.error({ err: error }, 'realtime: message task failed') })
+  }
+
+  /** Answers a request whose handler's promise settled (or reports the failure of an event handler). */
+  private async settle (pending: PendingRequest, entry: ClientEntry, value: unknown, error: Error | null): Promise<void> {
+    const { type, id } = pending
+    if (pending.timedOut) {
+      // The client has its timeout error and the slot was freed then; a failure is still reported.
+      if (error !== null) await this.failedLate(type, error)
+      return
+    }
+    this.pending.delete(pending)
+    try {
+      if (error !== null) {
+        await this.failed(type, error, id)
+      } else if (id !== undefined) {
+        let text: string
+        try {
+          text = this.replyText(type, entry, value, id)
+        } catch (failure) {
+          await this.failed(type, failure as Error, id)
+          return
+        }
+        await this.write(text)
+      }
+    } finally {
+      this.release()
+    }
+  }
+
+  /** @internal The request clock: answers every request past its deadline with FST_RT_REQUEST_TIMEOUT. */
+  onDeadline (now: number): number {
+    // Requests start in order with one timeout, so deadlines are in insertion order.
+    for (const pending of this.pending) {
+      if (pending.deadline > now) return pending.deadline
+      this.pending.delete(pending)
+      pending.timedOut = true
+      this.release()
+      this.writeNow(errorEnvelope(new errors.FST_RT_REQUEST_TIMEOUT(JSON.stringify(pending.type), this.settings.requestTimeout), pending.id))
+    }
+    return Infinity
+  }
+
+  /** The reply envelope of a request, checked when validateOutgoing is on. */
+  private replyText (type: string, entry: ClientEntry, value: unknown, id: Id): string {
     const data = value === undefined ? null : value
-    const reply = entry?.reply ?? null
+    const reply = entry.reply
     if (reply !== null && value === undefined) {
       throw new errors.FST_RT_INVALID_OUTGOING(`reply to ${JSON.stringify(type)}`, 'the handler returned nothing')
     }
     if (reply !== null && this.settings.validateOutgoing && !reply.check.Check(data)) {
       throw new errors.FST_RT_INVALID_OUTGOING(`reply to ${JSON.stringify(type)}`, describeErrors(reply.check.Errors(data)))
     }
-    const envelope = { type: replyType(type), data, id }
-    await this.write(reply === null ? JSON.stringify(envelope) : reply.serialize(envelope))
+    const envelope = { type: entry.replyType, data, id }
+    return reply === null ? JSON.stringify(envelope) : reply.serialize(envelope)
   }
 
   /** Sends a server message of the contract; every failure is a rejection, never a throw. */
@@ -656,6 +734,15 @@ class Session {
 
   private sendError (error: Error & { code: string }, id: Id | undefined): Promise<void> {
     return this.write(errorEnvelope(error, id))
+  }
+
+  /**
+   * Writes in this turn when nothing has to wait; otherwise the write is a task, so a peer that
+   * does not read holds up reading (maxInFlight) as a waiting write would.
+   */
+  private writeNow (text: string): void {
+    if (this.connection.closed || this.connection.sendTextNow(text)) return
+    this.occupy(this.write(text))
   }
 
   /** Writes unless the connection is gone: a reply to a client that left is not an error. */

@@ -1,0 +1,119 @@
+// The contract router's synchronous path: messages taken without a promise each, plain-value replies
+// written in the same turn, and the cases where it has to hand over to the waiting path.
+import t from 'tap'
+import { Type } from '@sinclair/typebox'
+import type { Socket } from 'node:net'
+import { contractHandler, defineContract, type RealtimeConnection } from '../lib/index.js'
+import { build, client, deferred } from './helpers.js'
+
+const contract = defineContract({
+  client: {
+    echo: { data: Type.Object({ n: Type.Integer(), pad: Type.String() }), reply: Type.Object({ n: Type.Integer(), pad: Type.String() }) },
+    wait: { data: Type.String(), reply: Type.String() }
+  },
+  server: {}
+})
+
+function pauseReading (ws: { _socket?: unknown }): Socket {
+  const socket = (ws as { _socket: Socket })._socket
+  socket.pause()
+  return socket
+}
+
+t.test('a reader that stops reading gets every plain-value reply, in order, once it reads again', async (t) => {
+  const handled: number[] = []
+  const hundredth = deferred()
+  const { url } = await build(t, (app) => {
+    app.get('/', { realtime: { writeLimit: 1024 } }, contractHandler(contract, {
+      echo: (data) => {
+        handled.push(data.n)
+        if (data.n === 99) hundredth.resolve()
+        return data
+      },
+      wait: (text) => text
+    }, { rateLimit: false, maxInFlight: 4 }))
+  })
+  const c = await client(t, `${url}/`)
+  const socket = pauseReading(c.ws)
+  const pad = 'x'.repeat(8 * 1024)
+  for (let n = 0; n < 100; n++) c.ws.send(JSON.stringify({ type: 'echo', data: { n, pad }, id: n }))
+  socket.resume()
+  await hundredth.promise
+  for (let n = 0; n < 100; n++) {
+    const reply = JSON.parse(await c.text()) as { type: string, id: number, data: { n: number, pad: string } }
+    if (reply.id !== n || reply.data.n !== n || reply.data.pad !== pad) t.fail(`reply ${n} out of order or damaged: ${JSON.stringify(reply).slice(0, 80)}`)
+  }
+  t.same(handled, Array.from({ length: 100 }, (_, n) => n), 'every message was handled once, in order')
+  c.ws.send(JSON.stringify({ type: 'wait', data: 'after', id: 'a' }))
+  t.same(JSON.parse(await c.text()), { type: 'wait:reply', data: 'after', id: 'a' }, 'the connection still answers')
+})
+
+t.test('plain-value replies to a peer that does not read close it as a slow consumer (4008)', async (t) => {
+  const { url, app } = await build(t, (app) => {
+    app.get('/', { realtime: { writeLimit: 1024 * 1024, maxBufferedBytes: 16 * 1024 } }, contractHandler(contract, {
+      echo: (data) => data,
+      wait: (text) => text
+    }, { rateLimit: false }))
+  })
+  const c = await client(t, `${url}/`)
+  const socket = pauseReading(c.ws)
+  const pad = 'y'.repeat(32 * 1024)
+  // The socket buffers of both sides take a few MiB before ws has to hold anything back.
+  for (let n = 0; n < 400; n++) c.ws.send(JSON.stringify({ type: 'echo', data: { n, pad }, id: n }))
+  while (app.realtime.metrics.slowConsumerCloses === 0) await new Promise((resolve) => setImmediate(resolve))
+  socket.resume()
+  t.equal((await c.closed).code, 4008)
+})
+
+t.test('a request that times out is answered at its own deadline, not at an earlier request\'s', async (t) => {
+  const first = deferred<string>()
+  const started: Array<() => void> = []
+  const firstStarted = deferred()
+  const secondStarted = deferred()
+  const { url } = await build(t, (app) => {
+    app.get('/', { realtime: true }, contractHandler(contract, {
+      echo: (data) => data,
+      wait: async (text) => {
+        if (text === 'first') {
+          firstStarted.resolve()
+          return await first.promise
+        }
+        secondStarted.resolve()
+        return await new Promise<string>((resolve) => { started.push(() => { resolve('never') }) })
+      }
+    }, { requestTimeout: 60 }))
+  })
+  t.teardown(() => { for (const finish of started) finish() })
+  const c = await client(t, `${url}/`)
+  c.ws.send(JSON.stringify({ type: 'wait', data: 'first', id: 1 }))
+  await firstStarted.promise
+  // The second request starts at least a millisecond later, so its deadline is later.
+  const since = Date.now()
+  while (Date.now() <= since) await new Promise((resolve) => setImmediate(resolve))
+  const secondSent = Date.now()
+  c.ws.send(JSON.stringify({ type: 'wait', data: 'second', id: 2 }))
+  await secondStarted.promise
+  first.resolve('done')
+  t.same(JSON.parse(await c.text()), { type: 'wait:reply', data: 'done', id: 1 })
+  const timeout = JSON.parse(await c.text()) as { id: number, data: { code: string } }
+  t.equal(timeout.id, 2)
+  t.equal(timeout.data.code, 'FST_RT_REQUEST_TIMEOUT')
+  t.ok(Date.now() - secondSent >= 59, 'the second request had its whole 60 ms')
+})
+
+t.test('poll() takes nothing while a receive() is waiting, so the waiter gets the next message', async (t) => {
+  const polled = deferred<unknown>()
+  const received = deferred<string>()
+  const { url } = await build(t, (app) => {
+    app.get('/', { realtime: true }, async (conn: RealtimeConnection) => {
+      const next = conn.receive()
+      polled.resolve(conn.poll())
+      const message = await next
+      received.resolve(message.type === 'text' ? message.data : message.type)
+    })
+  })
+  const c = await client(t, `${url}/`)
+  t.equal(await polled.promise, undefined)
+  c.ws.send('hello')
+  t.equal(await received.promise, 'hello')
+})
