@@ -1,8 +1,8 @@
 /**
  * Echo and request/response latency: fastify-realtime against a plain ws server, a bare
- * @fastify/websocket route and a hand-typed one. Run with `npm run bench:echo`; see bench/README.md.
- * Every server runs in a child process (bench/echo-server.ts), a fresh one per variant and round;
- * everything is on 127.0.0.1.
+ * @fastify/websocket route, a hand-typed one, socket.io and aiohttp. Run with `npm run bench:echo`;
+ * see bench/README.md. Every server runs in a child process (bench/echo-server.ts, or
+ * bench/aiohttp-server.py), a fresh one per variant and round; everything is on 127.0.0.1.
  */
 import { execFileSync } from 'node:child_process'
 import { createHash } from 'node:crypto'
@@ -10,12 +10,12 @@ import { once } from 'node:events'
 import type { Socket } from 'node:net'
 import { arch, cpus, platform } from 'node:os'
 import WebSocket from 'ws'
-import { createHarness, median, type Server } from './harness.js'
+import { createHarness, median } from './harness.js'
+import { aiohttpInfo, aiohttpMissing, aiohttpVariant, connect, framings, nodeVariant, type Framing, type Protocol, type Variant } from './variants.js'
 
 const ROUNDS = Number(process.env.ECHO_ROUNDS ?? 5)
-const CONNECTIONS = 50
-/** Requests each connection keeps outstanding in the echo scenarios. */
-const IN_FLIGHT = 8
+/** Handshakes at once when a scenario opens its connections (under the listen backlog). */
+const CONNECT_BATCH = 100
 const WAIT_MS = 60_000
 const GLOBAL_TIMEOUT_MS = 10 * 60_000
 
@@ -26,14 +26,20 @@ const LARGE = { user: 'ada', text: LONG_TEXT }
 
 interface EchoScenario {
   readonly kind: 'echo'
+  /** Its number in ECHO_SCENARIOS (kept when scenarios are added, so that old commands still pick the same ones). */
+  readonly id: number
   readonly name: string
   readonly data: { user: string, text: string }
+  readonly connections: number
+  /** Requests each connection keeps outstanding. */
+  readonly inFlight: number
   /** Replies in the measured part of a round, over all connections. */
   readonly count: number
   readonly warmup: number
 }
 interface LatencyScenario {
   readonly kind: 'latency'
+  readonly id: number
   readonly name: string
   readonly data: { user: string, text: string }
   readonly count: number
@@ -41,38 +47,42 @@ interface LatencyScenario {
 }
 type Scenario = EchoScenario | LatencyScenario
 
+const smallCount = Number(process.env.ECHO_SMALL_COUNT ?? 40_000)
+const echo = (id: number, size: string, data: EchoScenario['data'], connections: number, inFlight: number, count: number, warmup: number): EchoScenario =>
+  ({ kind: 'echo', id, name: `echo ${size}, ${connections} connections × ${inFlight} in flight`, data, connections, inFlight, count, warmup })
+/** In report order; `id` is what ECHO_SCENARIOS picks by. */
 const allScenarios: Scenario[] = [
-  { kind: 'echo', name: `echo 36 B, ${CONNECTIONS} connections × ${IN_FLIGHT} in flight`, data: SMALL, count: Number(process.env.ECHO_SMALL_COUNT ?? 40_000), warmup: 10_000 },
-  { kind: 'echo', name: `echo 4 KiB, ${CONNECTIONS} connections × ${IN_FLIGHT} in flight`, data: LARGE, count: 10_000, warmup: 3_000 },
-  { kind: 'latency', name: 'request/response 36 B, 1 connection, 1 at a time', data: SMALL, count: 5_000, warmup: 1_000 }
+  echo(0, '36 B', SMALL, 50, 8, smallCount, 10_000),
+  // Many connections with little in flight each: per-connection costs weigh more than in 50 × 8.
+  echo(3, '36 B', SMALL, 500, 2, smallCount, 10_000),
+  echo(1, '4 KiB', LARGE, 50, 8, 10_000, 3_000),
+  { kind: 'latency', id: 2, name: 'request/response 36 B, 1 connection, 1 at a time', data: SMALL, count: 5_000, warmup: 1_000 }
 ]
 
-/** ECHO_SCENARIOS=0,2 runs only those (by position above), e.g. to profile one. */
+/** ECHO_SCENARIOS=0,2 runs only those (by id above), e.g. to profile one. */
 const pickedScenarios = process.env.ECHO_SCENARIOS?.split(',').map(Number)
-const scenarios = allScenarios.filter((_scenario, i) => pickedScenarios === undefined || pickedScenarios.includes(i))
+const scenarios = allScenarios.filter((scenario) => pickedScenarios === undefined || pickedScenarios.includes(scenario.id))
 
-interface Variant {
-  readonly key: string
-  readonly name: string
-}
+const missingAiohttp = aiohttpMissing()
 const allVariants: Variant[] = [
-  { key: 'raw', name: 'raw ws + JSON.stringify' },
-  { key: 'fastify', name: '@fastify/websocket + JSON.stringify' },
-  { key: 'typed', name: '@fastify/websocket + TypeCompiler + JSON.stringify' },
-  { key: 'realtime', name: 'fastify-realtime contractHandler' }
+  nodeVariant('raw', 'raw ws + JSON.stringify', ['raw']),
+  nodeVariant('fastify', '@fastify/websocket + JSON.stringify', ['fastify']),
+  nodeVariant('typed', '@fastify/websocket + TypeCompiler + JSON.stringify', ['typed']),
+  nodeVariant('realtime', 'fastify-realtime contractHandler', ['realtime']),
+  nodeVariant('socketio', 'socket.io (websocket transport)', ['socketio'], 'socketio'),
+  ...(missingAiohttp === null ? [aiohttpVariant] : [])
 ]
 /** ECHO_VARIANTS=raw,realtime runs only those (raw ws always runs: every ratio is to it). */
 const picked = process.env.ECHO_VARIANTS?.split(',')
 const variants = allVariants.filter((variant) => picked === undefined || variant.key === 'raw' || picked.includes(variant.key))
+const notes: string[] = []
+if (missingAiohttp !== null && (picked === undefined || picked.includes('aiohttp'))) {
+  notes.push(missingAiohttp)
+  process.stderr.write(`${missingAiohttp}\n`)
+}
 
-const here = new URL('.', import.meta.url)
-const serverScript = new URL('echo-server.ts', here).pathname
 const harness = createHarness(WAIT_MS, GLOBAL_TIMEOUT_MS)
 const { withTimeout } = harness
-
-// ---- servers ----
-
-const startServer = async (variant: string): Promise<Server> => await harness.startServer(serverScript, [variant])
 const stopServer = harness.stopServer
 const serverCpu = harness.serverCpu
 
@@ -86,6 +96,7 @@ class Client {
   private nextId = 0
   private readonly outstanding = new Set<number>()
   private prefix = ''
+  private suffix = ''
   private expectedText = ''
   /** Called with each checked reply. */
   onReply: () => void = () => {}
@@ -95,13 +106,20 @@ class Client {
   private corked = false
   private readonly socket: Socket
 
-  constructor (readonly ws: WebSocket) {
+  constructor (readonly ws: WebSocket, private readonly framing: Framing) {
     this.socket = (ws as unknown as { _socket: Socket })._socket
     ws.on('error', (error) => { this.fail(error) })
     ws.on('close', (code) => { if (!this.closing) this.fail(new Error(`bench: connection closed with ${code}`)) })
     ws.on('message', (raw: Buffer, isBinary: boolean) => {
       if (isBinary) return this.fail(new Error('bench: binary reply'))
-      const message = JSON.parse(raw.toString()) as { type: string, data: { user: string, text: string }, id: number }
+      let text: string | null
+      try {
+        text = this.framing.unwrap(raw.toString())
+      } catch (error) {
+        return this.fail(error as Error)
+      }
+      if (text === null) return
+      const message = JSON.parse(text) as { type: string, data: { user: string, text: string }, id: number }
       if (message.type !== 'echo:reply' || !this.outstanding.delete(message.id) ||
         message.data.user !== 'ada' || message.data.text !== this.expectedText) {
         return this.fail(new Error(`bench: unexpected reply ${raw.toString().slice(0, 200)}`))
@@ -110,15 +128,29 @@ class Client {
     })
   }
 
-  static async open (port: number): Promise<Client> {
-    const ws = new WebSocket(`ws://127.0.0.1:${port}/`, { perMessageDeflate: false })
-    await once(ws, 'open')
-    return new Client(ws)
+  static async open (port: number, protocol: Protocol): Promise<Client> {
+    return new Client(await connect(port, protocol), framings[protocol])
   }
 
-  /** Sets the data of the next requests; the envelope around it is built once. */
+  /** Opens `count` clients, CONNECT_BATCH handshakes at a time. */
+  static async openMany (port: number, protocol: Protocol, count: number, what: string): Promise<Client[]> {
+    const clients: Client[] = []
+    try {
+      for (let start = 0; start < count; start += CONNECT_BATCH) {
+        const batch = Array.from({ length: Math.min(CONNECT_BATCH, count - start) }, async () => await Client.open(port, protocol))
+        clients.push(...await withTimeout(Promise.all(batch), `${what}: connecting`))
+      }
+    } catch (error) {
+      await Promise.all(clients.map(async (client) => { await client.close() }))
+      throw error
+    }
+    return clients
+  }
+
+  /** Sets the data of the next requests; the envelope (and its frame) around it is built once. */
   use (data: { user: string, text: string }): void {
-    this.prefix = `{"type":"echo","data":${JSON.stringify(data)},"id":`
+    this.prefix = `${this.framing.prefix}{"type":"echo","data":${JSON.stringify(data)},"id":`
+    this.suffix = `}${this.framing.suffix}`
     this.expectedText = data.text
   }
 
@@ -132,7 +164,7 @@ class Client {
       this.socket.cork()
       process.nextTick(uncorkClient, this)
     }
-    this.ws.send(this.prefix + String(id) + '}')
+    this.ws.send(this.prefix + String(id) + this.suffix)
   }
 
   uncork (): void {
@@ -162,10 +194,10 @@ function uncorkClient (client: Client): void {
 let failed: (error: Error) => void = () => {}
 
 /**
- * `count` replies over all clients, each client keeping IN_FLIGHT requests outstanding and sending
+ * `count` replies over all clients, each client keeping `inFlight` requests outstanding and sending
  * the next one on each reply. Resolves with the elapsed time in ms.
  */
-function pipelined (clients: Client[], count: number): Promise<number> {
+function pipelined (clients: Client[], inFlight: number, count: number): Promise<number> {
   return new Promise((resolve, reject) => {
     failed = reject
     const perClient = count / clients.length
@@ -177,7 +209,7 @@ function pipelined (clients: Client[], count: number): Promise<number> {
         if (--remaining === 0) resolve(Number(process.hrtime.bigint() - start) / 1e6)
         else if (sent < perClient) { sent++; client.request() }
       }
-      for (let i = 0; i < IN_FLIGHT && sent < perClient; i++) { sent++; client.request() }
+      for (let i = 0; i < inFlight && sent < perClient; i++) { sent++; client.request() }
     }
   })
 }
@@ -215,20 +247,23 @@ function percentile (sorted: number[], q: number): number {
   return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil(q * sorted.length) - 1))] as number
 }
 
+/** What each variant's server said it runs on (aiohttp's versions and event loop), for the report. */
+const serverInfo = new Map<string, string>()
+
 async function measure (variant: Variant): Promise<Round[]> {
-  const server = await startServer(variant.key)
+  const server = await variant.start(harness)
   const rounds: Round[] = []
   let clients: Client[] = []
   try {
+    if (variant === aiohttpVariant && !serverInfo.has(variant.key)) serverInfo.set(variant.key, await aiohttpInfo(server.port))
     for (const scenario of scenarios) {
-      const wanted = scenario.kind === 'echo' ? CONNECTIONS : 1
-      clients = await withTimeout(Promise.all(Array.from({ length: wanted }, async () => await Client.open(server.port))), `${variant.name}: connecting`)
-      for (const client of clients) client.use(scenario.data)
       const what = `${variant.name}, ${scenario.name}`
+      clients = await Client.openMany(server.port, variant.protocol, scenario.kind === 'echo' ? scenario.connections : 1, what)
+      for (const client of clients) client.use(scenario.data)
       if (scenario.kind === 'echo') {
-        await withTimeout(pipelined(clients, scenario.warmup), `${what}: warm-up`)
+        await withTimeout(pipelined(clients, scenario.inFlight, scenario.warmup), `${what}: warm-up`)
         const cpuBefore = await serverCpu(server.port)
-        const ms = await withTimeout(pipelined(clients, scenario.count), what)
+        const ms = await withTimeout(pipelined(clients, scenario.inFlight, scenario.count), what)
         const cpu = await serverCpu(server.port) - cpuBefore
         rounds.push({ rate: scenario.count / (ms / 1000), cpu: cpu * 1000 / scenario.count, p50: NaN, p99: NaN })
       } else {
@@ -303,7 +338,10 @@ function series (key: string, scenario: number, pick: (round: Round) => number):
 console.log(`Node ${process.version}, ${platform()} ${arch()}, ${cpus().length} × ${cpus()[0]?.model ?? 'unknown CPU'}; ${libState}.`)
 console.log(`${ROUNDS} rounds, variants alternating, a fresh server process per variant and round; client and server on the same machine, loopback; ${harness.placement}.`)
 console.log('Each cell: median over the rounds (min–max). Ratios are to raw ws in the same round, median (min–max) of the per-round ratios.')
-console.log('CPU and latency: above 1 is worse than raw ws; replies/s: below 1 is worse.\n')
+console.log('CPU and latency: above 1 is worse than raw ws; replies/s: below 1 is worse.')
+for (const [key, info] of serverInfo) console.log(`${key}: ${info}.`)
+for (const note of notes) console.log(`${note}.`)
+console.log('')
 for (const [s, scenario] of scenarios.entries()) {
   console.log(`### ${scenario.name}: ${scenario.count.toLocaleString('en-US')} ${scenario.kind === 'echo' ? 'replies' : 'round trips'} per round\n`)
   if (scenario.kind === 'echo') {

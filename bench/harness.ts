@@ -15,8 +15,10 @@ export interface Harness {
   withTimeout<T>(promise: Promise<T>, what: string, ms?: number): Promise<T>
   /** Kills `child` with the driver (global time limit or exit). */
   track (child: ChildProcess): void
-  /** Starts `script args` with this process's TypeScript loader; resolves once it prints its port. */
-  startServer (script: string, args: string[]): Promise<Server>
+  /** Starts `script args` with this process's TypeScript loader (and `nodeArgs`); resolves once it prints its port. */
+  startServer (script: string, args: string[], nodeArgs?: string[]): Promise<Server>
+  /** Starts any program that prints `{"port":N}` as its first stdout line (a Python server), pinned and tracked like the Node ones. */
+  startCommand (command: string[], what: string): Promise<Server>
   stopServer (server: Server): Promise<void>
   /** CPU time the server has used so far (user + system, µs), from its GET /cpu. */
   serverCpu (port: number): Promise<number>
@@ -71,25 +73,30 @@ export function createHarness (waitMs: number, globalTimeoutMs: number): Harness
     child.once('exit', () => children.delete(child))
   }
 
+  async function startCommand (command: string[], what: string): Promise<Server> {
+    const pinned = [...pin.server, ...command]
+    const child = spawn(pinned[0] as string, pinned.slice(1), {
+      // The driver was type-checked already; the servers only need transpiling, which starts faster.
+      env: { ...process.env, TS_NODE_TRANSPILE_ONLY: 'true' },
+      stdio: ['ignore', 'pipe', 'inherit']
+    })
+    track(child)
+    const lines = createInterface({ input: child.stdout as NodeJS.ReadableStream })
+    const [line] = await withTimeout(once(lines, 'line') as Promise<[string]>, `starting ${what}`)
+    lines.close()
+    return { port: (JSON.parse(line) as { port: number }).port, child }
+  }
+
   return {
     withTimeout,
     track,
     placement: pin.server.length > 0 ? 'server pinned to core 0, load generator to core 1 (taskset)' : 'not pinned',
-    async startServer (script, args) {
+    async startServer (script, args, nodeArgs = []) {
       // BENCH_SERVER_ARGS: extra Node options for the servers only, e.g. `--cpu-prof` to profile them.
       const extra = process.env.BENCH_SERVER_ARGS?.split(' ').filter((arg) => arg !== '') ?? []
-      const command = [...pin.server, process.execPath, ...extra, ...process.execArgv, script, ...args]
-      const child = spawn(command[0] as string, command.slice(1), {
-        // The driver was type-checked already; the servers only need transpiling, which starts faster.
-        env: { ...process.env, TS_NODE_TRANSPILE_ONLY: 'true' },
-        stdio: ['ignore', 'pipe', 'inherit']
-      })
-      track(child)
-      const lines = createInterface({ input: child.stdout as NodeJS.ReadableStream })
-      const [line] = await withTimeout(once(lines, 'line') as Promise<[string]>, `starting ${args.join(' ')}`)
-      lines.close()
-      return { port: (JSON.parse(line) as { port: number }).port, child }
+      return await startCommand([process.execPath, ...nodeArgs, ...extra, ...process.execArgv, script, ...args], args.join(' '))
     },
+    startCommand,
     async stopServer (server) {
       if (server.child.exitCode !== null) return
       const exited = once(server.child, 'exit')
