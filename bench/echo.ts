@@ -4,18 +4,13 @@
  * see bench/README.md. Every server runs in a child process (bench/echo-server.ts, or
  * bench/aiohttp-server.py), a fresh one per variant and round; everything is on 127.0.0.1.
  */
-import { execFileSync } from 'node:child_process'
-import { createHash } from 'node:crypto'
 import { once } from 'node:events'
 import type { Socket } from 'node:net'
-import { arch, cpus, platform } from 'node:os'
 import WebSocket from 'ws'
-import { createHarness, median } from './harness.js'
-import { aiohttpInfo, aiohttpMissing, aiohttpVariant, connect, framings, nodeVariant, type Framing, type Protocol, type Variant } from './variants.js'
+import { createHarness, gitState, machine, num, ratio, spread } from './harness.js'
+import { aiohttpInfo, aiohttpVariant, connect, framings, nodeVariant, openInBatches, pickVariants, type Framing, type Protocol, type Variant } from './variants.js'
 
 const ROUNDS = Number(process.env.ECHO_ROUNDS ?? 5)
-/** Handshakes at once when a scenario opens its connections (under the listen backlog). */
-const CONNECT_BATCH = 100
 const WAIT_MS = 60_000
 const GLOBAL_TIMEOUT_MS = 10 * 60_000
 
@@ -63,23 +58,14 @@ const allScenarios: Scenario[] = [
 const pickedScenarios = process.env.ECHO_SCENARIOS?.split(',').map(Number)
 const scenarios = allScenarios.filter((scenario) => pickedScenarios === undefined || pickedScenarios.includes(scenario.id))
 
-const missingAiohttp = aiohttpMissing()
-const allVariants: Variant[] = [
+/** ECHO_VARIANTS=raw,realtime runs only those. */
+const { variants, notes } = pickVariants([
   nodeVariant('raw', 'raw ws + JSON.stringify', ['raw']),
   nodeVariant('fastify', '@fastify/websocket + JSON.stringify', ['fastify']),
   nodeVariant('typed', '@fastify/websocket + TypeCompiler + JSON.stringify', ['typed']),
   nodeVariant('realtime', 'fastify-realtime contractHandler', ['realtime']),
-  nodeVariant('socketio', 'socket.io (websocket transport)', ['socketio'], 'socketio'),
-  ...(missingAiohttp === null ? [aiohttpVariant] : [])
-]
-/** ECHO_VARIANTS=raw,realtime runs only those (raw ws always runs: every ratio is to it). */
-const picked = process.env.ECHO_VARIANTS?.split(',')
-const variants = allVariants.filter((variant) => picked === undefined || variant.key === 'raw' || picked.includes(variant.key))
-const notes: string[] = []
-if (missingAiohttp !== null && (picked === undefined || picked.includes('aiohttp'))) {
-  notes.push(missingAiohttp)
-  process.stderr.write(`${missingAiohttp}\n`)
-}
+  nodeVariant('socketio', 'socket.io (websocket transport)', ['socketio'], 'socketio')
+], 'ECHO_VARIANTS')
 
 const harness = createHarness(WAIT_MS, GLOBAL_TIMEOUT_MS)
 const { withTimeout } = harness
@@ -132,14 +118,11 @@ class Client {
     return new Client(await connect(port, protocol), framings[protocol])
   }
 
-  /** Opens `count` clients, CONNECT_BATCH handshakes at a time. */
+  /** Opens `count` clients, in batches; closes them all if one fails. */
   static async openMany (port: number, protocol: Protocol, count: number, what: string): Promise<Client[]> {
     const clients: Client[] = []
     try {
-      for (let start = 0; start < count; start += CONNECT_BATCH) {
-        const batch = Array.from({ length: Math.min(CONNECT_BATCH, count - start) }, async () => await Client.open(port, protocol))
-        clients.push(...await withTimeout(Promise.all(batch), `${what}: connecting`))
-      }
+      await openInBatches(harness, clients, count, async () => await Client.open(port, protocol), what)
     } catch (error) {
       await Promise.all(clients.map(async (client) => { await client.close() }))
       throw error
@@ -288,18 +271,6 @@ async function measure (variant: Variant): Promise<Round[]> {
   return rounds
 }
 
-function gitState (): string {
-  try {
-    const head = execFileSync('git', ['rev-parse', '--short', 'HEAD'], { encoding: 'utf8' }).trim()
-    const diff = execFileSync('git', ['diff', 'HEAD', '--', 'lib'], { encoding: 'utf8' })
-    if (diff === '') return `lib/ at ${head}, no uncommitted changes`
-    const files = execFileSync('git', ['diff', 'HEAD', '--name-only', '--', 'lib'], { encoding: 'utf8' }).trim().split('\n').join(', ')
-    return `lib/ at ${head} plus uncommitted changes to ${files} (diff sha1 ${createHash('sha1').update(diff).digest('hex').slice(0, 10)})`
-  } catch {
-    return 'lib/ version unknown (no git)'
-  }
-}
-
 // ---- the run ----
 
 const libState = process.env.ECHO_LIB === undefined ? gitState() : `lib from ECHO_LIB=${process.env.ECHO_LIB}`
@@ -320,12 +291,6 @@ for (let round = 0; round < ROUNDS; round++) {
   }
 }
 
-const num = (value: number): string => value >= 1000 ? Math.round(value).toLocaleString('en-US') : value >= 100 ? value.toFixed(0) : value.toFixed(1)
-const ratio = (value: number): string => value.toFixed(2)
-/** Median (min–max) of a list, each formatted by `format`. */
-const spread = (values: number[], format: (value: number) => string): string =>
-  `${format(median(values))} (${format(Math.min(...values))}–${format(Math.max(...values))})`
-
 const base = results.get('raw') as Round[][]
 /** A measure of one variant and scenario in every round, and its ratio to raw ws in the same round. */
 function series (key: string, scenario: number, pick: (round: Round) => number): { values: number[], ratios: number[] } {
@@ -335,7 +300,7 @@ function series (key: string, scenario: number, pick: (round: Round) => number):
   return { values, ratios }
 }
 
-console.log(`Node ${process.version}, ${platform()} ${arch()}, ${cpus().length} × ${cpus()[0]?.model ?? 'unknown CPU'}; ${libState}.`)
+console.log(`${machine()}; ${libState}.`)
 console.log(`${ROUNDS} rounds, variants alternating, a fresh server process per variant and round; client and server on the same machine, loopback; ${harness.placement}.`)
 console.log('Each cell: median over the rounds (min–max). Ratios are to raw ws in the same round, median (min–max) of the per-round ratios.')
 console.log('CPU and latency: above 1 is worse than raw ws; replies/s: below 1 is worse.')

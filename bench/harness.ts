@@ -1,8 +1,9 @@
 // What the side-by-side benchmarks share: child processes that die with the driver, a global time
 // limit, bounded waits, servers started from a script that prints {"port":N}, and medians.
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process'
+import { createHash } from 'node:crypto'
 import { once } from 'node:events'
-import { availableParallelism } from 'node:os'
+import { arch, availableParallelism, cpus, platform } from 'node:os'
 import { createInterface } from 'node:readline'
 
 export interface Server {
@@ -15,7 +16,7 @@ export interface Harness {
   withTimeout<T>(promise: Promise<T>, what: string, ms?: number): Promise<T>
   /** Kills `child` with the driver (global time limit or exit). */
   track (child: ChildProcess): void
-  /** Starts `script args` with this process's TypeScript loader (and `nodeArgs`); resolves once it prints its port. */
+  /** Starts `script args` with Node and `nodeArgs`, a .ts script through this process's TypeScript loader; resolves once it prints its port. */
   startServer (script: string, args: string[], nodeArgs?: string[]): Promise<Server>
   /** Starts any program that prints `{"port":N}` as its first stdout line (a Python server), pinned and tracked like the Node ones. */
   startCommand (command: string[], what: string): Promise<Server>
@@ -94,7 +95,8 @@ export function createHarness (waitMs: number, globalTimeoutMs: number): Harness
     async startServer (script, args, nodeArgs = []) {
       // BENCH_SERVER_ARGS: extra Node options for the servers only, e.g. `--cpu-prof` to profile them.
       const extra = process.env.BENCH_SERVER_ARGS?.split(' ').filter((arg) => arg !== '') ?? []
-      return await startCommand([process.execPath, ...nodeArgs, ...extra, ...process.execArgv, script, ...args], args.join(' '))
+      const loader = script.endsWith('.ts') ? process.execArgv : []
+      return await startCommand([process.execPath, ...nodeArgs, ...extra, ...loader, script, ...args], args.join(' '))
     },
     startCommand,
     async stopServer (server) {
@@ -118,4 +120,29 @@ export function median (values: number[]): number {
   const sorted = [...values].sort((a, b) => a - b)
   const middle = sorted.length >> 1
   return sorted.length % 2 === 1 ? sorted[middle] as number : ((sorted[middle - 1] as number) + (sorted[middle] as number)) / 2
+}
+
+/** A figure for a table: thousands separated from 1000 up, one decimal below 100. */
+export const num = (value: number): string => value >= 1000 ? Math.round(value).toLocaleString('en-US') : value >= 100 ? value.toFixed(0) : value.toFixed(1)
+export const ratio = (value: number): string => value.toFixed(2)
+/** Median (min–max) of a list, each formatted by `format`. */
+export const spread = (values: number[], format: (value: number) => string): string =>
+  `${format(median(values))} (${format(Math.min(...values))}–${format(Math.max(...values))})`
+
+/** Node, OS and CPU, for a report's first line. */
+export function machine (): string {
+  return `Node ${process.version}, ${platform()} ${arch()}, ${cpus().length} × ${cpus()[0]?.model ?? 'unknown CPU'}`
+}
+
+/** Which lib/ a run measured: the commit, and a digest of any uncommitted change to it. */
+export function gitState (): string {
+  try {
+    const head = execFileSync('git', ['rev-parse', '--short', 'HEAD'], { encoding: 'utf8' }).trim()
+    const diff = execFileSync('git', ['diff', 'HEAD', '--', 'lib'], { encoding: 'utf8' })
+    if (diff === '') return `lib/ at ${head}, no uncommitted changes`
+    const files = execFileSync('git', ['diff', 'HEAD', '--name-only', '--', 'lib'], { encoding: 'utf8' }).trim().split('\n').join(', ')
+    return `lib/ at ${head} plus uncommitted changes to ${files} (diff sha1 ${createHash('sha1').update(diff).digest('hex').slice(0, 10)})`
+  } catch {
+    return 'lib/ version unknown (no git)'
+  }
 }

@@ -4,6 +4,9 @@
  * bench/echo-server.ts, the Python one in bench/aiohttp-server.py.
  */
 import { execFileSync } from 'node:child_process'
+import { mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { dirname, join } from 'node:path'
+import ts from 'typescript'
 import WebSocket from 'ws'
 import type { Harness, Server } from './harness.js'
 
@@ -14,18 +17,20 @@ export interface Variant {
   readonly key: string
   readonly name: string
   readonly protocol: Protocol
-  /** Starts a fresh server of this variant; `nodeArgs` go to Node (a Python server has none). */
-  start (harness: Harness, nodeArgs?: string[]): Promise<Server>
+  /** Starts a fresh server of this variant; `nodeArgs` go to Node, `script` replaces bench/echo-server.ts (a Python server takes neither). */
+  start (harness: Harness, nodeArgs?: string[], script?: string): Promise<Server>
 }
 
 const echoServer = new URL('echo-server.ts', import.meta.url).pathname
 const aiohttpServer = new URL('aiohttp-server.py', import.meta.url).pathname
+/** Handshakes at once when a bench opens many connections (well under the listen backlog). */
+const CONNECT_BATCH = 100
 /** Debian's Python, where python3-aiohttp (and python3-uvloop) install; not whatever python3 is first on PATH. */
 const PYTHON = '/usr/bin/python3'
 
 /** A variant served by bench/echo-server.ts, `args` its command line. */
 export function nodeVariant (key: string, name: string, args: string[], protocol: Protocol = 'plain'): Variant {
-  return { key, name, protocol, start: async (harness, nodeArgs = []) => await harness.startServer(echoServer, args, nodeArgs) }
+  return { key, name, protocol, start: async (harness, nodeArgs = [], script = echoServer) => await harness.startServer(script, args, nodeArgs) }
 }
 
 export const aiohttpVariant: Variant = {
@@ -36,13 +41,28 @@ export const aiohttpVariant: Variant = {
 }
 
 /** Why the aiohttp variant cannot run on this machine, or null when it can. */
-export function aiohttpMissing (): string | null {
+function aiohttpMissing (): string | null {
   try {
     execFileSync(PYTHON, ['-c', 'import aiohttp'], { stdio: 'ignore' })
     return null
   } catch {
     return `aiohttp variant skipped: ${PYTHON} cannot import aiohttp (apt-get install -y python3-aiohttp)`
   }
+}
+
+/**
+ * The variants a run measures: `nodeVariants` and aiohttp where Python has it, filtered by the
+ * comma-separated keys in the environment variable `filter` (raw ws always runs: every ratio is to
+ * it). `notes` says why a variant asked for was left out; it is written to stderr as well.
+ */
+export function pickVariants (nodeVariants: Variant[], filter: string): { variants: Variant[], notes: string[] } {
+  const picked = process.env[filter]?.split(',')
+  const wanted = (key: string): boolean => picked === undefined || key === 'raw' || picked.includes(key)
+  const missing = wanted('aiohttp') ? aiohttpMissing() : null
+  const notes = missing === null ? [] : [missing]
+  for (const note of notes) process.stderr.write(`${note}\n`)
+  const all = [...nodeVariants, ...(missing === null ? [aiohttpVariant] : [])]
+  return { variants: all.filter((variant) => wanted(variant.key)), notes }
 }
 
 /** What the aiohttp server runs on: versions and event loop, from its GET /info. */
@@ -135,4 +155,43 @@ export async function connect (port: number, protocol: Protocol): Promise<WebSoc
     })
   }
   return ws
+}
+
+/**
+ * bench/echo-server.ts and lib/ as plain JavaScript, for servers that must run without the
+ * TypeScript loader: in Node 20 the loader's hooks run on a thread of their own, whose heap (the
+ * TypeScript compiler) shrinks on its own schedule, some seconds after start, by tens of MiB: too
+ * much noise for an RSS difference. Each file is transpiled alone (as the loader does with
+ * TS_NODE_TRANSPILE_ONLY) into node_modules/.cache, where the packages still resolve. Returns the
+ * path of the server script.
+ */
+export function plainEchoServer (): string {
+  const root = new URL('..', import.meta.url).pathname
+  const out = join(root, 'node_modules', '.cache', 'fastify-realtime-bench')
+  rmSync(out, { recursive: true, force: true })
+  const sources = ['bench/echo-server.ts', ...readdirSync(join(root, 'lib'), { recursive: true, encoding: 'utf8' })
+    .filter((file) => file.endsWith('.ts') && !file.endsWith('.d.ts')).map((file) => join('lib', file))]
+  for (const source of sources) {
+    const { outputText } = ts.transpileModule(readFileSync(join(root, source), 'utf8'), {
+      compilerOptions: { module: ts.ModuleKind.ESNext, target: ts.ScriptTarget.ES2022 },
+      fileName: source
+    })
+    const target = join(out, source.replace(/\.ts$/, '.js'))
+    mkdirSync(dirname(target), { recursive: true })
+    writeFileSync(target, outputText)
+  }
+  // Below node_modules, Node does not look further up for the package's "type": module.
+  writeFileSync(join(out, 'package.json'), '{ "type": "module", "private": true }\n')
+  return join(out, 'bench', 'echo-server.js')
+}
+
+/**
+ * Opens `count` connections with `open`, CONNECT_BATCH at a time, each batch within the harness's
+ * wait. Each goes into `into` as it opens, so that the caller can close them if one fails.
+ */
+export async function openInBatches<T> (harness: Harness, into: T[], count: number, open: () => Promise<T>, what: string): Promise<void> {
+  for (let start = 0; start < count; start += CONNECT_BATCH) {
+    const batch = Array.from({ length: Math.min(CONNECT_BATCH, count - start) }, async () => { into.push(await open()) })
+    await harness.withTimeout(Promise.all(batch), `${what}: connecting ${start + 1}-${start + batch.length}`)
+  }
 }
