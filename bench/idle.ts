@@ -35,7 +35,7 @@ const { withTimeout } = harness
 // bench measures this repository's lib/.
 delete process.env.ECHO_LIB
 /** The Node servers as plain JavaScript: no TypeScript loader thread whose heap shrinks between the two readings. */
-const serverScript = plainEchoServer()
+const serverScript = await plainEchoServer()
 /**
  * --expose-gc for GET /mem. V8 also resizes its young generation by itself: it grows it under
  * allocation and gives back up to 32 MiB once allocation has been low for a few seconds, and its

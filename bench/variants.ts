@@ -6,7 +6,6 @@
 import { execFileSync } from 'node:child_process'
 import { mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { dirname, join } from 'node:path'
-import ts from 'typescript'
 import WebSocket from 'ws'
 import type { Harness, Server } from './harness.js'
 
@@ -162,10 +161,12 @@ export async function connect (port: number, protocol: Protocol): Promise<WebSoc
  * TypeScript loader: in Node 20 the loader's hooks run on a thread of their own, whose heap (the
  * TypeScript compiler) shrinks on its own schedule, some seconds after start, by tens of MiB: too
  * much noise for an RSS difference. Each file is transpiled alone (as the loader does with
- * TS_NODE_TRANSPILE_ONLY) into node_modules/.cache, where the packages still resolve. Returns the
- * path of the server script.
+ * TS_NODE_TRANSPILE_ONLY) into node_modules/.cache, where the packages still resolve. Resolves with
+ * the path of the server script.
  */
-export function plainEchoServer (): string {
+export async function plainEchoServer (): Promise<string> {
+  // Loaded here, not at the top: the echo bench's load generator has no use for the compiler.
+  const { default: ts } = await import('typescript')
   const root = new URL('..', import.meta.url).pathname
   const out = join(root, 'node_modules', '.cache', 'fastify-realtime-bench')
   rmSync(out, { recursive: true, force: true })
