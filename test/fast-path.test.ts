@@ -3,6 +3,7 @@
 import t from 'tap'
 import { Type } from '@sinclair/typebox'
 import type { Socket } from 'node:net'
+import type WebSocket from 'ws'
 import { contractHandler, defineContract, type RealtimeConnection } from '../lib/index.js'
 import { build, client, deferred } from './helpers.js'
 
@@ -14,8 +15,8 @@ const contract = defineContract({
   server: {}
 })
 
-function pauseReading (ws: { _socket?: unknown }): Socket {
-  const socket = (ws as { _socket: Socket })._socket
+function pauseReading (ws: WebSocket): Socket {
+  const socket = (ws as unknown as { _socket: Socket })._socket
   socket.pause()
   return socket
 }
