@@ -182,6 +182,8 @@ function selectProtocol (_offered: Set<string>, request: IncomingMessage): strin
  */
 function endAnsweredUpgrade (_request: IncomingMessage, socket: Duplex): void {
   const net = socket as Socket
+  // An upgrade can also complete synchronously (every hook synchronous): then ws reads the socket.
+  if (net.listenerCount('data') > 0) return
   if (net.bytesWritten > 0 || net.writableLength > 0) net.end(() => { net.destroy() })
 }
 
@@ -189,11 +191,6 @@ function dropSlowHandshake (request: FastifyRequest, metrics: RealtimeMetrics): 
   metrics.refused.handshakeTimeout++
   request.log.info('realtime: handshake took too long, dropped')
   request.raw.socket.destroy()
-}
-
-function logSocketError (error: Error, _socket: unknown, request: FastifyRequest): void {
-  // The connection reports socket errors as its exception; this only keeps a trace.
-  request.log.debug({ err: error }, 'realtime: socket error')
 }
 
 const fastifyRealtime: FastifyPluginAsync<RealtimePluginOptions & RealtimeHubOptions> = async (fastify, options) => {
@@ -237,7 +234,6 @@ const fastifyRealtime: FastifyPluginAsync<RealtimePluginOptions & RealtimeHubOpt
       }
       // closeTimeout is newer than @types/ws. @fastify/websocket types `WebSocket` as the CommonJS module with its statics; ws documents a subclass.
     } satisfies Omit<ServerOptions, 'WebSocket'> & { WebSocket: typeof RealtimeSocket, closeTimeout: number } as unknown as WebsocketPluginOptions['options'],
-    errorHandler: logSocketError,
     preClose: async function closeConnections (this: FastifyInstance) {
       // Fastify already answers new requests, upgrades included, with 503 (see endAnsweredUpgrade).
       await Promise.all([...host.connections].map(async (connection) => {

@@ -3,6 +3,7 @@ import { errors } from './errors.js'
 import { normalizeOptions, type RouteSettings } from './options.js'
 import { RealtimeConnection, type ConnectionHost } from './connection/connection.js'
 import type { RealtimeSocket } from './connection/socket.js'
+import { releaseUpgrade } from './connection/ws-internals.js'
 import { handshakeHook } from './handshake/hook.js'
 import { redactingRequestSerializer, type GuardSettings } from './handshake/guard.js'
 import { kDeadline } from './symbols.js'
@@ -68,8 +69,17 @@ export function convertRealtimeRoute (routeOptions: RouteOptions & { realtime?: 
   // Query tokens (browsers cannot set headers on a WebSocket) must not reach the request log line.
   routeOptions.logSerializers = { req: redactingRequestSerializer(host.guard.redactQuery), ...routeOptions.logSerializers }
   routeOptions.wsHandler = function realtimeUpgrade (this: FastifyInstance, socket, request) {
-    clearTimeout((request.raw as { [kDeadline]?: NodeJS.Timeout })[kDeadline])
+    const raw = request.raw as typeof request.raw & { [kDeadline]?: NodeJS.Timeout }
+    clearTimeout(raw[kDeadline])
+    raw[kDeadline] = undefined
+    // An open connection keeps its request, so it lets go of what only the upgrade needed: the
+    // ServerResponse, and @fastify/websocket's 'error' listener, whose closure holds the reply
+    // (the connection listens for errors itself).
+    releaseUpgrade(raw)
+    socket.removeAllListeners('error')
     const connection = new RealtimeConnection(socket as RealtimeSocket, request, settings, host)
-    return runHandler.call(this, handler, connection)
+    // Not returned: @fastify/websocket would hang a closure holding the reply on the promise. It
+    // never rejects: the handler's failure is answered inside, and close() with these codes cannot fail.
+    void runHandler.call(this, handler, connection)
   }
 }

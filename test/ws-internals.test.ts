@@ -66,3 +66,29 @@ t.test('ws calls close() on the socket, still OPEN, when the peer close frame ar
   await c.closed
   t.same(calls[0], { code: 4321, readyState: WebSocket.OPEN, received: true })
 })
+
+t.test('@fastify/websocket: after the upgrade the request no longer holds the socket, the head or the ServerResponse', async (t) => {
+  const installed = JSON.parse(readFileSync(new URL('../node_modules/@fastify/websocket/package.json', import.meta.url), 'utf8')) as { version: string }
+  const ours = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { dependencies: Record<string, string> }
+  t.equal(ours.dependencies['@fastify/websocket'], installed.version, '@fastify/websocket is pinned and installed at that version')
+  const seen = deferred<{ keys: string[], values: unknown[], response: unknown }>()
+  const { url } = await build(t, (app) => {
+    app.get('/', { realtime: true }, async (conn) => {
+      const raw = conn.request.raw as unknown as Record<symbol, unknown> & { socket: { _httpMessage: unknown } }
+      const symbols = Object.getOwnPropertySymbols(raw).filter((key) => key.description === 'ws-socket' || key.description === 'ws-head')
+      seen.resolve({
+        keys: symbols.map((key) => key.description as string).sort(),
+        values: symbols.map((key) => raw[key]),
+        response: raw.socket._httpMessage
+      })
+      await conn.receive()
+    })
+  })
+  const c = await client(t, `${url}/`)
+  const state = await seen.promise
+  t.same(state.keys, ['ws-head', 'ws-socket'], '@fastify/websocket keeps the socket and the head under these symbols')
+  t.same(state.values, [undefined, undefined], 'both are let go after the upgrade')
+  t.equal(state.response, null, 'the socket no longer points at the upgrade ServerResponse')
+  c.ws.close()
+  await c.closed
+})

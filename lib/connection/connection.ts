@@ -105,7 +105,8 @@ export class RealtimeConnection implements DeadlineOwner {
     const socket = (ws as unknown as { _socket: Socket })._socket
     this.socket = socket
     socket.on('data', onSocketData)
-    Object.defineProperty(socket, kConnection, { value: this, configurable: true })
+    // A plain property: defining one with attributes can turn the socket's properties into a dictionary.
+    ;(socket as Socket & { [kConnection]?: RealtimeConnection })[kConnection] = this
     host.connections.add(this)
     this.route = request.routeOptions.url as string
     host.metrics.connections[this.route] = (host.metrics.connections[this.route] ?? 0) + 1

@@ -1,12 +1,16 @@
 import type { WSMessage } from './messages.js'
 
+const NONE: WSMessage[] = []
+const NO_SIZES: number[] = []
+
 /**
  * Messages received but not yet read by the handler, with their byte count so the connection
  * can pause the socket above its read limit (inbound flow control).
  */
 export class MessageQueue {
-  private items: WSMessage[] = []
-  private sizes: number[] = []
+  // Most connections hold nothing here most of the time: the arrays are shared empties until used.
+  private items: WSMessage[] = NONE
+  private sizes: number[] = NO_SIZES
   private head = 0
   bytes = 0
 
@@ -15,6 +19,10 @@ export class MessageQueue {
   }
 
   push (message: WSMessage, size: number): void {
+    if (this.items === NONE) {
+      this.items = []
+      this.sizes = []
+    }
     this.items.push(message)
     this.sizes.push(size)
     this.bytes += size
@@ -27,8 +35,8 @@ export class MessageQueue {
     this.head++
     // Compact once the consumed prefix dominates, so shifting stays O(1) amortized.
     if (this.head === this.items.length) {
-      this.items = []
-      this.sizes = []
+      this.items = NONE
+      this.sizes = NO_SIZES
       this.head = 0
     } else if (this.head > 64 && this.head * 2 > this.items.length) {
       this.items = this.items.slice(this.head)

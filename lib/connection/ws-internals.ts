@@ -1,3 +1,4 @@
+import type { IncomingMessage, ServerResponse } from 'node:http'
 import type { WebSocket } from 'ws'
 import type { RouteSettings } from '../options.js'
 
@@ -51,4 +52,22 @@ export function deflateNegotiated (ws: WebSocket): boolean {
 /** ws's own close timer: twice ours, capped where Node timers would overflow and fire at once. */
 export function backstopCloseTimeout (closeTimeout: number): number {
   return Math.min(closeTimeout * 2, 2 ** 31 - 1)
+}
+
+/*
+ * What the upgrade leaves behind. @fastify/websocket routes the upgrade request through Fastify with
+ * a ServerResponse assigned to the TCP socket (so the socket points at it) and keeps the socket and
+ * the bytes after the head on the request under its own symbols. None of it is used once the socket
+ * is a WebSocket, but the connection keeps the request (`connection.request`) for its whole life.
+ * These are pinned by test/ws-internals.test.ts to the @fastify/websocket version in package.json.
+ */
+const UPGRADE_KEYS = new Set(['ws-socket', 'ws-head'])
+
+/** Lets go of the upgrade's ServerResponse and of @fastify/websocket's references on the request. */
+export function releaseUpgrade (raw: IncomingMessage): void {
+  const socket = raw.socket as typeof raw.socket & { _httpMessage: ServerResponse }
+  socket._httpMessage.detachSocket(socket)
+  for (const key of Object.getOwnPropertySymbols(raw)) {
+    if (UPGRADE_KEYS.has(key.description ?? '')) (raw as unknown as Record<symbol, unknown>)[key] = undefined
+  }
 }

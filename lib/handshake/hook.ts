@@ -1,5 +1,5 @@
 import type {} from '@fastify/websocket'
-import type { FastifyReply, FastifyRequest } from 'fastify'
+import type { FastifyReply, FastifyRequest, HookHandlerDoneFunction } from 'fastify'
 import { errors } from '../errors.js'
 import type { RouteSettings } from '../options.js'
 import { kOfferedExtensions, kProtocol } from '../symbols.js'
@@ -13,18 +13,13 @@ type RawWithHandshake = FastifyRequest['raw'] & { [kProtocol]?: string, [kOffere
 
 /**
  * The onRequest hook of one realtime route: runs before the upgrade, after the app's own
- * onRequest hooks, so it can answer with a real HTTP status.
+ * onRequest hooks, so it can answer with a real HTTP status. It calls back synchronously unless the
+ * route's allowedOrigins function is asynchronous: a handshake is hot enough that an extra promise
+ * and turn per connection show.
  */
 export function handshakeHook (settings: RouteSettings, guard: GuardSettings, state: GuardState) {
-  return async function realtimeHandshake (request: FastifyRequest, reply: FastifyReply): Promise<void> {
-    if (!request.ws) return
-    const problem = checkHandshake(request.headers)
-    if (problem !== null) {
-      if (problem.headers !== undefined) reply.headers(problem.headers)
-      throw new errors.FST_RT_BAD_HANDSHAKE(problem.message)
-    }
-    if (settings.allowedOrigins === null) checkSameOrigin(request, state.metrics)
-    else await checkOrigin(request, settings.allowedOrigins, state.metrics)
+  /** Limits, subprotocol and compression: what follows the origin check. */
+  function afterOrigin (request: FastifyRequest): void {
     checkLimits(request, guard, state)
 
     const raw = request.raw as RawWithHandshake
@@ -44,5 +39,28 @@ export function handshakeHook (settings: RouteSettings, guard: GuardSettings, st
       const accepted = negotiateDeflate(raw[kOfferedExtensions], settings.compress)
       if (accepted !== null) raw.headers['sec-websocket-extensions'] = accepted
     }
+  }
+
+  return function realtimeHandshake (request: FastifyRequest, reply: FastifyReply, done: HookHandlerDoneFunction): void {
+    if (!request.ws) {
+      done()
+      return
+    }
+    let pending: void | Promise<void> = undefined
+    try {
+      const problem = checkHandshake(request.headers)
+      if (problem !== null) {
+        if (problem.headers !== undefined) reply.headers(problem.headers)
+        throw new errors.FST_RT_BAD_HANDSHAKE(problem.message)
+      }
+      if (settings.allowedOrigins === null) checkSameOrigin(request, state.metrics)
+      else pending = checkOrigin(request, settings.allowedOrigins, state.metrics)
+      if (pending === undefined) afterOrigin(request)
+    } catch (error) {
+      done(error as Error)
+      return
+    }
+    if (pending === undefined) done()
+    else pending.then(() => { afterOrigin(request) }).then(() => { done() }, done)
   }
 }

@@ -19,8 +19,12 @@ export const defaultHubSettings: HubSettings = Object.freeze({ maxRoomNameLength
 export const SLOW_CONSUMER_CLOSE = CloseCode.SLOW_CONSUMER
 
 /** One connection known to the hub. */
+// Connection ids: unique across instances (a random prefix per process) and cheap (a counter).
+const ID_PREFIX = randomUUID().slice(0, 13)
+let lastId = 0
+
 export class Member {
-  readonly id = randomUUID()
+  readonly id = `${ID_PREFIX}${(++lastId).toString(36)}`
   readonly rooms = new Set<string>()
   /** Rooms being joined: their live messages wait here until the join reply and replay are out. */
   readonly pending = new Map<string, RoomMessage[]>()

@@ -221,7 +221,8 @@ export function contractHandler<C extends Contract> (contract: C, handlers: NoIn
       userId = verified
     }
     const session = new Session(this, compiled, handlers as unknown as Record<string, AnyHandler>, settings, connection, request, hub, new Member(connection, userId))
-    await session.serve()
+    // Returned, not awaited, so this frame is not kept for the life of the connection.
+    return session.serve()
   }
 }
 
@@ -346,7 +347,7 @@ class SessionRooms implements RoomsApi<Contract> {
 class Session implements DeadlineOwner {
   private inFlight = 0
   /** Requests awaiting their handler's promise, in the order they started. */
-  private readonly pending = new Set<PendingRequest>()
+  private pending: Set<PendingRequest> | null = null
   private tokens: number
   private refilledAt = Date.now()
   private strikes = 0
@@ -373,14 +374,14 @@ class Session implements DeadlineOwner {
   readonly routeUrl: string
 
   /** Registers the connection with the hub, runs it, and always takes it out of every room. */
-  async serve (): Promise<void> {
-    try {
-      await this.hub.join(this.member, Hub.routeRoom(this.routeUrl), {}, true)
-      if (this.member.userId !== null) await this.hub.join(this.member, Hub.userRoom(this.member.userId), {}, true)
-      await this.run()
-    } finally {
-      await this.hub.disconnect(this.member)
-    }
+  serve (): Promise<void> {
+    // A promise chain, not an async function: an open connection then holds one suspended frame (run's), not two.
+    return this.enter().then(() => this.run()).finally(() => this.hub.disconnect(this.member))
+  }
+
+  private async enter (): Promise<void> {
+    await this.hub.join(this.member, Hub.routeRoom(this.routeUrl), {}, true)
+    if (this.member.userId !== null) await this.hub.join(this.member, Hub.userRoom(this.member.userId), {}, true)
   }
 
   serialize (type: string, data: unknown): string {
@@ -616,7 +617,7 @@ class Session implements DeadlineOwner {
     const pending: PendingRequest = { type, id, deadline: Date.now() + this.settings.requestTimeout, timedOut: false }
     this.inFlight++
     if (id !== undefined) {
-      this.pending.add(pending)
+      (this.pending ??= new Set()).add(pending)
       requestClock.schedule(this, pending.deadline)
     }
     Promise.resolve(result).then(
@@ -633,7 +634,7 @@ class Session implements DeadlineOwner {
       if (error !== null) await this.failedLate(type, error)
       return
     }
-    this.pending.delete(pending)
+    this.pending?.delete(pending)
     try {
       if (error !== null) {
         await this.failed(type, error, id)
@@ -655,9 +656,10 @@ class Session implements DeadlineOwner {
   /** @internal The request clock: answers every request past its deadline with FST_RT_REQUEST_TIMEOUT. */
   onDeadline (now: number): number {
     // Requests start in order with one timeout, so deadlines are in insertion order.
-    for (const pending of this.pending) {
+    const list = this.pending as Set<PendingRequest>
+    for (const pending of list) {
       if (pending.deadline > now) return pending.deadline
-      this.pending.delete(pending)
+      list.delete(pending)
       pending.timedOut = true
       this.release()
       this.writeNow(errorEnvelope(new errors.FST_RT_REQUEST_TIMEOUT(JSON.stringify(pending.type), this.settings.requestTimeout), pending.id))
