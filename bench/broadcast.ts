@@ -13,7 +13,7 @@ import WebSocket from 'ws'
 import { createHarness, median, type Server } from './harness.js'
 
 const CLIENTS = 1000
-const ROUNDS = 5
+const ROUNDS = Number(process.env.BROADCAST_ROUNDS ?? 5)
 /** Single-message fan-outs per variant and round (ROUNDS × this samples in all). */
 const SINGLES = 6
 const BURSTS = 2

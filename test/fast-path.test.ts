@@ -119,3 +119,33 @@ t.test('poll() takes nothing while a receive() is waiting, so the waiter gets th
   c.ws.send('hello')
   t.equal(await received.promise, 'hello')
 })
+
+const roomContract = defineContract({
+  client: { go: Type.Null() },
+  server: { big: Type.Object({ text: Type.String() }), small: Type.Object({ text: Type.String() }) }
+})
+
+t.test('a broadcast is framed once, and a member whose ws sender is busy compressing still gets it in order', async (t) => {
+  const big = 'abc'.repeat(100_000)
+  const { url, app } = await build(t, (app) => {
+    app.get('/', { realtime: { compress: { threshold: 1024 } } }, contractHandler(roomContract, {
+      go: async (_data, ctx) => {
+        // Compressed in zlib's thread pool: ws holds later messages back until it is done.
+        void ctx.send('big', { text: big })
+        await ctx.rooms.publish('r', 'small', { text: 'after the big one' })
+      }
+    }, { rooms: { authorize: () => true } }))
+  })
+  const compressing = await client(t, `${url}/`)
+  const plain = await client(t, `${url}/`, undefined, { perMessageDeflate: false })
+  for (const c of [compressing, plain]) {
+    c.ws.send(JSON.stringify({ type: '$join', data: { room: 'r' }, id: 1 }))
+    t.equal((JSON.parse(await c.text()) as { type: string }).type, '$join:reply')
+  }
+  await app.realtime.publish(roomContract, 'r', 'small', { text: 'to everyone' })
+  for (const c of [compressing, plain]) t.match(JSON.parse(await c.text()), { type: 'small', data: { text: 'to everyone' }, room: 'r', offset: 1 })
+  compressing.ws.send(JSON.stringify({ type: 'go', data: null }))
+  t.same(JSON.parse(await compressing.text()), { type: 'big', data: { text: big } }, 'the compressed message first')
+  t.match(JSON.parse(await compressing.text()), { type: 'small', data: { text: 'after the big one' }, offset: 2 }, 'then the broadcast')
+  t.match(JSON.parse(await plain.text()), { type: 'small', data: { text: 'after the big one' }, offset: 2 })
+})

@@ -92,3 +92,23 @@ t.test('@fastify/websocket: after the upgrade the request no longer holds the so
   c.ws.close()
   await c.closed
 })
+
+t.test('ws sender: idle is state 0 with an empty queue, and busy while a message is being compressed', async (t) => {
+  const { senderIdle, textFrame } = await import('../lib/connection/ws-internals.js')
+  const states = deferred<boolean[]>()
+  const { url } = await build(t, (app) => {
+    app.get('/', { realtime: { compress: { threshold: 0 } } }, async (conn) => {
+      const ws = (conn as unknown as { ws: WebSocket }).ws
+      const idle = senderIdle(ws)
+      void conn.sendText('x'.repeat(100_000))
+      states.resolve([idle, senderIdle(ws)])
+      await conn.receive()
+    })
+  })
+  const c = await client(t, `${url}/`)
+  t.same(await states.promise, [true, false], 'idle before the send, busy while deflating')
+  t.equal((await c.text()).length, 100_000)
+  t.same([...textFrame(Buffer.from('hi'))], [0x81, 2, 0x68, 0x69], 'a text frame: FIN + opcode 1, unmasked length 2, the payload')
+  c.ws.close()
+  await c.closed
+})

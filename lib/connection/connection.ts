@@ -10,7 +10,7 @@ import { MessageQueue } from './message-queue.js'
 import { CLOSED_MESSAGE, CLOSING_MESSAGE, type WSMessage } from './messages.js'
 import type { RealtimeSocket } from './socket.js'
 import type { DeadlineClock, DeadlineOwner } from './timers.js'
-import { applyRouteSettings, deflateNegotiated } from './ws-internals.js'
+import { applyRouteSettings, deflateNegotiated, senderIdle } from './ws-internals.js'
 
 /** Where a connection registers itself while open. */
 export interface ConnectionHost {
@@ -341,12 +341,35 @@ export class RealtimeConnection implements DeadlineOwner {
     })
   }
 
+  /**
+   * @internal Writes a text frame built once for many connections (a broadcast: `textFrame()`), when
+   * nothing has to wait or fail and the frame needs nothing of this connection: no compression and
+   * nothing queued in ws. Returns false, having written nothing, otherwise; the caller then sends the
+   * text the usual way. `size` is the payload's byte length.
+   */
+  sendFrame (frame: Buffer, size: number): boolean {
+    if (this.state !== 'open' || this.ws.readyState !== WebSocket.OPEN) return false
+    const buffered = this.ws.bufferedAmount
+    const limit = this.settings.maxBufferedBytes
+    if (buffered > this.settings.writeLimit || (limit > 0 && buffered - this.turnBytes > limit)) return false
+    if (this.shouldCompress(size, undefined) || !senderIdle(this.ws)) return false
+    this.account(size)
+    this.socket.write(frame)
+    return true
+  }
+
   /** Counts one message and hands it to ws inside this turn's cork. */
   private frame (data: string | BinaryData, binary: boolean, options: SendOptions | undefined, size: number, written?: (error?: Error | null) => void): void {
+    const compress = this.shouldCompress(size, options)
+    this.account(size)
+    this.ws.send(data, { binary, compress }, written)
+  }
+
+  /** Counts a message of `size` bytes leaving in this turn's cork, flushing every TURN_FLUSH_BYTES. */
+  private account (size: number): void {
     const metrics = this.host.metrics
     metrics.messagesOut++
     metrics.bytesOut += size
-    const compress = this.shouldCompress(size, options)
     this.coalesce()
     this.turnBytes += size
     // A turn that sends a lot flushes as it goes: one write per TURN_FLUSH_BYTES, and what the peer
@@ -356,7 +379,6 @@ export class RealtimeConnection implements DeadlineOwner {
       this.socket.cork()
       this.turnBytes = 0
     }
-    this.ws.send(data, { binary, compress }, written)
   }
 
   private shouldCompress (size: number, options: SendOptions | undefined): boolean {

@@ -1,4 +1,5 @@
 import type { IncomingMessage, ServerResponse } from 'node:http'
+import * as wsModule from 'ws'
 import type { WebSocket } from 'ws'
 import type { RouteSettings } from '../options.js'
 
@@ -10,6 +11,7 @@ import type { RouteSettings } from '../options.js'
  */
 interface WsPrivate {
   _receiver: { _maxPayload: number } | null
+  _sender: { _state: number, _queue: unknown[] }
   _extensions: Record<string, { _maxPayload: number, _options: Record<string, unknown> } | undefined>
   _autoPong: boolean
   _closeTimeout: number
@@ -70,4 +72,24 @@ export function releaseUpgrade (raw: IncomingMessage): void {
   for (const key of Object.getOwnPropertySymbols(raw)) {
     if (UPGRADE_KEYS.has(key.description ?? '')) (raw as unknown as Record<symbol, unknown>)[key] = undefined
   }
+}
+
+interface FrameOptions { fin: boolean, opcode: number, mask: boolean, readOnly: boolean, rsv1: boolean }
+/** ws's frame builder (a named export of ws that @types/ws does not declare). */
+const Sender = (wsModule as unknown as { Sender: { frame: (data: Buffer, options: FrameOptions) => Buffer[] } }).Sender
+const TEXT_FRAME: FrameOptions = { fin: true, opcode: 0x01, mask: false, readOnly: false, rsv1: false }
+
+/** One unmasked, uncompressed text frame (header and payload in one buffer), to write to many sockets. */
+export function textFrame (payload: Buffer): Buffer {
+  return Buffer.concat(Sender.frame(payload, TEXT_FRAME))
+}
+
+/**
+ * Whether ws's sender has nothing in progress or queued (its state is DEFAULT while no message is
+ * being compressed or read from a Blob): only then may a frame go straight to the socket and keep
+ * its place in the order of messages.
+ */
+export function senderIdle (ws: WebSocket): boolean {
+  const sender = internals(ws)._sender
+  return sender._state === 0 && sender._queue.length === 0
 }

@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto'
 import type { FastifyBaseLogger } from 'fastify'
 import type { RealtimeConnection } from '../connection/connection.js'
+import { textFrame } from '../connection/ws-internals.js'
 import { CloseCode } from '../close-codes.js'
 import type { RealtimeMetrics } from '../metrics.js'
 import { errors } from '../errors.js'
@@ -150,12 +151,12 @@ export class Hub {
         : { room, epoch: position.epoch, offset: position.offset, recovered: recovery.recovered }
       await options.beforeDelivery?.(result)
       // The replay, then what arrived meanwhile and is newer than the replay.
-      for (const message of recovery?.messages ?? []) this.deliver(member, message.text)
+      for (const message of recovery?.messages ?? []) this.deliver(member, new SharedFrame(message.text))
       // What is at or before the reported offset was replayed or belongs to the past the client loads itself.
       const waiting = member.pending.get(room) ?? []
       member.pending.delete(room)
       for (const message of waiting) {
-        if (message.offset > position.offset || message.history === false) this.deliver(member, message.text)
+        if (message.offset > position.offset || message.history === false) this.deliver(member, new SharedFrame(message.text))
       }
       if (options.notice === true) {
         member.announced.add(room)
@@ -247,15 +248,16 @@ export class Hub {
   private fanOut (message: RoomMessage): void {
     const members = this.local.get(message.room)
     if (members === undefined) return
+    const frame = new SharedFrame(message.text)
     for (const member of members) {
       if (member.id === message.except) continue
       const waiting = member.pending.get(message.room)
       if (waiting !== undefined) waiting.push(message)
-      else this.deliver(member, message.text)
+      else this.deliver(member, frame)
     }
   }
 
-  private deliver (member: Member, text: string): void {
+  private deliver (member: Member, frame: SharedFrame): void {
     const connection = member.connection
     if (connection.closed) return
     // A member that cannot keep up is closed rather than buffered without bound; it may reconnect and recover.
@@ -267,7 +269,9 @@ export class Hub {
       return
     }
     this.stats.delivered++
-    connection.sendText(text).catch(ignoreClosed)
+    // The frame is built once and the same bytes are written to every member's socket; a member
+    // with compression or a busy ws sender gets the text through ws instead.
+    if (!connection.sendFrame(frame.bytes, frame.size)) connection.sendText(frame.text).catch(ignoreClosed)
   }
 
   private onLost (room: string, position: Position): void {
@@ -275,11 +279,28 @@ export class Hub {
     if (room.startsWith(INTERNAL_PREFIX)) return
     const members = this.local.get(room)
     if (members === undefined) return
-    const text = JSON.stringify({ type: '$lost', data: { room, epoch: position.epoch, offset: position.offset } })
+    const frame = new SharedFrame(JSON.stringify({ type: '$lost', data: { room, epoch: position.epoch, offset: position.offset } }))
     for (const member of members) {
       this.stats.lostNotices++
-      this.deliver(member, text)
+      this.deliver(member, frame)
     }
+  }
+}
+
+/** One message for many sockets: its text, and its WebSocket frame, built on first use. */
+class SharedFrame {
+  private frame: Buffer | null = null
+  size = 0
+
+  constructor (readonly text: string) {}
+
+  get bytes (): Buffer {
+    if (this.frame === null) {
+      const payload = Buffer.from(this.text)
+      this.size = payload.length
+      this.frame = textFrame(payload)
+    }
+    return this.frame
   }
 }
 
