@@ -103,21 +103,38 @@ t.test('a request that times out is answered at its own deadline, not at an earl
   t.ok(Date.now() - secondSent >= 199, 'the second request had its whole 200 ms')
 })
 
-t.test('poll() takes nothing while a receive() is waiting, so the waiter gets the next message', async (t) => {
-  const polled = deferred<unknown>()
-  const received = deferred<string>()
+t.test('sendTextNow refuses once the connection is closing, and sendText reports why', async (t) => {
+  const outcome = deferred<[boolean, string]>()
   const { url } = await build(t, (app) => {
     app.get('/', { realtime: true }, async (conn: RealtimeConnection) => {
-      const next = conn.receive()
-      polled.resolve(conn.poll())
-      const message = await next
-      received.resolve(message.type === 'text' ? message.data : message.type)
+      const closing = conn.close()
+      const code = await conn.sendText('late').then(() => 'sent', (error: Error & { code: string }) => error.code)
+      outcome.resolve([conn.sendTextNow('late'), code])
+      await closing
     })
   })
   const c = await client(t, `${url}/`)
-  t.equal(await polled.promise, undefined)
-  c.ws.send('hello')
-  t.equal(await received.promise, 'hello')
+  t.same(await outcome.promise, [false, 'FST_RT_CONNECTION_CLOSED'])
+  t.equal((await c.closed).code, 1000)
+})
+
+t.test('on a contract route the router takes every message: a handler\'s own receive() is refused', async (t) => {
+  const refused = deferred<string>()
+  const { url } = await build(t, (app) => {
+    app.get('/', { realtime: true }, contractHandler(contract, {
+      echo: (data) => data,
+      wait: async (text, ctx) => {
+        await ctx.connection.receive().catch((error: Error & { code: string }) => { refused.resolve(error.code) })
+        return text
+      }
+    }))
+  })
+  const c = await client(t, `${url}/`)
+  c.ws.send(JSON.stringify({ type: 'wait', data: 'w', id: 1 }))
+  t.equal(await refused.promise, 'FST_RT_CONCURRENT_RECEIVE')
+  t.same(JSON.parse(await c.text()), { type: 'wait:reply', data: 'w', id: 1 })
+  c.ws.send(JSON.stringify({ type: 'echo', data: { n: 1, pad: '' }, id: 2 }))
+  t.same(JSON.parse(await c.text()), { type: 'echo:reply', data: { n: 1, pad: '' }, id: 2 }, 'the next message still reaches its handler')
 })
 
 const roomContract = defineContract({
@@ -126,7 +143,8 @@ const roomContract = defineContract({
 })
 
 t.test('a broadcast is framed once, and a member whose ws sender is busy compressing still gets it in order', async (t) => {
-  const big = 'abc'.repeat(100_000)
+  // Below the write limit (64 KiB), so only ws's busy sender keeps the broadcast from the fast path.
+  const big = 'abc'.repeat(10_000)
   const { url, app } = await build(t, (app) => {
     app.get('/', { realtime: { compress: { threshold: 1024 } } }, contractHandler(roomContract, {
       go: async (_data, ctx) => {
@@ -148,4 +166,29 @@ t.test('a broadcast is framed once, and a member whose ws sender is busy compres
   t.same(JSON.parse(await compressing.text()), { type: 'big', data: { text: big } }, 'the compressed message first')
   t.match(JSON.parse(await compressing.text()), { type: 'small', data: { text: 'after the big one' }, offset: 2 }, 'then the broadcast')
   t.match(JSON.parse(await plain.text()), { type: 'small', data: { text: 'after the big one' }, offset: 2 })
+})
+
+t.test('client room requests run in order, and a server-side leave that overtakes its join leaves the member out', async (t) => {
+  const rooms = defineContract({
+    client: { race: { data: Type.Null(), reply: Type.Object({ left: Type.Boolean(), joined: Type.Array(Type.String()) }) } },
+    server: {}
+  })
+  const { url } = await build(t, (app) => {
+    app.get('/', { realtime: true }, contractHandler(rooms, {
+      race: async (_data, ctx) => {
+        const joining = ctx.rooms.join('lobby')
+        const left = await ctx.rooms.leave('lobby')
+        await joining
+        return { left, joined: [...ctx.rooms.joined].filter((room) => !room.startsWith('$')) }
+      }
+    }, { rooms: { authorize: () => true } }))
+  })
+  const c = await client(t, `${url}/`)
+  c.ws.send(JSON.stringify({ type: 'race', data: null, id: 1 }))
+  t.same(JSON.parse(await c.text()), { type: 'race:reply', data: { left: true, joined: [] }, id: 1 })
+  // Sent together: the leave waits for the join before it, so it finds the member in the room.
+  c.ws.send(JSON.stringify({ type: '$join', data: { room: 'hall' }, id: 2 }))
+  c.ws.send(JSON.stringify({ type: '$leave', data: { room: 'hall' }, id: 3 }))
+  t.match(JSON.parse(await c.text()), { type: '$join:reply', id: 2 })
+  t.same(JSON.parse(await c.text()), { type: '$leave:reply', data: { room: 'hall', left: true }, id: 3 })
 })

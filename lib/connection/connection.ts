@@ -46,6 +46,11 @@ export type IteratedMessage = Exclude<WSMessage, { type: 'close' | 'closing' | '
 
 type State = 'open' | 'closing' | 'closed'
 
+/** @internal Takes messages as they arrive, instead of `receive()` (the contract router). */
+export interface MessageSink {
+  accept (message: WSMessage): void
+}
+
 interface Waiter {
   resolve (message: WSMessage): void
   reject (error: Error): void
@@ -77,6 +82,8 @@ export class RealtimeConnection implements DeadlineOwner {
   private failure: Error | null = null
   private waiter: Waiter | null = null
   private pausedByQueue = false
+  private sink: MessageSink | null = null
+  private sinkHeld = false
   private peerClosed = false
   private closedReads = 0
   private lastReceivedAt: number
@@ -157,7 +164,7 @@ export class RealtimeConnection implements DeadlineOwner {
    * FST_RT_RECEIVE_TIMEOUT (the connection stays open) or FST_RT_CONCURRENT_RECEIVE.
    */
   receive (options?: ReceiveOptions): Promise<WSMessage> {
-    if (this.waiter !== null) return Promise.reject(new errors.FST_RT_CONCURRENT_RECEIVE())
+    if (this.waiter !== null || this.sink !== null) return Promise.reject(new errors.FST_RT_CONCURRENT_RECEIVE())
     const queued = this.queue.shift()
     if (queued !== undefined) {
       this.resumeIfDrained()
@@ -178,14 +185,28 @@ export class RealtimeConnection implements DeadlineOwner {
   }
 
   /**
-   * @internal A message already received, without a promise, or undefined when none is waiting (then
-   * `receive()` is the way to wait). One read often brings several frames; the router takes them here.
+   * @internal From now on every message goes to `sink` as it arrives (and what is queued, at once),
+   * in order, instead of to `receive()`; the end of the connection is `whenClosed()`.
    */
-  poll (): WSMessage | undefined {
-    if (this.waiter !== null) return undefined
-    const queued = this.queue.shift()
-    if (queued !== undefined) this.resumeIfDrained()
-    return queued
+  attach (sink: MessageSink): void {
+    this.sink = sink
+    this.drainToSink()
+  }
+
+  /** @internal Holds messages back from the sink (they queue, and reading pauses above readLimit), or lets them go again. */
+  holdMessages (hold: boolean): void {
+    this.sinkHeld = hold
+    if (!hold) this.drainToSink()
+  }
+
+  private drainToSink (): void {
+    const sink = this.sink as MessageSink
+    while (!this.sinkHeld) {
+      const message = this.queue.shift()
+      if (message === undefined) return
+      this.resumeIfDrained()
+      sink.accept(message)
+    }
   }
 
   /** The next text message; rejects with FST_RT_MESSAGE_TYPE for any other type. */
@@ -432,6 +453,10 @@ export class RealtimeConnection implements DeadlineOwner {
       const waiter = this.waiter
       this.waiter = null
       waiter.resolve(message)
+      return
+    }
+    if (this.sink !== null && !this.sinkHeld && this.queue.length === 0) {
+      this.sink.accept(message)
       return
     }
     this.queue.push(message, size)

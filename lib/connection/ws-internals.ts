@@ -70,7 +70,7 @@ export function releaseUpgrade (raw: IncomingMessage): void {
   const socket = raw.socket as typeof raw.socket & { _httpMessage: ServerResponse }
   socket._httpMessage.detachSocket(socket)
   for (const key of Object.getOwnPropertySymbols(raw)) {
-    if (UPGRADE_KEYS.has(key.description ?? '')) (raw as unknown as Record<symbol, unknown>)[key] = undefined
+    if (UPGRADE_KEYS.has(String(key.description))) (raw as unknown as Record<symbol, unknown>)[key] = undefined
   }
 }
 

@@ -120,9 +120,25 @@ export class Hub {
     return next
   }
 
-  /** Adds the member to a room (app rooms are checked; internal ones are trusted). */
-  async join (member: Member, room: string, options: JoinOptions = {}, internal = false): Promise<JoinResult> {
-    if (!internal) this.checkRoom(room)
+  /**
+   * Puts a member in an internal room (its route's, its user's): no presence, history or replay, so
+   * no position to read; it resolves once the room's subscription is live. One per connection, so kept cheap.
+   */
+  enterInternal (member: Member, room: string): Promise<void> {
+    member.rooms.add(room)
+    let members = this.local.get(room)
+    if (members === undefined) {
+      members = new Set()
+      this.local.set(room, members)
+      this.subscriptions.set(room, this.transition(room, () => this.broker.subscribe(room)))
+    }
+    members.add(member)
+    return this.subscriptions.get(room) as Promise<void>
+  }
+
+  /** Adds the member to an app room, checked first. */
+  async join (member: Member, room: string, options: JoinOptions = {}): Promise<JoinResult> {
+    this.checkRoom(room)
     if (member.rooms.has(room)) {
       const position = await this.broker.position(room)
       const result: JoinResult = { room, epoch: position.epoch, offset: position.offset }
@@ -141,9 +157,7 @@ export class Hub {
     try {
       // Also when another member started the subscription: a position read before it is live could miss messages.
       await this.subscriptions.get(room)
-      if (!internal) {
-        await this.broker.presenceAdd(room, { connectionId: member.id, userId: member.userId, meta: options.meta ?? null, joinedAt: Date.now() })
-      }
+      await this.broker.presenceAdd(room, { connectionId: member.id, userId: member.userId, meta: options.meta ?? null, joinedAt: Date.now() })
       const recovery = options.recover === undefined ? null : await this.broker.recover(room, options.recover.epoch, options.recover.offset)
       const position: Position = recovery?.position ?? await this.broker.position(room)
       const result: JoinResult = recovery === null

@@ -1,5 +1,6 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify'
 import type { RealtimeConnection } from '../connection/connection.js'
+import type { WSMessage } from '../connection/messages.js'
 import { errors } from '../errors.js'
 import { optionalInteger } from '../options.js'
 import { LIFECYCLE, type CompiledClientType, type CompiledContract } from './compile.js'
@@ -351,7 +352,10 @@ class Session implements DeadlineOwner {
   private tokens: number
   private refilledAt = Date.now()
   private strikes = 0
-  private slotFreed: (() => void) | null = null
+  /** The last of this connection's $join and $leave requests, which run in order. */
+  private roomRequests: Promise<void> | null = null
+  /** The reason in the peer's close frame, for the close handler. */
+  private closeReason = ''
   private readonly context: MessageContext<Contract>
 
   constructor (
@@ -380,8 +384,8 @@ class Session implements DeadlineOwner {
   }
 
   private async enter (): Promise<void> {
-    await this.hub.join(this.member, Hub.routeRoom(this.routeUrl), {}, true)
-    if (this.member.userId !== null) await this.hub.join(this.member, Hub.userRoom(this.member.userId), {}, true)
+    await this.hub.enterInternal(this.member, Hub.routeRoom(this.routeUrl))
+    if (this.member.userId !== null) await this.hub.enterInternal(this.member, Hub.userRoom(this.member.userId))
   }
 
   serialize (type: string, data: unknown): string {
@@ -398,45 +402,38 @@ class Session implements DeadlineOwner {
     const { handlers, context, connection } = this
     // A failing open handler fails the connection (logged, close 1011) like any route handler.
     await handlers.open?.call(this.app, context)
-    let reason = ''
-    try {
-      for (;;) {
-        // Frames that came in one read are taken without a promise each.
-        const message = connection.poll() ?? await connection.receive()
-        if (message.type === 'text' || message.type === 'binary') {
-          if (!this.admit()) {
-            if (this.strikes > (this.settings.rateLimit as { burst: number }).burst) {
-              await connection.close({ code: CloseCode.POLICY_VIOLATION, reason: 'Rate limit exceeded' })
-              break
-            }
-            continue
-          }
-          // maxInFlight handlers are still running: reading waits, so the peer is held back too.
-          while (this.inFlight >= this.settings.maxInFlight) {
-            await new Promise<void>((resolve) => { this.slotFreed = resolve })
-          }
+    // From here messages are pushed to accept() as they arrive: no promise or suspended loop per
+    // message, and a read that brings several frames dispatches them all in its own turn.
+    connection.attach(this)
+    await connection.whenClosed()
+    requestClock.cancel(this)
+    if (handlers.close !== undefined) await this.guard('close', () => handlers.close?.call(this.app, context, this.connection.closeCode, this.closeReason))
+  }
+
+  /** @internal Each message of the connection, in order, while reading is not held back (maxInFlight). */
+  accept (message: WSMessage): void {
+    if (message.type === 'text' || message.type === 'binary') {
+      if (!this.admit()) {
+        // Closing starts at once: the connection takes no more messages, queued ones are dropped.
+        if (this.strikes > (this.settings.rateLimit as { burst: number }).burst) {
+          void this.connection.close({ code: CloseCode.POLICY_VIOLATION, reason: 'Rate limit exceeded' })
         }
-        if (message.type === 'text') {
-          const outcome = this.dispatchText(message.data)
-          if (outcome !== true && !await outcome) break
-        } else if (message.type === 'binary') {
-          if (handlers.binary === undefined) {
-            if (!await this.refuse(new errors.FST_RT_BINARY_NOT_ACCEPTED(), undefined)) break
-          } else {
-            this.occupy(this.guard('binary', () => handlers.binary?.call(this.app, message.data, context)))
-          }
-        } else if (message.type === 'error') {
-          await this.report(message.data)
-        } else if (message.type === 'close') {
-          reason = message.extra
-        } else if (message.type === 'closing' || message.type === 'closed') {
-          break
-        }
+        return
       }
-    } finally {
-      requestClock.cancel(this)
+      if (message.type === 'text') {
+        const outcome = this.dispatchText(message.data)
+        if (outcome !== true) this.occupy(outcome)
+      } else if (this.handlers.binary === undefined) {
+        this.occupy(this.refuse(new errors.FST_RT_BINARY_NOT_ACCEPTED(), undefined))
+      } else {
+        const binary = this.handlers.binary
+        this.occupy(this.guard('binary', () => binary.call(this.app, message.data, this.context)))
+      }
+    } else if (message.type === 'error') {
+      this.occupy(this.report(message.data))
+    } else if (message.type === 'close') {
+      this.closeReason = message.extra
     }
-    if (handlers.close !== undefined) await this.guard('close', () => handlers.close?.call(this.app, context, this.connection.closeCode, reason))
   }
 
   /** Takes a token for one message; without one, the message is answered FST_RT_RATE_LIMITED and dropped. */
@@ -512,24 +509,28 @@ class Session implements DeadlineOwner {
   }
 
   /** A client's own `$join` or `$leave`: checked, authorized, answered with `<type>:reply`. */
-  private async roomRequest (type: '$join' | '$leave', data: unknown, id: Id | undefined): Promise<boolean> {
+  private roomRequest (type: '$join' | '$leave', data: unknown, id: Id | undefined): true | Promise<boolean> {
     const check = type === '$join' ? JoinData : LeaveData
     if (!check.Check(data)) {
-      return await this.refuse(new errors.FST_RT_INVALID_MESSAGE_DATA(JSON.stringify(type)), id, this.validationErrors(check, data))
+      return this.refuse(new errors.FST_RT_INVALID_MESSAGE_DATA(JSON.stringify(type)), id, this.validationErrors(check, data))
     }
     const request = data as { room: string, epoch?: string, offset?: number, meta?: unknown }
     try {
       this.hub.checkRoom(request.room)
     } catch (error) {
-      return await this.refuse(error as Error & { code: string }, id)
+      return this.refuse(error as Error & { code: string }, id)
     }
     if (type === '$join' && (request.epoch === undefined) !== (request.offset === undefined)) {
-      return await this.refuse(new errors.FST_RT_INVALID_MESSAGE_DATA(JSON.stringify(type)), id, [{ path: '/offset', message: 'epoch and offset go together' }])
+      return this.refuse(new errors.FST_RT_INVALID_MESSAGE_DATA(JSON.stringify(type)), id, [{ path: '/offset', message: 'epoch and offset go together' }])
     }
     if (request.meta !== undefined && Buffer.byteLength(JSON.stringify(request.meta)) > MAX_META_BYTES) {
-      return await this.refuse(new errors.FST_RT_INVALID_MESSAGE_DATA(JSON.stringify(type)), id, [{ path: '/meta', message: `Expected at most ${MAX_META_BYTES} bytes of JSON` }])
+      return this.refuse(new errors.FST_RT_INVALID_MESSAGE_DATA(JSON.stringify(type)), id, [{ path: '/meta', message: `Expected at most ${MAX_META_BYTES} bytes of JSON` }])
     }
-    this.occupy(type === '$join' ? this.clientJoin(request, id) : this.clientLeave(request.room, id))
+    // A connection's room requests run one after another, in the order they came: a $leave sent
+    // right after a $join applies to the room joined. Neither ever rejects.
+    const previous = this.roomRequests ?? Promise.resolve()
+    this.roomRequests = previous.then(async () => { await (type === '$join' ? this.clientJoin(request, id) : this.clientLeave(request.room, id)) })
+    this.occupy(this.roomRequests)
     return true
   }
 
@@ -564,17 +565,16 @@ class Session implements DeadlineOwner {
 
   /** Counts `task` as running (reading waits above maxInFlight) until it settles; it is not awaited. */
   private occupy (task: Promise<unknown>): void {
-    this.inFlight++
+    // maxInFlight tasks are running: reading waits, so the peer is held back too.
+    if (++this.inFlight === this.settings.maxInFlight) this.connection.holdMessages(true)
     // A task never rejects by design; should one, it is logged, never left to crash the process.
     task.then(undefined, (error: Error) => { this.request.log.error({ err: error }, 'realtime: message task failed') }).then(() => { this.release() })
   }
 
   private release (): void {
-    this.inFlight--
-    const freed = this.slotFreed
-    this.slotFreed = null
-    freed?.()
+    if (this.inFlight-- === this.settings.maxInFlight) this.connection.holdMessages(false)
   }
+
 
   /**
    * Runs the handler of a checked message. A handler that returns a plain value is answered in this
@@ -615,7 +615,7 @@ class Session implements DeadlineOwner {
 
   private awaitResult (type: string, entry: ClientEntry, result: PromiseLike<unknown>, id: Id | undefined): void {
     const pending: PendingRequest = { type, id, deadline: Date.now() + this.settings.requestTimeout, timedOut: false }
-    this.inFlight++
+    if (++this.inFlight === this.settings.maxInFlight) this.connection.holdMessages(true)
     if (id !== undefined) {
       (this.pending ??= new Set()).add(pending)
       requestClock.schedule(this, pending.deadline)
