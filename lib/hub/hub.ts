@@ -122,7 +122,8 @@ export class Hub {
 
   /**
    * Puts a member in an internal room (its route's, its user's): no presence, history or replay, so
-   * no position to read; it resolves once the room's subscription is live. One per connection, so kept cheap.
+   * no position to read; it resolves once the room's subscription is live. One per connection, so kept
+   * cheap. `join` starts with it too.
    */
   enterInternal (member: Member, room: string): Promise<void> {
     member.rooms.add(room)
@@ -145,18 +146,11 @@ export class Hub {
       await options.beforeDelivery?.(result)
       return result
     }
-    member.rooms.add(room)
     member.pending.set(room, [])
-    let members = this.local.get(room)
-    if (members === undefined) {
-      members = new Set()
-      this.local.set(room, members)
-      this.subscriptions.set(room, this.transition(room, () => this.broker.subscribe(room)))
-    }
-    members.add(member)
+    const subscribed = this.enterInternal(member, room)
     try {
       // Also when another member started the subscription: a position read before it is live could miss messages.
-      await this.subscriptions.get(room)
+      await subscribed
       await this.broker.presenceAdd(room, { connectionId: member.id, userId: member.userId, meta: options.meta ?? null, joinedAt: Date.now() })
       const recovery = options.recover === undefined ? null : await this.broker.recover(room, options.recover.epoch, options.recover.offset)
       const position: Position = recovery?.position ?? await this.broker.position(room)
