@@ -1,6 +1,6 @@
 import type {
   ContextConfigDefault, FastifyBaseLogger, FastifyInstance, FastifyPluginAsync, FastifyReply, FastifyRequest, FastifySchema,
-  FastifyTypeProvider, FastifyTypeProviderDefault, HookHandlerDoneFunction, RawReplyDefaultExpression, RawRequestDefaultExpression,
+  FastifyTypeProvider, FastifyTypeProviderDefault, RawReplyDefaultExpression, RawRequestDefaultExpression,
   RawServerBase, RawServerDefault, RouteGenericInterface
 } from 'fastify'
 import fp from 'fastify-plugin'
@@ -16,7 +16,8 @@ import { DeadlineClock } from './connection/timers.js'
 import { errors } from './errors.js'
 import { defaultSettings, normalizeOptions, optionalInteger, type RealtimePluginOptions, type RealtimeRouteOptions } from './options.js'
 import { convertRealtimeRoute, type RouteHost } from './route.js'
-import { kDeadline, kHub, kOfferedExtensions, kProtocol } from './symbols.js'
+import { kHub, kOfferedExtensions, kProtocol } from './symbols.js'
+import { HandshakeDeadlines } from './handshake/deadline.js'
 import { CloseCode } from './close-codes.js'
 import { createMetrics, prometheusText, type RealtimeMetrics } from './metrics.js'
 import { GUARD_KEYS, guardSettings } from './handshake/guard.js'
@@ -160,14 +161,13 @@ type RawWithHandshake = IncomingMessage & { [kProtocol]?: string, [kOfferedExten
  * ws negotiates any extension header it sees; each realtime route puts back only the offer it
  * accepts (see handshake/hook.ts), so every other upgrade goes uncompressed.
  */
-function holdExtensionOffer (request: FastifyRequest, _reply: FastifyReply, done: HookHandlerDoneFunction): void {
+function holdExtensionOffer (request: FastifyRequest): void {
   const raw = request.raw as RawWithHandshake
   const offered = raw.headers['sec-websocket-extensions']
   if (offered !== undefined) {
     raw[kOfferedExtensions] = offered
     delete raw.headers['sec-websocket-extensions']
   }
-  done()
 }
 
 // ws calls this only when the client offered subprotocols; the route's hook already chose one.
@@ -199,10 +199,13 @@ const fastifyRealtime: FastifyPluginAsync<RealtimePluginOptions & RealtimeHubOpt
   const plain = options as Record<string, unknown>
   const metrics = createMetrics()
   const hub = new Hub(brokerOf(plain), hubSettings(plain), fastify.log, metrics)
+  const guard = guardSettings(plain)
+  const clock = new DeadlineClock()
   const host: RouteHost & { shutdown: { code: number, reason: string } } = {
     settings,
-    guard: guardSettings(plain),
-    clock: new DeadlineClock(),
+    guard,
+    clock,
+    handshakes: new HandshakeDeadlines(clock, guard.handshakeTimeout, (request) => { dropSlowHandshake(request, metrics) }),
     connections: new Set<RealtimeConnection>(),
     metrics,
     perIp: new Map(),
@@ -243,17 +246,18 @@ const fastifyRealtime: FastifyPluginAsync<RealtimePluginOptions & RealtimeHubOpt
       await new Promise<void>((resolve) => { this.websocketServer.close(() => { resolve() }) })
     }
   })
-  fastify.addHook('onRequest', holdExtensionOffer)
-  // The handshake deadline: from the upgrade request to the upgrade, the app's hooks included.
+  // One hook for every upgrade request, before the app's own: its deadline starts (the app's hooks
+  // count), and ws is kept from negotiating compression the route has not accepted.
   fastify.addHook('onRequest', (request, _reply, done) => {
     if (request.ws) {
-      const raw = request.raw as IncomingMessage & { [kDeadline]?: NodeJS.Timeout }
-      raw[kDeadline] = setTimeout(dropSlowHandshake, host.guard.handshakeTimeout, request, metrics).unref()
+      holdExtensionOffer(request)
+      host.handshakes.start(request)
     }
     done()
   })
+  // A handshake refused with an HTTP status ends here; an upgraded one ends in the route (route.ts).
   fastify.addHook('onResponse', (request, _reply, done) => {
-    clearTimeout((request.raw as { [kDeadline]?: NodeJS.Timeout })[kDeadline])
+    host.handshakes.finish(request)
     done()
   })
   if (options.metricsRoute !== undefined) {

@@ -6,7 +6,7 @@ import type { RealtimeSocket } from './connection/socket.js'
 import { releaseUpgrade } from './connection/ws-internals.js'
 import { handshakeHook } from './handshake/hook.js'
 import { redactingRequestSerializer, type GuardSettings } from './handshake/guard.js'
-import { kDeadline } from './symbols.js'
+import type { HandshakeDeadlines } from './handshake/deadline.js'
 import { checkHandshake, looksLikeHandshake } from './handshake/validate.js'
 
 export type RealtimeHandlerFunction = (this: FastifyInstance, connection: RealtimeConnection, request: FastifyRequest) => unknown
@@ -14,6 +14,7 @@ export type RealtimeHandlerFunction = (this: FastifyInstance, connection: Realti
 export interface RouteHost extends ConnectionHost {
   readonly settings: RouteSettings
   readonly guard: GuardSettings
+  readonly handshakes: HandshakeDeadlines
 }
 
 type Hooks = NonNullable<RouteOptions['onRequest']>
@@ -69,13 +70,11 @@ export function convertRealtimeRoute (routeOptions: RouteOptions & { realtime?: 
   // Query tokens (browsers cannot set headers on a WebSocket) must not reach the request log line.
   routeOptions.logSerializers = { req: redactingRequestSerializer(host.guard.redactQuery), ...routeOptions.logSerializers }
   routeOptions.wsHandler = function realtimeUpgrade (this: FastifyInstance, socket, request) {
-    const raw = request.raw as typeof request.raw & { [kDeadline]?: NodeJS.Timeout }
-    clearTimeout(raw[kDeadline])
-    raw[kDeadline] = undefined
+    host.handshakes.finish(request)
     // An open connection keeps its request, so it lets go of what only the upgrade needed: the
     // ServerResponse, and @fastify/websocket's 'error' listener, whose closure holds the reply
     // (the connection listens for errors itself).
-    releaseUpgrade(raw)
+    releaseUpgrade(request.raw)
     socket.removeAllListeners('error')
     const connection = new RealtimeConnection(socket as RealtimeSocket, request, settings, host)
     // Not returned: @fastify/websocket would hang a closure holding the reply on the promise. It
