@@ -72,6 +72,38 @@ t.test('a handshake whose hooks take longer than handshakeTimeout is dropped; ot
   t.equal(await (await client(t, url)).text(), 'served')
 })
 
+t.test('handshake deadlines are each their own: one that expires leaves a later one running', async (t) => {
+  const releaseSecond = deferred()
+  const releaseFirst = deferred()
+  const secondWaiting = deferred()
+  t.teardown(() => { releaseFirst.resolve(); releaseSecond.resolve() })
+  const { port, app } = await build(t, (app) => {
+    app.get('/', {
+      realtime: true,
+      preHandler: async (request) => {
+        if (request.headers['x-first'] !== undefined) await releaseFirst.promise
+        if (request.headers['x-second'] !== undefined) {
+          secondWaiting.resolve()
+          await releaseSecond.promise
+        }
+      }
+    }, async (conn) => { await conn.sendText('served') })
+  }, { handshakeTimeout: 150 })
+  const first = await rawResponseOpen(port, handshake('/', { 'X-First': '1' }))
+  // The second starts 70 ms later, so it is still inside its own 150 ms when the first expires.
+  const since = Date.now()
+  while (Date.now() < since + 70) await new Promise((resolve) => setImmediate(resolve))
+  const second = await rawResponseOpen(port, handshake('/', { 'X-Second': '1' }))
+  await secondWaiting.promise
+  await once(first.socket, 'close')
+  t.equal(app.realtime.metrics.refused.handshakeTimeout, 1, 'the first was dropped')
+  t.equal(second.socket.destroyed, false, 'the second is still open')
+  const upgraded = new Promise<string>((resolve) => { second.socket.on('data', (chunk: Buffer) => { resolve(chunk.toString('latin1').split('\r\n')[0] as string) }) })
+  releaseSecond.resolve()
+  t.equal(await upgraded, 'HTTP/1.1 101 Switching Protocols')
+  second.socket.destroy()
+})
+
 async function rawResponseOpen (port: number, request: string): Promise<{ socket: import('node:net').Socket }> {
   const net = await import('node:net')
   const socket = net.connect(port, '127.0.0.1')
