@@ -28,7 +28,7 @@ interface Chart {
 const here = new URL('.', import.meta.url)
 const chart = JSON.parse(readFileSync(new URL('ratios.json', here), 'utf8')) as Chart
 
-const WIDTH = 860
+const WIDTH = 900
 const LABEL_RIGHT = 330
 const SCALE_MAX = 3
 const PLOT = WIDTH - LABEL_RIGHT - 40
@@ -63,8 +63,12 @@ for (const group of chart.groups) {
     // The spread of the rounds: a whisker from the lowest to the highest ratio.
     const mid = y + BAR / 2
     parts.push(`<line x1="${x(bar.min).toFixed(1)}" y1="${mid}" x2="${x(bar.max).toFixed(1)}" y2="${mid}" class="w"/>`)
-    const over = bar.median > SCALE_MAX ? ' (off the scale)' : ''
-    parts.push(`<text x="${(x(Math.max(bar.median, bar.max)) + 4).toFixed(1)}" y="${y + BAR - 3}" class="a">${fmt(bar.median)}${over}</text>`)
+    if (Math.max(bar.median, bar.max) > SCALE_MAX) {
+      // Off the scale: the figure goes inside the bar's end.
+      parts.push(`<text x="${(x(SCALE_MAX) - 4).toFixed(1)}" y="${y + BAR - 3}" text-anchor="end" fill="#fff">${fmt(bar.median)} (off the scale)</text>`)
+    } else {
+      parts.push(`<text x="${(x(Math.max(bar.median, bar.max)) + 4).toFixed(1)}" y="${y + BAR - 3}" class="a">${fmt(bar.median)}</text>`)
+    }
     y += BAR + GAP
   }
   if (group.target !== undefined) {
