@@ -434,7 +434,8 @@ export class RealtimeConnection implements DeadlineOwner {
     if (this.corked) return
     this.corked = true
     this.socket.cork()
-    process.nextTick(uncorkConnection, this)
+    // One tick for every connection corked in this turn, not one each: a broadcast corks thousands.
+    if (corkedThisTurn.push(this) === 1) process.nextTick(uncorkAll)
   }
 
   /** @internal */
@@ -651,8 +652,12 @@ function onClose (this: WebSocket, code: number): void {
 function onSocketData (this: object): void {
   connectionOf(this).onData()
 }
-function uncorkConnection (connection: RealtimeConnection): void {
-  connection.uncork()
+/** Connections corked in this turn, in the order of their first frame; flushed together on the next tick. */
+const corkedThisTurn: RealtimeConnection[] = []
+function uncorkAll (): void {
+  // A connection corked while flushing joins the list and is flushed by this same loop.
+  for (let i = 0; i < corkedThisTurn.length; i++) (corkedThisTurn[i] as RealtimeConnection).uncork()
+  corkedThisTurn.length = 0
 }
 function onPeerClose (this: RealtimeSocket, code: number, reason: Buffer): boolean {
   return connectionOf(this).onPeerClose(code, reason)
