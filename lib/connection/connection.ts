@@ -254,13 +254,16 @@ export class RealtimeConnection implements DeadlineOwner {
    * handles the case (waiting, closing a slow consumer, or refusing a closed connection).
    */
   sendTextNow (data: string): boolean {
-    if (this.state !== 'open' || this.ws.readyState !== WebSocket.OPEN) return false
-    const buffered = this.ws.bufferedAmount
-    if (buffered > this.settings.writeLimit) return false
-    const limit = this.settings.maxBufferedBytes
-    if (limit > 0 && buffered - this.turnBytes > limit) return false
+    if (!this.writableNow()) return false
     this.frame(data, false, undefined, Buffer.byteLength(data))
     return true
+  }
+
+  /** Open, at or below the write limit and within the backlog bound: a frame can go out with nothing to wait for or fail. */
+  private writableNow (): boolean {
+    if (this.state !== 'open' || this.ws.readyState !== WebSocket.OPEN) return false
+    const limit = this.settings.maxBufferedBytes
+    return this.ws.bufferedAmount <= this.settings.writeLimit && !(limit > 0 && this.backlog > limit)
   }
 
   /** Sends a binary message; resolves at once below the write limit, else once written. */
@@ -340,16 +343,15 @@ export class RealtimeConnection implements DeadlineOwner {
     if (this.state !== 'open' || this.ws.readyState !== WebSocket.OPEN) {
       return Promise.reject(new errors.FST_RT_CONNECTION_CLOSED(operation))
     }
-    const buffered = this.ws.bufferedAmount
     const limit = this.settings.maxBufferedBytes
-    if (limit > 0 && buffered - this.turnBytes > limit) {
+    if (limit > 0 && this.backlog > limit) {
       // A peer that does not read would otherwise grow this process's memory without bound.
       this.host.metrics.slowConsumerCloses++
       void this.close({ code: CloseCode.SLOW_CONSUMER, reason: 'Slow consumer' })
       return Promise.reject(new errors.FST_RT_SLOW_CONSUMER(operation, limit))
     }
     const size = typeof data === 'string' ? Buffer.byteLength(data) : data.byteLength
-    if (buffered <= this.settings.writeLimit) {
+    if (this.ws.bufferedAmount <= this.settings.writeLimit) {
       this.frame(data, binary, options, size)
       return Promise.resolve()
     }
@@ -369,11 +371,7 @@ export class RealtimeConnection implements DeadlineOwner {
    * text the usual way. `size` is the payload's byte length.
    */
   sendFrame (frame: Buffer, size: number): boolean {
-    if (this.state !== 'open' || this.ws.readyState !== WebSocket.OPEN) return false
-    const buffered = this.ws.bufferedAmount
-    const limit = this.settings.maxBufferedBytes
-    if (buffered > this.settings.writeLimit || (limit > 0 && buffered - this.turnBytes > limit)) return false
-    if (this.shouldCompress(size, undefined) || !senderIdle(this.ws)) return false
+    if (!this.writableNow() || this.shouldCompress(size, undefined) || !senderIdle(this.ws)) return false
     this.account(size)
     this.socket.write(frame)
     return true

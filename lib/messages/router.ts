@@ -565,16 +565,19 @@ class Session implements DeadlineOwner {
 
   /** Counts `task` as running (reading waits above maxInFlight) until it settles; it is not awaited. */
   private occupy (task: Promise<unknown>): void {
-    // maxInFlight tasks are running: reading waits, so the peer is held back too.
-    if (++this.inFlight === this.settings.maxInFlight) this.connection.holdMessages(true)
+    this.take()
     // A task never rejects by design; should one, it is logged, never left to crash the process.
     task.then(undefined, (error: Error) => { this.request.log.error({ err: error }, 'realtime: message task failed') }).then(() => { this.release() })
+  }
+
+  /** One more task running; at maxInFlight reading waits, so the peer is held back too. */
+  private take (): void {
+    if (++this.inFlight === this.settings.maxInFlight) this.connection.holdMessages(true)
   }
 
   private release (): void {
     if (this.inFlight-- === this.settings.maxInFlight) this.connection.holdMessages(false)
   }
-
 
   /**
    * Runs the handler of a checked message. A handler that returns a plain value is answered in this
@@ -614,8 +617,9 @@ class Session implements DeadlineOwner {
   }
 
   private awaitResult (type: string, entry: ClientEntry, result: PromiseLike<unknown>, id: Id | undefined): void {
-    const pending: PendingRequest = { type, id, deadline: Date.now() + this.settings.requestTimeout, timedOut: false }
-    if (++this.inFlight === this.settings.maxInFlight) this.connection.holdMessages(true)
+    // Only a request (with an id) has a deadline; an event's handler may take as long as it takes.
+    const pending: PendingRequest = { type, id, deadline: id === undefined ? Infinity : Date.now() + this.settings.requestTimeout, timedOut: false }
+    this.take()
     if (id !== undefined) {
       (this.pending ??= new Set()).add(pending)
       requestClock.schedule(this, pending.deadline)
