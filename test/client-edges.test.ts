@@ -260,3 +260,80 @@ t.test('joins waiting for a connection fail with FST_RT_CLIENT_CLOSED when the c
   d.send('note', 'to trigger a message')
   await t.rejects(pending, { code: 'FST_RT_CLIENT_CLOSED' }, 'a terminal close fails them too')
 })
+
+t.test('a join reply and the replay read in one turn: onJoin comes first, and nothing is replayed twice on the next reconnect', async (t) => {
+  const requested: Array<Record<string, unknown>> = []
+  const script = await scripted(t, (socket, message) => {
+    if (message.type !== '$join') return
+    const data = message.data as Record<string, unknown>
+    requested.push(data)
+    const frames = [JSON.stringify({ type: '$join:reply', id: message.id, data: data.epoch === undefined ? { room: 'r', epoch: 'e', offset: 0 } : { room: 'r', epoch: 'e', offset: 3, recovered: true } })]
+    if (requested.length === 1) frames.push(JSON.stringify({ type: 'news', data: 'n1', room: 'r', epoch: 'e', offset: 1 }))
+    if (requested.length === 2) {
+      frames.push(JSON.stringify({ type: 'news', data: 'n2', room: 'r', epoch: 'e', offset: 2 }))
+      frames.push(JSON.stringify({ type: 'news', data: 'n3', room: 'r', epoch: 'e', offset: 3 }))
+    }
+    // One TCP write for the reply and what follows it, as the server's coalesced writes send them.
+    const tcp = (socket as unknown as { _socket: import('node:net').Socket })._socket
+    tcp.cork()
+    for (const frame of frames) socket.send(frame)
+    tcp.uncork()
+  })
+  const c = make(t, script.url)
+  const events: string[] = []
+  c.onJoin((outcome) => { events.push(`join@${outcome.offset}`) })
+  c.on('news', (data, meta) => { events.push(`${data}@${String(meta.offset)}`) })
+  await until(c, 'open')
+  await c.join('r')
+  t.same(c.position('r'), { epoch: 'e', offset: 1 }, 'the live message read with the reply advanced the position')
+  for (const round of [2, 3]) {
+    const rejoined = new Promise<void>((resolve) => { const off = c.onJoin(() => { off(); resolve() }) })
+    script.sockets[round - 2]?.close(1012)
+    await rejoined
+    await until(c, 'open')
+  }
+  t.same(requested.map((data) => data.offset), [undefined, 1, 3], 'each rejoin recovers from the last message delivered')
+  t.same(events, ['join@0', 'n1@1', 'join@3', 'n2@2', 'n3@3', 'join@3'], 'onJoin before the replay, each message once')
+  t.same(c.position('r'), { epoch: 'e', offset: 3 })
+})
+
+t.test('an $auth answered with an error stops the client with FST_RT_CLIENT_AUTH_FAILED instead of hanging', async (t) => {
+  const script = await scripted(t, (socket, message) => {
+    if (message.type === '$auth') socket.send(JSON.stringify({ type: 'error', id: message.id, data: { code: 'FST_RT_UNKNOWN_MESSAGE_TYPE', message: 'Unknown message type "$auth"' } }))
+  })
+  const c = make(t, script.url, { token: 't' })
+  const errors: Error[] = []
+  c.onError((error) => { errors.push(error) })
+  const closed = new Promise<{ willReconnect: boolean }>((resolve) => { c.onClose(resolve) })
+  t.match(await closed, { willReconnect: false })
+  t.equal(c.state, 'closed')
+  t.match(errors, [{ code: 'FST_RT_CLIENT_AUTH_FAILED', data: { code: 'FST_RT_UNKNOWN_MESSAGE_TYPE' } }])
+  await t.rejects(c.request('ask', null), { code: 'FST_RT_CLIENT_CLOSED' }, 'a request after it fails at once')
+  t.equal(script.sockets.length, 1, 'no reconnect')
+})
+
+t.test('an $auth with no answer is reported and the client reconnects with backoff', async (t) => {
+  const script = await scripted(t)
+  const c = make(t, script.url, { token: 't', requestTimeoutMs: 30 })
+  const errors: Error[] = []
+  c.onError((error) => { errors.push(error) })
+  await script.next()
+  await script.next()
+  t.match(errors[0], { code: 'FST_RT_CLIENT_AUTH_FAILED', message: /was not answered/ })
+  t.not(c.state, 'closed')
+})
+
+t.test('close() while the socket is still connecting throws nothing, in the process or to the caller', async (t) => {
+  // A TCP server that never answers the upgrade keeps the client's socket in CONNECTING.
+  const { createServer } = await import('node:net')
+  const held: import('node:net').Socket[] = []
+  const server = createServer((socket) => { held.push(socket) })
+  server.listen(0, '127.0.0.1')
+  await once(server, 'listening')
+  t.teardown(() => { for (const socket of held) socket.destroy(); server.close() })
+  const c = make(t, `ws://127.0.0.1:${(server.address() as AddressInfo).port}`)
+  await new Promise<void>((resolve) => { server.once('connection', () => { resolve() }) })
+  t.equal(c.state, 'connecting')
+  c.close()
+  t.equal(c.state, 'closed')
+})

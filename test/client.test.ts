@@ -191,6 +191,33 @@ t.test('recovery after a dropped connection to the same server replays exactly w
   t.same(texts, ['one', 'two', 'three'])
 })
 
+t.test('two drops in a row: every message arrives once, in order, each rejoin after its onJoin', async (t) => {
+  const { url, app } = await build(t, route)
+  const c = makeClient(t, url)
+  await until(c, 'open')
+  await c.join('feed')
+  const events: string[] = []
+  c.onJoin((outcome) => { events.push(`join recovered=${String(outcome.recovered)}`) })
+  c.on('message', (data) => { events.push(data.text) })
+  let sent = 0
+  const publish = async (): Promise<void> => { await app.realtime.publish(chat, 'feed', 'message', { text: `m${++sent}`, from: 's' }) }
+  const socketOf = (): import('node:net').Socket => (c as unknown as { socket: { _socket: import('node:net').Socket } }).socket._socket
+  for (let drop = 0; drop < 2; drop++) {
+    const rejoined = new Promise<void>((resolve) => { const off = c.onJoin(() => { off(); resolve() }) })
+    await new Promise<void>((resolve) => { const off = c.onState((state) => { if (state === 'reconnecting') { off(); resolve() } }); socketOf().destroy() })
+    await publish()
+    await publish()
+    await rejoined
+    await until(c, 'open')
+  }
+  const last = deferred()
+  c.on('message', (data) => { if (data.text === 'm5') last.resolve() })
+  await publish()
+  await last.promise
+  t.same(events, ['join recovered=true', 'm1', 'm2', 'join recovered=true', 'm3', 'm4', 'm5'])
+  t.match(c.position('feed'), { offset: 5 })
+})
+
 t.test('requests in flight fail with FST_RT_CLIENT_CONNECTION_LOST when the connection drops', async (t) => {
   const { url } = await build(t, route)
   const c = makeClient(t, url)

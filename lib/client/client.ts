@@ -1,4 +1,4 @@
-import { shouldReconnect } from '../close-codes.js'
+import { CloseCode, shouldReconnect } from '../close-codes.js'
 import type { ClientData, ClientType, Contract, ReplyData, ServerData, ServerType } from '../messages/contract.js'
 import { backoffDelay } from './backoff.js'
 import { RealtimeClientError } from './errors.js'
@@ -79,6 +79,11 @@ interface Pending {
   resolve (value: unknown): void
   reject (error: Error): void
   timer: ReturnType<typeof setTimeout>
+  /**
+   * Runs as the reply is read, before any frame that came after it in the same read: `ws` delivers
+   * every frame of a read in one turn, before a resumed `await` would see the reply.
+   */
+  onReply?: (data: unknown) => void
 }
 
 interface Queued {
@@ -315,7 +320,7 @@ export class RealtimeClient<C extends Contract> {
     socket.onopen = () => { void this.opened(socket, token) }
     socket.onmessage = (event) => { this.received(event.data) }
     socket.onclose = (event) => { this.dropped(socket, event.code, event.reason) }
-    socket.onerror = () => {}
+    socket.onerror = ignoreError
   }
 
   private async opened (socket: WebSocketLike, token: string | null): Promise<void> {
@@ -324,8 +329,8 @@ export class RealtimeClient<C extends Contract> {
     if (token !== null) {
       try {
         await this.call('$auth', token, undefined, socket)
-      } catch {
-        // The server closes a refused token with 4501: dropped() takes it from there.
+      } catch (error) {
+        this.authFailed(socket, error as RealtimeClientError)
         return
       }
     }
@@ -348,6 +353,24 @@ export class RealtimeClient<C extends Contract> {
     this.setState('open')
     this.stableTimer = setTimeout(() => { this.attempt = 0 }, this.resetAfterMs)
     this.flush()
+  }
+
+  /**
+   * The `$auth` request failed. A refused token is closed by the server with 4501 (dropped() takes it
+   * from there) and a dropped socket is already handled; what is left must not hang in 'connecting':
+   * an error answer means this route will never take the token (stop for good), no answer means the
+   * server is unwell (drop the socket and reconnect with backoff). Both are reported.
+   */
+  private authFailed (socket: WebSocketLike, error: RealtimeClientError): void {
+    if (socket !== this.socket) return
+    if (error.code === 'FST_RT_CLIENT_SERVER_ERROR') {
+      this.report(new RealtimeClientError('FST_RT_CLIENT_AUTH_FAILED', `The server refused $auth: ${error.message}`, error.data))
+      this.close(CloseCode.POLICY_VIOLATION, 'The server refused $auth')
+      return
+    }
+    this.report(new RealtimeClientError('FST_RT_CLIENT_AUTH_FAILED', `$auth was not answered: ${error.message}`))
+    abandon(socket)
+    this.dropped(socket, LOST, '$auth was not answered')
   }
 
   /** The current socket is gone (its handlers are only ever attached to the current one). */
@@ -480,8 +503,12 @@ export class RealtimeClient<C extends Contract> {
     if (pending === undefined) return false
     this.pending.delete(id)
     clearTimeout(pending.timer)
-    if (type === 'error') pending.reject(new RealtimeClientError('FST_RT_CLIENT_SERVER_ERROR', errorMessage(data), data))
-    else pending.resolve(data)
+    if (type === 'error') {
+      pending.reject(new RealtimeClientError('FST_RT_CLIENT_SERVER_ERROR', errorMessage(data), data))
+      return true
+    }
+    pending.onReply?.(data)
+    pending.resolve(data)
     return true
   }
 
@@ -490,24 +517,32 @@ export class RealtimeClient<C extends Contract> {
   private async joinRoom (room: string, state: RoomState, timeoutMs?: number, socket?: WebSocketLike): Promise<JoinOutcome> {
     const data: Record<string, unknown> = { room }
     if (state.meta !== undefined) data.meta = state.meta
-    if (state.position !== null) {
-      data.epoch = state.position.epoch
-      data.offset = state.position.offset
+    const from = state.position
+    if (from !== null) {
+      data.epoch = from.epoch
+      data.offset = from.offset
     }
-    const outcome = await this.call('$join', data, timeoutMs, socket) as JoinOutcome
-    state.joinedOn = socket ?? this.socket
-    // The reply is where the client stands now; replayed messages (recovered) only advance it.
-    state.position = { epoch: outcome.epoch, offset: outcome.offset }
-    if (outcome.recovered === true && data.offset !== undefined) state.position = { epoch: outcome.epoch, offset: data.offset as number }
+    return await this.call('$join', data, timeoutMs, socket, (reply) => { this.joined(state, reply as JoinOutcome, from) }) as JoinOutcome
+  }
+
+  /**
+   * A join reply, applied as it is read: the replayed and live messages that follow it in the same
+   * read then advance the position from here (and reach the app after onJoin), instead of an awaited
+   * continuation setting it back afterwards, which would replay them again on the next reconnect.
+   */
+  private joined (state: RoomState, outcome: JoinOutcome, from: { epoch: string, offset: number } | null): void {
+    state.joinedOn = this.socket
+    // Recovered: the replay follows and advances from where the client stood. Otherwise the reply is
+    // where it stands now.
+    state.position = outcome.recovered === true && from !== null ? from : { epoch: outcome.epoch, offset: outcome.offset }
     for (const waiter of state.waiters.splice(0)) {
       clearTimeout(waiter.timer)
       waiter.resolve(outcome)
     }
     emit(this.joinListeners, outcome)
-    return outcome
   }
 
-  private call (type: string, data: unknown, timeoutMs: number | undefined, socket?: WebSocketLike): Promise<unknown> {
+  private call (type: string, data: unknown, timeoutMs: number | undefined, socket?: WebSocketLike, onReply?: (data: unknown) => void): Promise<unknown> {
     if (this.stopped && this.currentState === 'closed') return Promise.reject(new RealtimeClientError('FST_RT_CLIENT_CLOSED', 'The client is closed'))
     const id = `c${++this.nextId}`
     return new Promise((resolve, reject) => {
@@ -516,7 +551,7 @@ export class RealtimeClient<C extends Contract> {
         this.pending.delete(id)
         reject(new RealtimeClientError('FST_RT_CLIENT_REQUEST_TIMEOUT', `No reply to ${type} within ${timeout} ms`))
       }, timeout)
-      this.pending.set(id, { resolve, reject, timer })
+      this.pending.set(id, onReply === undefined ? { resolve, reject, timer } : { resolve, reject, timer, onReply })
       const text = JSON.stringify({ type, data, id })
       try {
         if (socket !== undefined) socket.send(text)
@@ -620,8 +655,13 @@ function abandon (socket: WebSocketLike): void {
 }
 
 function detach (socket: WebSocketLike): void {
-  socket.onopen = socket.onmessage = socket.onclose = socket.onerror = null
+  socket.onopen = socket.onmessage = socket.onclose = null
+  // Not null: `ws` emits 'error' when a socket still connecting is closed, and an 'error' event
+  // nobody listens to would be thrown out of the process.
+  socket.onerror = ignoreError
 }
+
+function ignoreError (): void {}
 
 function errorMessage (data: unknown): string {
   const message = (data as { message?: unknown } | null)?.message

@@ -25,6 +25,8 @@ export const clientErrorCodes = {
   FST_RT_CLIENT_QUEUE_EXPIRED: 'A queued message expired before the connection came back',
   /** The server answered a request with an error envelope; `data` holds it. */
   FST_RT_CLIENT_SERVER_ERROR: 'The server answered with an error',
+  /** The first-message `$auth` got an error answer (the client stops) or no answer in time (it reconnects). */
+  FST_RT_CLIENT_AUTH_FAILED: 'The server did not accept the $auth message',
   /** An option has a wrong value. */
   FST_RT_CLIENT_INVALID_OPTION: 'Invalid client option'
 } as const
