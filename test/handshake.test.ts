@@ -414,7 +414,8 @@ t.test('no common subprotocol upgrades without Sec-WebSocket-Protocol and logs a
   t.equal(await seen, null, 'conn.protocol is null')
   const warning = lines.find((line) => line.level === 40)
   t.ok(warning, 'a warning was logged')
-  t.match(warning, { msg: /no common subprotocol/, offered: ['x'], supported: ['a', 'b'], reqId: String })
+  // Only counted: a token may travel as an offered subprotocol.
+  t.match(warning, { msg: /no common subprotocol/, offered: 1, supported: ['a', 'b'], reqId: String })
   await assertEchoes(t, `${url}/ws`, 'b')
 })
 
@@ -426,7 +427,7 @@ t.test('requireProtocol refuses a handshake without a common subprotocol with 40
   t.equal(response.status, 400)
   const body = json(response.body)
   t.equal(body.code, 'FST_RT_NO_SUBPROTOCOL')
-  t.match(body.message, /\(x, y\).*a, b/)
+  t.equal(body.message, 'None of the 2 offered subprotocols is supported; this route supports: a, b', 'what was offered is counted, never repeated')
   const { status } = await refused(t, `${url}/ws`, {}, 'z')
   t.equal(status, 400, 'a ws client is refused the same way')
   await assertEchoes(t, `${url}/ws`, ['x', 'a'])
@@ -458,7 +459,7 @@ for (const header of ['a, , b', 'a b', 'a,', 'a;b']) {
     t.equal(response.status, 400)
     const body = json(response.body)
     t.equal(body.code, 'FST_RT_BAD_HANDSHAKE')
-    t.match(body.message, /invalid Sec-WebSocket-Protocol header/)
+    t.equal(body.message, 'Bad WebSocket handshake: the Sec-WebSocket-Protocol header must be a comma-separated list of tokens', 'the header is not repeated')
     await assertEchoes(t, `${url}/ws`, 'a')
   })
 }
