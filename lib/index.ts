@@ -129,13 +129,27 @@ export interface RealtimeHubOptions {
   maxRoomNameLength?: number
   /** Unsent bytes above which a room member is closed with 4008 (slow consumer). @default 1048576 */
   slowConsumerBytes?: number
-  /** Open connections in all; more handshakes get 503. @default 10000 */
+  /**
+   * Connections in all: open ones, and handshakes from the plugin's limit check (before the route's
+   * own hooks) until their socket closes; more handshakes get 503. @default 10000
+   */
   maxConnections?: number
-  /** Open connections per client address (`request.ip`, so trustProxy-aware); more get 429. @default 100 */
+  /** The same per client address (`request.ip`, so trustProxy-aware); more get 429. @default 100 */
   maxConnectionsPerIp?: number
-  /** From the upgrade request to the upgrade, hooks included, in ms; a slower handshake is dropped. @default 10000 */
+  /**
+   * In ms, from an HTTP/1 connection's accept (https: once TLS is up) to its first request head and,
+   * if that request is an upgrade, to the upgrade, the app's hooks included; the socket is then
+   * dropped without an answer. This bounds a plain HTTP client's first request head too. Later
+   * requests on a keep-alive connection are bounded by Node's `headersTimeout` until their head is
+   * complete, and an upgrade among them by this from its head. HTTP/2 servers are not watched.
+   * @default 10000
+   */
   handshakeTimeout?: number
-  /** Query parameters whose values are replaced in the request log line. @default token, access_token, auth, authorization, key, api_key, apikey, jwt, password, secret, signature, sig */
+  /**
+   * Query parameters whose values are replaced by `[redacted]` in the request log line of realtime
+   * routes and of every upgrade request, and in the URL of a 404 upgrade.
+   * @default token, access_token, auth, authorization, key, api_key, apikey, jwt, password, secret, signature, sig
+   */
   redactQuery?: readonly string[]
   /** Serve the metrics in Prometheus' text format at this path (a GET route). @default undefined */
   metricsRoute?: string

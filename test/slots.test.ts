@@ -5,29 +5,12 @@ import { mkdtemp, rm } from 'node:fs/promises'
 import net from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import WebSocket from 'ws'
 import realtime, { tokenAuth } from '../lib/index.js'
-import { build, client, deferred, echoHandler, handshake } from './helpers.js'
+import { attempt, build, client, deferred, echoHandler, handshake } from './helpers.js'
 
 /** Waits, turn by turn, until the server side shows `condition`. */
 async function until (condition: () => boolean): Promise<void> {
   while (!condition()) await new Promise((resolve) => setImmediate(resolve))
-}
-
-interface Attempt { status: number, ws: WebSocket }
-
-/** A ws client's handshake: 101 once open, or the refusing status. */
-function attempt (t: Test, url: string, protocols?: string[]): Promise<Attempt> {
-  const ws = new WebSocket(url, protocols)
-  ws.on('error', () => {})
-  t.teardown(() => { ws.terminate() })
-  return new Promise((resolve) => {
-    ws.once('open', () => { resolve({ status: 101, ws }) })
-    ws.once('unexpected-response', (_request, response) => {
-      response.resume()
-      resolve({ status: response.statusCode as number, ws })
-    })
-  })
 }
 
 /** A raw TCP handshake, written and left open. */
@@ -214,7 +197,7 @@ t.test('on a unix socket (no address) only the total limit counts', async (t) =>
   app.get('/', { realtime: true }, echoHandler)
   await app.listen({ path })
   t.teardown(() => app.close())
-  const open = (): Promise<Attempt> => attempt(t, `ws+unix://${path}:/`)
+  const open = (): ReturnType<typeof attempt> => attempt(t, `ws+unix://${path}:/`)
   const first = await open()
   const second = await open()
   t.same([first.status, second.status], [101, 101], 'two from "no address" pass a per-address limit of 1')
