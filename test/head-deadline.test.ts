@@ -75,6 +75,23 @@ t.test('after its first request a keep-alive connection is the app\'s: idle past
   keepAlive.socket.destroy()
 })
 
+t.test('the app\'s hooks registered before the plugin count in handshakeTimeout too', async (t) => {
+  const gate = deferred()
+  t.teardown(() => { gate.resolve() })
+  const lines: string[] = []
+  const app = Fastify({ logger: { level: 'info', stream: { write (line: string) { lines.push(line) } } } })
+  app.addHook('onRequest', async (request) => { if (request.headers['x-hold'] !== undefined) await gate.promise })
+  await app.register(realtime, { handshakeTimeout: 100 })
+  app.get('/ws', { realtime: true }, echoHandler)
+  await app.listen({ host: '127.0.0.1', port: 0 })
+  t.teardown(() => app.close())
+  const { port } = app.server.address() as net.AddressInfo
+  const held = await stalled(port, handshake('/ws', { 'X-Hold': '1' }))
+  await once(held.socket, 'close')
+  t.equal(app.realtime.metrics.refused.handshakeTimeout, 1)
+  t.ok(lines.some((line) => line.includes('realtime: handshake took too long, dropped')), 'logged, though before the plugin knew its request')
+})
+
 t.test('an upgrade that is a later request on a keep-alive connection has a deadline from its head', async (t) => {
   const gate = deferred()
   t.teardown(() => { gate.resolve() })

@@ -93,6 +93,8 @@ t.test('a secret in the query, a subprotocol or $auth reaches no log line, at le
   // 426: plain HTTP to a realtime route, GET and its automatic HEAD.
   t.equal((await fetch(`${http}/open?${query}`)).status, 426)
   t.equal((await fetch(`${http}/open?${query}`, { method: 'HEAD' })).status, 426)
+  // Plain HTTP to the app's own routes is the app's: its request line is left as it is.
+  t.equal(await (await fetch(`${http}/plain?room=lobby&token=not-a-secret`)).text(), 'plain')
   // No common subprotocol: upgraded with a warning (a ws client would then fail it on its side).
   t.equal((await rawResponse(port, handshake(`/open?${query}`, { 'Sec-WebSocket-Protocol': `x, ${SECRET}`, 'X-Forwarded-For': '10.0.1.8' }))).status, 101)
   // A handler that throws (1011) and a message handler that throws.
@@ -135,6 +137,7 @@ t.test('a secret in the query, a subprotocol or $auth reaches no log line, at le
   t.ok(logged(/"method":"HEAD","url":"\/open\?token=\[redacted\]/), 'the HEAD request line, redacted')
   t.ok(logged(/Route GET:\/nope\?token=\[redacted\]&access_token=\[redacted\] not found/), 'the 404 message, redacted')
   t.ok(logged(/"url":"\/plain\?token=\[redacted\]/) && logged(/FST_RT_NOT_WEBSOCKET_ROUTE/), 'the upgrade to a plain route, redacted and refused')
+  t.ok(logged(/"url":"\/plain\?room=lobby&token=not-a-secret"/), 'a plain request to an app route, as it was')
   t.ok(logged(/no common subprotocol.*|"offered":2/), 'the subprotocol warning')
   t.ok(logged(/realtime: handler failed/) && logged(/realtime: message handler failed/), 'handler errors')
   t.ok(logged(/realtime: auth.verify failed/) && logged(/realtime: authentication refused/), '$auth failures')

@@ -39,8 +39,4 @@ export class ConnectionSlots {
     else this.perIp.set(ip, left)
   }
 
-  /** Slots taken, in all and by the addresses holding any. */
-  get taken (): { total: number, addresses: number } {
-    return { total: this.total, addresses: this.perIp.size }
-  }
 }
