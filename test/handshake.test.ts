@@ -1,7 +1,8 @@
 import type { IncomingMessage } from 'node:http'
 import t, { type Test } from 'tap'
+import Fastify from 'fastify'
 import WebSocket, { type ClientOptions } from 'ws'
-import type { RealtimeConnection } from '../lib/index.js'
+import realtime, { tokenAuth, type RealtimeConnection } from '../lib/index.js'
 import { assertEchoes, build, client, echoHandler, handshake, once, rawResponse } from './helpers.js'
 
 /** Opens a ws client that the server must refuse; resolves with the HTTP status and parsed JSON body. */
@@ -552,4 +553,16 @@ t.test('a long header value is cut short in the error message', async (t) => {
   t.match(message, /got "k{40}\.\.\."/)
   t.notMatch(message, /k{41}/)
   await assertEchoes(t, `${url}/ws`)
+})
+
+t.test('app.injectWS, which sends the version as a number, reaches the route\'s checks and hooks', async (t) => {
+  const app = Fastify()
+  await app.register(realtime)
+  app.get('/ws', { realtime: true, onRequest: tokenAuth({ verify: (token) => token === 'good' ? 'ada' : null }) }, echoHandler)
+  app.get('/plain', async () => 'plain')
+  await app.ready()
+  t.teardown(() => app.close())
+  await t.rejects(app.injectWS('/ws'), { message: 'Unexpected server response: 401' })
+  await t.rejects(app.injectWS('/ws?token=bad'), { message: 'Unexpected server response: 403' })
+  await t.rejects(app.injectWS('/plain'), { message: 'Unexpected server response: 404' })
 })

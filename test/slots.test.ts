@@ -206,3 +206,4 @@ t.test('on a unix socket (no address) only the total limit counts', async (t) =>
   await until(() => openConnections(app) === 1)
   t.equal((await open()).status, 101)
 })
+
