@@ -17,8 +17,8 @@ export interface RouteHost extends ConnectionHost {
   readonly settings: RouteSettings
   readonly guard: GuardSettings
   readonly handshakes: Handshakes
-  /** The app logger's `req` serializer (undefined when the logger is not pino). */
-  readonly requestSerializer: ((request: object) => unknown) | undefined
+  /** The app logger's `req` serializer (Fastify's fields when the logger is not pino). */
+  readonly requestSerializer: (request: object) => unknown
 }
 
 type LogSerializers = NonNullable<RouteOptions['logSerializers']>
@@ -36,10 +36,9 @@ export function markPlainRoute (routeOptions: RouteOptions & { realtime?: unknow
 }
 
 /** The route's serializers with `req` (the route's own, or the app's) shown a redacted URL. */
-function redactedSerializers (routeOptions: RouteOptions, host: RouteHost): LogSerializers | undefined {
+function redactedSerializers (routeOptions: RouteOptions, host: RouteHost): LogSerializers {
   const own = routeOptions.logSerializers
   const serialize = (own?.req as ((request: object) => unknown) | undefined) ?? host.requestSerializer
-  if (serialize === undefined) return own
   // Fastify has already chained the plugin contexts' serializers through this object's prototype.
   return Object.assign(Object.create(own ?? null) as LogSerializers, { req: redactingSerializer(serialize, host.guard.redactQuery) })
 }

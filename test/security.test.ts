@@ -151,6 +151,27 @@ t.test('a realtime route\'s own serializers are kept, and its req serializer is 
   t.notOk(lines.some((line) => line.includes('s3cr3t')))
 })
 
+t.test('with a logger that is not pino, a realtime route\'s request line still has the URL redacted', async (t) => {
+  const lines: string[] = []
+  type Serializers = Record<string, (value: never) => unknown>
+  // A minimal logger that applies the serializers its children are given, as Fastify expects.
+  const logger = (serializers: Serializers): Record<string, unknown> => {
+    const write = (object: unknown, message?: string): void => {
+      const fields = typeof object === 'object' && object !== null
+        ? Object.fromEntries(Object.entries(object).map(([key, value]) => [key, serializers[key]?.(value as never) ?? String(value)]))
+        : object
+      lines.push(JSON.stringify({ fields, message }))
+    }
+    return { level: 'info', info: write, warn: write, error: write, debug: write, fatal: write, trace: write, child: (_bindings: object, options?: { serializers?: Serializers }) => logger({ ...serializers, ...options?.serializers }) }
+  }
+  const { url } = await build(t, (app) => {
+    app.get('/', { realtime: true }, async (conn) => { await conn.sendText('ok') })
+  }, {}, { loggerInstance: logger({}) as never })
+  t.equal(await (await client(t, `${url}/?token=s3cr3t-value`)).text(), 'ok')
+  t.ok(lines.some((line) => line.includes('"url":"/?token=[redacted]"') && line.includes('"method":"GET"')), 'Fastify\'s fields, redacted')
+  t.notOk(lines.some((line) => line.includes('s3cr3t')))
+})
+
 t.test('the message rate: over it a message is dropped with one error envelope, and a flood is closed with 1008', async (t) => {
   const { url, app } = await build(t, (app) => {
     app.get('/', { realtime: true }, contractHandler(echo, { ping: (n) => n }, { rateLimit: { perSecond: 1, burst: 3 } }))

@@ -1,4 +1,4 @@
-import type { FastifyBaseLogger } from 'fastify'
+import type { FastifyBaseLogger, FastifyRequest } from 'fastify'
 import { Handshakes } from './handshakes.js'
 
 /** The request URL with the values of secret-looking query parameters replaced. */
@@ -24,9 +24,15 @@ type Serializer = (value: object) => unknown
 // pino's public symbol for a logger's serializers (Fastify's own logger factory reads it too).
 const kSerializers = Symbol.for('pino.serializers')
 
-/** The `req` serializer of a pino logger (Fastify's, or the app's), or undefined for another logger. */
-export function requestSerializerOf (log: FastifyBaseLogger): Serializer | undefined {
-  return serializersOf(log)?.req
+/** Fastify's request fields: what a logger that is not pino is given (it has no serializers to wrap). */
+function requestFields (request: object): Record<string, unknown> {
+  const { method, url, headers, host, ip, socket } = request as FastifyRequest
+  return { method, url, version: headers['accept-version'], host, remoteAddress: ip, remotePort: socket?.remotePort }
+}
+
+/** The `req` serializer of a pino logger (Fastify's, or the app's); Fastify's fields for another logger. */
+export function requestSerializerOf (log: FastifyBaseLogger): Serializer {
+  return serializersOf(log)?.req ?? requestFields
 }
 
 function serializersOf (log: FastifyBaseLogger): Record<string, Serializer> | undefined {
