@@ -23,7 +23,8 @@ export const errors = {
   FST_RT_TOKEN_REFUSED: createError('FST_RT_TOKEN_REFUSED', 'The token was refused', 403),
   FST_RT_TOO_MANY_CONNECTIONS: createError('FST_RT_TOO_MANY_CONNECTIONS', 'The server holds its maximum of %s connections; try again later', 503),
   FST_RT_TOO_MANY_CONNECTIONS_FROM_IP: createError('FST_RT_TOO_MANY_CONNECTIONS_FROM_IP', 'This address holds its maximum of %s connections', 429),
-  FST_RT_NO_SUBPROTOCOL: createError('FST_RT_NO_SUBPROTOCOL', 'None of the offered subprotocols (%s) is supported; this route supports: %s', 400),
+  FST_RT_NOT_WEBSOCKET_ROUTE: createError('FST_RT_NOT_WEBSOCKET_ROUTE', 'This route does not accept WebSocket connections', 404),
+  FST_RT_NO_SUBPROTOCOL: createError('FST_RT_NO_SUBPROTOCOL', 'None of the %s offered subprotocols is supported; this route supports: %s', 400),
 
   // ---- connection API misuse: thrown to the handler, the connection is unaffected ----
   FST_RT_CONCURRENT_RECEIVE: createError('FST_RT_CONCURRENT_RECEIVE', 'Concurrent call to receive() is not allowed'),

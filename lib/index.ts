@@ -6,8 +6,6 @@ import type {
 import fp from 'fastify-plugin'
 import websocket, { type WebsocketPluginOptions } from '@fastify/websocket'
 import type { IncomingMessage } from 'node:http'
-import type { Socket } from 'node:net'
-import type { Duplex } from 'node:stream'
 import type { ServerOptions } from 'ws'
 import { RealtimeConnection } from './connection/connection.js'
 import { RealtimeSocket } from './connection/socket.js'
@@ -15,11 +13,13 @@ import { backstopCloseTimeout } from './connection/ws-internals.js'
 import { DeadlineClock } from './connection/timers.js'
 import { errors } from './errors.js'
 import { defaultSettings, normalizeOptions, optionalInteger, type RealtimePluginOptions, type RealtimeRouteOptions } from './options.js'
-import { convertRealtimeRoute, type RouteHost } from './route.js'
-import { kHub, kOfferedExtensions, kProtocol } from './symbols.js'
-import { HandshakeDeadlines } from './handshake/deadline.js'
+import { convertRealtimeRoute, markPlainRoute, type RouteHost } from './route.js'
+import { kHub, kOfferedExtensions, kPlainRoute, kProtocol } from './symbols.js'
+import { Handshakes, watchServer } from './handshake/handshakes.js'
+import { ConnectionSlots } from './handshake/slots.js'
+import { redactUpgradeRequests, redactUrl, requestSerializerOf } from './handshake/redaction.js'
 import { CloseCode } from './close-codes.js'
-import { createMetrics, prometheusText, type RealtimeMetrics } from './metrics.js'
+import { createMetrics, prometheusText } from './metrics.js'
 import { GUARD_KEYS, guardSettings } from './handshake/guard.js'
 import type {} from './handshake/token-auth.js'
 import type { Broker, HistoryLimits } from './hub/broker.js'
@@ -48,7 +48,7 @@ export { SLOW_CONSUMER_CLOSE } from './hub/hub.js'
 export type { HubSettings, HubStats, JoinOptions, JoinResult } from './hub/hub.js'
 export type { RealtimeDecorator } from './hub/decorator.js'
 export type { RealtimeMetrics } from './metrics.js'
-export { redactUrl } from './handshake/guard.js'
+export { redactUrl } from './handshake/redaction.js'
 export { tokenAuth } from './handshake/token-auth.js'
 export type { TokenAuthOptions, TokenSource } from './handshake/token-auth.js'
 export { roomHistoryRoute } from './hub/history-route.js'
@@ -129,13 +129,27 @@ export interface RealtimeHubOptions {
   maxRoomNameLength?: number
   /** Unsent bytes above which a room member is closed with 4008 (slow consumer). @default 1048576 */
   slowConsumerBytes?: number
-  /** Open connections in all; more handshakes get 503. @default 10000 */
+  /**
+   * Connections in all: open ones, and handshakes from the plugin's limit check (before the route's
+   * own hooks) until their socket closes; more handshakes get 503. @default 10000
+   */
   maxConnections?: number
-  /** Open connections per client address (`request.ip`, so trustProxy-aware); more get 429. @default 100 */
+  /** The same per client address (`request.ip`, so trustProxy-aware); more get 429. @default 100 */
   maxConnectionsPerIp?: number
-  /** From the upgrade request to the upgrade, hooks included, in ms; a slower handshake is dropped. @default 10000 */
+  /**
+   * In ms, from an HTTP/1 connection's accept (https: once TLS is up) to its first request head and,
+   * if that request is an upgrade, to the upgrade, the app's hooks included; the socket is then
+   * dropped without an answer. This bounds a plain HTTP client's first request head too. Later
+   * requests on a keep-alive connection are bounded by Node's `headersTimeout` until their head is
+   * complete, and an upgrade among them by this from its head. HTTP/2 servers are not watched.
+   * @default 10000
+   */
   handshakeTimeout?: number
-  /** Query parameters whose values are replaced in the request log line. @default token, access_token, auth, authorization, key, api_key, apikey, jwt, password, secret, signature, sig */
+  /**
+   * Query parameters whose values are replaced by `[redacted]` in the request log line of realtime
+   * routes and of every upgrade request, and in the URL of a 404 upgrade.
+   * @default token, access_token, auth, authorization, key, api_key, apikey, jwt, password, secret, signature, sig
+   */
   redactQuery?: readonly string[]
   /** Serve the metrics in Prometheus' text format at this path (a GET route). @default undefined */
   metricsRoute?: string
@@ -175,24 +189,6 @@ function selectProtocol (_offered: Set<string>, request: IncomingMessage): strin
   return (request as RawWithHandshake)[kProtocol] ?? false
 }
 
-/**
- * While closing, Fastify answers an upgrade request with 503 synchronously, on a socket that the
- * HTTP server handed over with the 'upgrade' event and no longer manages: nobody would end it, and
- * `app.close()` would wait for it forever. This listener runs right after @fastify/websocket's.
- */
-function endAnsweredUpgrade (_request: IncomingMessage, socket: Duplex): void {
-  const net = socket as Socket
-  // An upgrade can also complete synchronously (every hook synchronous): then ws reads the socket.
-  if (net.listenerCount('data') > 0) return
-  if (net.bytesWritten > 0 || net.writableLength > 0) net.end(() => { net.destroy() })
-}
-
-function dropSlowHandshake (request: FastifyRequest, metrics: RealtimeMetrics): void {
-  metrics.refused.handshakeTimeout++
-  request.log.info('realtime: handshake took too long, dropped')
-  request.raw.socket.destroy()
-}
-
 const fastifyRealtime: FastifyPluginAsync<RealtimePluginOptions & RealtimeHubOptions> = async (fastify, options) => {
   const own = Object.fromEntries(Object.entries(options).filter(([key]) => !REGISTER_KEYS.has(key) && !PLUGIN_KEYS.has(key) && !GUARD_KEYS.has(key)))
   const settings = normalizeOptions(own, defaultSettings)
@@ -201,14 +197,15 @@ const fastifyRealtime: FastifyPluginAsync<RealtimePluginOptions & RealtimeHubOpt
   const hub = new Hub(brokerOf(plain), hubSettings(plain), fastify.log, metrics)
   const guard = guardSettings(plain)
   const clock = new DeadlineClock()
+  const handshakes = new Handshakes(clock, guard.handshakeTimeout, new ConnectionSlots(guard, metrics), metrics, fastify.log)
   const host: RouteHost & { shutdown: { code: number, reason: string } } = {
     settings,
     guard,
     clock,
-    handshakes: new HandshakeDeadlines(clock, guard.handshakeTimeout, (request) => { dropSlowHandshake(request, metrics) }),
+    handshakes,
+    requestSerializer: requestSerializerOf(fastify.log),
     connections: new Set<RealtimeConnection>(),
     metrics,
-    perIp: new Map(),
     shutdown: { code: CloseCode.GOING_AWAY, reason: 'Server shutting down' }
   }
   if (options.metricsRoute !== undefined && (typeof options.metricsRoute !== 'string' || !options.metricsRoute.startsWith('/'))) {
@@ -221,7 +218,11 @@ const fastifyRealtime: FastifyPluginAsync<RealtimePluginOptions & RealtimeHubOpt
   }))
 
   // Added before @fastify/websocket registers its own onRoute hook, so it sees the converted route.
-  fastify.addHook('onRoute', (routeOptions) => { convertRealtimeRoute(routeOptions, host) })
+  fastify.addHook('onRoute', (routeOptions) => {
+    markPlainRoute(routeOptions)
+    convertRealtimeRoute(routeOptions, host)
+  })
+  redactUpgradeRequests(fastify.log, guard.redactQuery)
 
   await fastify.register(websocket, {
     options: {
@@ -238,7 +239,7 @@ const fastifyRealtime: FastifyPluginAsync<RealtimePluginOptions & RealtimeHubOpt
       // closeTimeout is newer than @types/ws. @fastify/websocket types `WebSocket` as the CommonJS module with its statics; ws documents a subclass.
     } satisfies Omit<ServerOptions, 'WebSocket'> & { WebSocket: typeof RealtimeSocket, closeTimeout: number } as unknown as WebsocketPluginOptions['options'],
     preClose: async function closeConnections (this: FastifyInstance) {
-      // Fastify already answers new requests, upgrades included, with 503 (see endAnsweredUpgrade).
+      // Fastify already answers new requests, upgrades included, with 503 (see Handshakes.answered).
       await Promise.all([...host.connections].map(async (connection) => {
         await connection.close(host.shutdown)
         await connection.whenClosed()
@@ -246,18 +247,24 @@ const fastifyRealtime: FastifyPluginAsync<RealtimePluginOptions & RealtimeHubOpt
       await new Promise<void>((resolve) => { this.websocketServer.close(() => { resolve() }) })
     }
   })
-  // One hook for every upgrade request, before the app's own: its deadline starts (the app's hooks
-  // count), and ws is kept from negotiating compression the route has not accepted.
+  // After @fastify/websocket's registration: its 'upgrade' listener goes between the plugin's two.
+  const unwatch = watchServer(fastify.server, handshakes)
+  fastify.websocketServer.on('connection', (_socket: unknown, raw: IncomingMessage) => { handshakes.upgraded(raw) })
+  // One hook for every upgrade request, before the app's later ones: ws is kept from negotiating
+  // compression the route has not accepted, and an upgrade that no WebSocket handler would take is
+  // answered before @fastify/websocket upgrades it only to close it.
   fastify.addHook('onRequest', (request, _reply, done) => {
     if (request.ws) {
       holdExtensionOffer(request)
-      host.handshakes.start(request)
+      handshakes.routed(request)
+      if ((request.routeOptions.config as { [kPlainRoute]?: true })[kPlainRoute] === true) {
+        done(new errors.FST_RT_NOT_WEBSOCKET_ROUTE())
+        return
+      }
+      // Fastify's 404 handler logs and answers the URL, which nothing else of a 404 upgrade needs:
+      // its query secrets go first.
+      if (request.is404) request.raw.url = redactUrl(request.url, guard.redactQuery)
     }
-    done()
-  })
-  // A handshake refused with an HTTP status ends here; an upgraded one ends in the route (route.ts).
-  fastify.addHook('onResponse', (request, _reply, done) => {
-    host.handshakes.finish(request)
     done()
   })
   if (options.metricsRoute !== undefined) {
@@ -269,9 +276,8 @@ const fastifyRealtime: FastifyPluginAsync<RealtimePluginOptions & RealtimeHubOpt
       }
     })
   }
-  fastify.server.on('upgrade', endAnsweredUpgrade)
   fastify.addHook('onClose', async (instance) => {
-    instance.server.removeListener('upgrade', endAnsweredUpgrade)
+    unwatch()
     // Last: every connection has closed by now (preClose), so nothing publishes any more.
     await hub.broker.close()
   })

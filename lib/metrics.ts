@@ -2,6 +2,8 @@
 export interface RealtimeMetrics {
   /** Open connections by route URL (a gauge). */
   readonly connections: Record<string, number>
+  /** Handshakes past the limit check, not yet upgraded or ended: each holds a connection slot (a gauge). */
+  handshakes: number
   messagesIn: number
   messagesOut: number
   bytesIn: number
@@ -16,13 +18,14 @@ export interface RealtimeMetrics {
   slowConsumerCloses: number
   /** Messages refused by the per-connection message rate. */
   rateLimitHits: number
-  /** Handshakes refused: origin (403), over the connection limits (503 / 429), too slow. */
+  /** Handshakes refused: origin (403), over the connection limits (503 / 429), and sockets dropped by handshakeTimeout (no request head, or no upgrade, in time). */
   readonly refused: { origin: number, maxConnections: number, maxConnectionsPerIp: number, handshakeTimeout: number }
 }
 
 export function createMetrics (): RealtimeMetrics {
   return {
     connections: Object.create(null) as Record<string, number>,
+    handshakes: 0,
     messagesIn: 0,
     messagesOut: 0,
     bytesIn: 0,
@@ -49,6 +52,7 @@ export function prometheusText (metrics: RealtimeMetrics, extra: { published: nu
   const routes = Object.entries(metrics.connections)
   return [
     line('realtime_connections', 'Open WebSocket connections by route.', 'gauge', routes.length === 0 ? [['', 0]] : routes.map(([route, count]) => [`{route="${label(route)}"}`, count])),
+    line('realtime_handshakes_in_progress', 'Handshakes holding a connection slot before their upgrade.', 'gauge', [['', metrics.handshakes]]),
     line('realtime_messages_total', 'Messages received and sent.', 'counter', [['{direction="in"}', metrics.messagesIn], ['{direction="out"}', metrics.messagesOut]]),
     line('realtime_bytes_total', 'Message bytes received and sent.', 'counter', [['{direction="in"}', metrics.bytesIn], ['{direction="out"}', metrics.bytesOut]]),
     line('realtime_validation_errors_total', 'Messages refused by validation.', 'counter', [['', metrics.validationErrors]]),

@@ -44,7 +44,12 @@ export interface RealtimeRouteOptions {
   compress?: boolean | CompressOptions
   /** Largest message accepted, in bytes after inflation; one byte more closes with 1009; 0 is unlimited (aiohttp `max_msg_size`). @default 4194304 */
   maxMsgSize?: number
-  /** Browser origins allowed to connect: rules, or a function. Unset allows every origin. @default undefined */
+  /**
+   * Browser origins allowed to connect: rules, or a function. Unset, a same-host check: an `Origin`
+   * whose host differs from the `Host` header is refused with 403, a request without `Origin`
+   * passes. A same-host check cannot see DNS rebinding; set this in production.
+   * @default undefined (same host only)
+   */
   allowedOrigins?: OriginRule | readonly OriginRule[] | OriginCheck
   /** Bytes of received messages the handler has not read yet; above it reading from the socket pauses. @default 1048576 */
   readLimit?: number

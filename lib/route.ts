@@ -5,16 +5,42 @@ import { RealtimeConnection, type ConnectionHost } from './connection/connection
 import type { RealtimeSocket } from './connection/socket.js'
 import { releaseUpgrade } from './connection/ws-internals.js'
 import { handshakeHook } from './handshake/hook.js'
-import { redactingRequestSerializer, type GuardSettings } from './handshake/guard.js'
-import type { HandshakeDeadlines } from './handshake/deadline.js'
+import type { GuardSettings } from './handshake/guard.js'
+import type { Handshakes } from './handshake/handshakes.js'
+import { redactingSerializer } from './handshake/redaction.js'
 import { checkHandshake, looksLikeHandshake } from './handshake/validate.js'
+import { kPlainRoute } from './symbols.js'
 
 export type RealtimeHandlerFunction = (this: FastifyInstance, connection: RealtimeConnection, request: FastifyRequest) => unknown
 
 export interface RouteHost extends ConnectionHost {
   readonly settings: RouteSettings
   readonly guard: GuardSettings
-  readonly handshakes: HandshakeDeadlines
+  readonly handshakes: Handshakes
+  /** The app logger's `req` serializer (Fastify's fields when the logger is not pino). */
+  readonly requestSerializer: (request: object) => unknown
+}
+
+type LogSerializers = NonNullable<RouteOptions['logSerializers']>
+
+/**
+ * Marks a route @fastify/websocket would upgrade without a WebSocket handler (a plain route, or a
+ * GET route's HEAD), so the plugin refuses upgrades to it with 404 before they happen.
+ */
+export function markPlainRoute (routeOptions: RouteOptions & { realtime?: unknown }): void {
+  const realtime = routeOptions.realtime !== undefined && routeOptions.realtime !== false
+  const methods = Array.isArray(routeOptions.method) ? routeOptions.method : [routeOptions.method]
+  // @fastify/websocket's own test: a truthy `websocket` or `wsHandler`.
+  const upgradable = (realtime || Boolean(routeOptions.websocket) || Boolean(routeOptions.wsHandler)) && methods.includes('GET')
+  if (!upgradable) routeOptions.config = { ...routeOptions.config, [kPlainRoute]: true }
+}
+
+/** The route's serializers with `req` (the route's own, or the app's) shown a redacted URL. */
+function redactedSerializers (routeOptions: RouteOptions, host: RouteHost): LogSerializers {
+  const own = routeOptions.logSerializers
+  const serialize = (own?.req as ((request: object) => unknown) | undefined) ?? host.requestSerializer
+  // Fastify has already chained the plugin contexts' serializers through this object's prototype.
+  return Object.assign(Object.create(own ?? null) as LogSerializers, { req: redactingSerializer(serialize, host.guard.redactQuery) })
 }
 
 type Hooks = NonNullable<RouteOptions['onRequest']>
@@ -64,13 +90,13 @@ export function convertRealtimeRoute (routeOptions: RouteOptions & { realtime?: 
   const handler = routeOptions.handler as unknown as RealtimeHandlerFunction
   const settings = normalizeOptions(realtime, host.settings)
   routeOptions.handler = httpFallback
+  // Query tokens (browsers cannot set headers on a WebSocket) must not reach the request log line,
+  // on the automatic HEAD route too (Fastify copied the GET route's options before this hook).
+  routeOptions.logSerializers = redactedSerializers(routeOptions, host)
   // Fastify's automatic HEAD route can never be upgraded.
   if (methods.every((method) => method === 'HEAD')) return
-  routeOptions.onRequest = [handshakeHook(settings, host.guard, host) as Hook, ...hookList(routeOptions.onRequest)]
-  // Query tokens (browsers cannot set headers on a WebSocket) must not reach the request log line.
-  routeOptions.logSerializers = { req: redactingRequestSerializer(host.guard.redactQuery), ...routeOptions.logSerializers }
+  routeOptions.onRequest = [handshakeHook(settings, host.handshakes, host.metrics) as Hook, ...hookList(routeOptions.onRequest)]
   routeOptions.wsHandler = function realtimeUpgrade (this: FastifyInstance, socket, request) {
-    host.handshakes.finish(request)
     // An open connection keeps its request, so it lets go of what only the upgrade needed: the
     // ServerResponse, and @fastify/websocket's 'error' listener, whose closure holds the reply
     // (the connection listens for errors itself).

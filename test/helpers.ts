@@ -75,6 +75,20 @@ export async function client (t: Test, url: string, protocols?: string | string[
   return c
 }
 
+/** A ws client's handshake: status 101 once open, or the status it was refused with. Terminated on teardown. */
+export function attempt (t: Test, url: string, protocols?: string[], options?: ClientOptions): Promise<{ status: number, ws: WebSocket }> {
+  const ws = new WebSocket(url, protocols, options)
+  ws.on('error', () => {})
+  t.teardown(() => { ws.terminate() })
+  return new Promise((resolve) => {
+    ws.once('open', () => { resolve({ status: 101, ws }) })
+    ws.once('unexpected-response', (_request, response) => {
+      response.resume()
+      resolve({ status: response.statusCode as number, ws })
+    })
+  })
+}
+
 /** A raw TCP client that sends `request` and resolves with the first response (status line + headers + body so far). */
 export async function rawRequest (port: number, request: string): Promise<{ status: number, head: string, socket: net.Socket }> {
   const socket = net.connect(port, '127.0.0.1')

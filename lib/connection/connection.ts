@@ -17,8 +17,6 @@ export interface ConnectionHost {
   readonly clock: DeadlineClock
   readonly connections: Set<RealtimeConnection>
   readonly metrics: RealtimeMetrics
-  /** Open connections per client address, for maxConnectionsPerIp. */
-  readonly perIp: Map<string, number>
 }
 
 export interface ReceiveOptions {
@@ -116,8 +114,8 @@ export class RealtimeConnection implements DeadlineOwner {
     ;(socket as Socket & { [kConnection]?: RealtimeConnection })[kConnection] = this
     host.connections.add(this)
     this.route = request.routeOptions.url as string
+    // Its connection slot was taken at the handshake and is given back when the socket closes (handshake/slots.ts).
     host.metrics.connections[this.route] = (host.metrics.connections[this.route] ?? 0) + 1
-    if (request.ip !== undefined) host.perIp.set(request.ip, (host.perIp.get(request.ip) ?? 0) + 1)
     this.reschedule()
   }
 
@@ -540,12 +538,6 @@ export class RealtimeConnection implements DeadlineOwner {
     this.host.connections.delete(this)
     const metrics = this.host.metrics
     metrics.connections[this.route] = (metrics.connections[this.route] as number) - 1
-    const ip = this.request.ip
-    if (ip !== undefined) {
-      const left = (this.host.perIp.get(ip) as number) - 1
-      if (left === 0) this.host.perIp.delete(ip)
-      else this.host.perIp.set(ip, left)
-    }
     if (this.knownCloseCode === null) {
       this.knownCloseCode = code
       if (code === 1006 && this.failure === null) this.failure = new errors.FST_RT_CONNECTION_LOST()

@@ -6,11 +6,11 @@ import { shown } from './validate.js'
 
 /** Plugin-wide bounds on handshakes and connections. */
 export interface GuardSettings {
-  /** Open connections in all, on every route; more get 503. */
+  /** Connections in all, on every route, handshakes past the limit check included; more get 503. */
   readonly maxConnections: number
-  /** Open connections from one client address (Fastify's `request.ip`, so trustProxy-aware); more get 429. */
+  /** The same, from one client address (Fastify's `request.ip`, so trustProxy-aware); more get 429. */
   readonly maxConnectionsPerIp: number
-  /** From the first byte of the upgrade request to the upgrade, hooks included; a slower handshake is dropped. */
+  /** From a socket's accept to its first request head and, for an upgrade, to the upgrade, hooks included (see handshakes.ts). */
   readonly handshakeTimeout: number
   /** Query parameters whose values never reach a log line. */
   readonly redactQuery: readonly string[]
@@ -40,26 +40,6 @@ export function guardSettings (options: Record<string, unknown>): GuardSettings 
   })
 }
 
-/** What the guard reads: how many connections are open, in all and per address. */
-export interface GuardState {
-  readonly connections: { readonly size: number }
-  readonly perIp: ReadonlyMap<string, number>
-  readonly metrics: RealtimeMetrics
-}
-
-/** Refuses a handshake over the connection limits: 503 in all, 429 per address. */
-export function checkLimits (request: FastifyRequest, guard: GuardSettings, state: GuardState): void {
-  if (state.connections.size >= guard.maxConnections) {
-    state.metrics.refused.maxConnections++
-    throw new errors.FST_RT_TOO_MANY_CONNECTIONS(guard.maxConnections)
-  }
-  // No address (a unix socket without trustProxy): no per-address limit rather than one shared bucket.
-  if (request.ip !== undefined && (state.perIp.get(request.ip) ?? 0) >= guard.maxConnectionsPerIp) {
-    state.metrics.refused.maxConnectionsPerIp++
-    throw new errors.FST_RT_TOO_MANY_CONNECTIONS_FROM_IP(guard.maxConnectionsPerIp)
-  }
-}
-
 /**
  * Without `allowedOrigins`, a browser page may only connect to its own host: an Origin whose host
  * differs from the Host header is refused (cross-site WebSocket hijacking). No Origin passes.
@@ -78,36 +58,4 @@ export function checkSameOrigin (request: FastifyRequest, metrics: RealtimeMetri
   metrics.refused.origin++
   request.log.info({ origin }, 'realtime: cross-origin handshake refused (set allowedOrigins to allow it)')
   throw new errors.FST_RT_ORIGIN_FORBIDDEN(shown(origin))
-}
-
-/** The request URL with the values of secret-looking query parameters replaced. */
-export function redactUrl (url: string, keys: readonly string[]): string {
-  const query = url.indexOf('?')
-  if (query === -1) return url
-  const params = url.slice(query + 1).split('&').map((pair) => {
-    const eq = pair.indexOf('=')
-    const name = eq === -1 ? pair : pair.slice(0, eq)
-    let decoded: string
-    try {
-      decoded = decodeURIComponent(name).toLowerCase()
-    } catch {
-      decoded = name.toLowerCase()
-    }
-    return eq !== -1 && keys.includes(decoded) ? `${name}=[redacted]` : pair
-  })
-  return `${url.slice(0, query)}?${params.join('&')}`
-}
-
-/** Fastify's request serializer, with the URL redacted. */
-export function redactingRequestSerializer (keys: readonly string[]) {
-  return function serializeRequest (request: FastifyRequest): Record<string, unknown> {
-    return {
-      method: request.method,
-      url: redactUrl(request.url, keys),
-      version: request.headers['accept-version'],
-      host: request.host,
-      remoteAddress: request.ip,
-      remotePort: request.socket?.remotePort
-    }
-  }
 }

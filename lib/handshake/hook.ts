@@ -6,8 +6,10 @@ import { kOfferedExtensions, kProtocol } from '../symbols.js'
 import { negotiateDeflate } from './compression.js'
 import { checkOrigin } from './origin.js'
 import { chooseProtocol, parseOffer } from './protocols.js'
-import { checkHandshake, shown } from './validate.js'
-import { checkLimits, checkSameOrigin, type GuardSettings, type GuardState } from './guard.js'
+import { checkHandshake } from './validate.js'
+import { checkSameOrigin } from './guard.js'
+import type { Handshakes } from './handshakes.js'
+import type { RealtimeMetrics } from '../metrics.js'
 
 type RawWithHandshake = FastifyRequest['raw'] & { [kProtocol]?: string, [kOfferedExtensions]?: string }
 
@@ -17,21 +19,23 @@ type RawWithHandshake = FastifyRequest['raw'] & { [kProtocol]?: string, [kOffere
  * route's allowedOrigins function is asynchronous: a handshake is hot enough that an extra promise
  * and turn per connection show.
  */
-export function handshakeHook (settings: RouteSettings, guard: GuardSettings, state: GuardState) {
+export function handshakeHook (settings: RouteSettings, handshakes: Handshakes, metrics: RealtimeMetrics) {
   /** Limits, subprotocol and compression: what follows the origin check. */
   function afterOrigin (request: FastifyRequest): void {
-    checkLimits(request, guard, state)
+    // From here on the handshake holds a connection slot until its socket closes.
+    handshakes.reserve(request)
 
     const raw = request.raw as RawWithHandshake
     const header = request.headers['sec-websocket-protocol']
     const offered = parseOffer(header)
-    if (offered === null) throw new errors.FST_RT_BAD_HANDSHAKE(`invalid Sec-WebSocket-Protocol header ${shown(header)}`)
+    // Tokens travel in this header (`['access_token', token]`): what it offered is never repeated, only counted.
+    if (offered === null) throw new errors.FST_RT_BAD_HANDSHAKE('the Sec-WebSocket-Protocol header must be a comma-separated list of tokens')
     const protocol = chooseProtocol(offered, settings.protocols)
     if (protocol !== null) {
       raw[kProtocol] = protocol
     } else if (offered.length > 0) {
-      if (settings.requireProtocol) throw new errors.FST_RT_NO_SUBPROTOCOL(offered.join(', '), settings.protocols.join(', ') || 'none')
-      request.log.warn({ offered, supported: settings.protocols }, 'realtime: no common subprotocol, upgrading without one')
+      if (settings.requireProtocol) throw new errors.FST_RT_NO_SUBPROTOCOL(offered.length, settings.protocols.join(', ') || 'none')
+      request.log.warn({ offered: offered.length, supported: settings.protocols }, 'realtime: no common subprotocol, upgrading without one')
     }
 
     // ws negotiates whatever header it sees, so it is shown only this route's accepted offer.
@@ -53,8 +57,8 @@ export function handshakeHook (settings: RouteSettings, guard: GuardSettings, st
         if (problem.headers !== undefined) reply.headers(problem.headers)
         throw new errors.FST_RT_BAD_HANDSHAKE(problem.message)
       }
-      if (settings.allowedOrigins === null) checkSameOrigin(request, state.metrics)
-      else pending = checkOrigin(request, settings.allowedOrigins, state.metrics)
+      if (settings.allowedOrigins === null) checkSameOrigin(request, metrics)
+      else pending = checkOrigin(request, settings.allowedOrigins, metrics)
       if (pending === undefined) afterOrigin(request)
     } catch (error) {
       done(error as Error)

@@ -32,10 +32,19 @@ function fromHeader (request: FastifyRequest): string | null {
   return match?.[1] ?? null
 }
 
+/** A cookie value unescaped; one with a malformed escape is passed on as it is, for verify to refuse. */
+function decoded (value: string): string {
+  try {
+    return decodeURIComponent(value)
+  } catch {
+    return value
+  }
+}
+
 function fromCookie (request: FastifyRequest, name: string): string | null {
   for (const pair of (request.headers.cookie ?? '').split(';')) {
     const eq = pair.indexOf('=')
-    if (eq !== -1 && pair.slice(0, eq).trim() === name) return decodeURIComponent(pair.slice(eq + 1).trim())
+    if (eq !== -1 && pair.slice(0, eq).trim() === name) return decoded(pair.slice(eq + 1).trim())
   }
   return null
 }

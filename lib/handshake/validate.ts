@@ -30,7 +30,9 @@ export function checkHandshake (headers: IncomingHttpHeaders): HandshakeProblem 
   if (!tokens(headers.connection).includes('upgrade')) {
     return { message: `the Connection header must contain the "upgrade" token, got ${shown(headers.connection)}` }
   }
-  const version = headers['sec-websocket-version']
+  // app.injectWS() sets the version as a number.
+  const given: unknown = headers['sec-websocket-version']
+  const version = given === undefined ? undefined : String(given)
   if (version !== '13' && version !== '8') {
     return {
       message: `unsupported Sec-WebSocket-Version ${shown(version)}: supported versions are ${SUPPORTED_VERSIONS}`,
