@@ -259,5 +259,20 @@ t.test('client options are checked', async (t) => {
   t.throws(() => new RealtimeClient({ ...base, backoff: { baseMs: 0 } }), { code: 'FST_RT_CLIENT_INVALID_OPTION' })
   t.throws(() => new RealtimeClient({ ...base, queue: { overflow: 'drop' as never } }), { code: 'FST_RT_CLIENT_INVALID_OPTION' })
   t.throws(() => new RealtimeClient({ ...base, url: 42 as never }), { code: 'FST_RT_CLIENT_INVALID_OPTION' })
+})
+
+t.test('without the WebSocket option the client takes the global one, and refuses to start without either', async (t) => {
+  // Node 22 and later have a global WebSocket, Node 20 has none: set it either way, then hide it.
+  const saved = Object.getOwnPropertyDescriptor(globalThis, 'WebSocket')
+  const global = globalThis as { WebSocket?: unknown }
+  t.teardown(() => {
+    if (saved === undefined) delete global.WebSocket
+    else Object.defineProperty(globalThis, 'WebSocket', saved)
+  })
+  const { url } = await build(t, route)
+  global.WebSocket = WebSocket
+  const c = makeClient(t, url, { WebSocket: undefined })
+  await until(c, 'open')
+  delete global.WebSocket
   t.throws(() => new RealtimeClient({ url: 'ws://x', autoConnect: false }), { code: 'FST_RT_CLIENT_INVALID_OPTION', message: /WebSocket/ })
 })
