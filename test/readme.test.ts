@@ -72,7 +72,7 @@ function optionRows (doc: string, heading: string): Map<string, string[]> {
   for (const line of lines.slice(start + 1)) {
     if (line.startsWith('#')) break
     const cells = line.split(/(?<!\\)\|/).slice(1, -1).map((cell) => cell.trim())
-    const name = /^`([A-Za-z.]+)`$/.exec(cells[0] ?? '')?.[1]
+    const name = /^`([A-Za-z./-]+)`$/.exec(cells[0] ?? '')?.[1]
     if (name !== undefined) found.set(name, cells)
   }
   return found
@@ -118,6 +118,23 @@ t.test('the register()-only options are in their tables with their defaults', as
   const numbers: Record<string, number> = { ...defaultSettings as unknown as Record<string, number>, ...defaultHubSettings, ...defaultGuardSettings as unknown as Record<string, number> }
   for (const [name, cells] of operations) {
     if (typeof numbers[name] === 'number') t.ok(cells[2]?.startsWith(written(numbers[name])), `operations: ${name}`)
+  }
+})
+
+t.test("the API reference's entry points table lists what each entry point exports", async (t) => {
+  const rows = optionRows('docs/api.md', '## Entry points')
+  const modules: Record<string, { module: Record<string, unknown>, complete: boolean }> = {
+    'fastify-realtime': { module: await import('../lib/index.js'), complete: true },
+    // It also exports two helpers of the router (clientSpec, isTypeBoxSchema) that the docs leave out.
+    'fastify-realtime/contract': { module: await import('../lib/messages/contract.js'), complete: false },
+    'fastify-realtime/client': { module: await import('../lib/client/index.js'), complete: true },
+    'fastify-realtime/redis': { module: await import('../lib/hub/redis.js'), complete: true }
+  }
+  t.same([...rows.keys()].sort(), Object.keys(modules).sort())
+  for (const [entry, { module, complete }] of Object.entries(modules)) {
+    const listed = [...(rows.get(entry)?.[1] ?? '').matchAll(/`([A-Za-z_]+)`/g)].map((match) => match[1] as string)
+    t.same(listed.filter((name) => !(name in module)), [], `${entry}: every name listed is exported`)
+    if (complete) t.same(Object.keys(module).filter((name) => name !== 'default' && !listed.includes(name)), [], `${entry}: every export is listed`)
   }
 })
 
