@@ -321,6 +321,21 @@ await t.test('the package from outside', async (t) => {
       `TypeBox ${pkg.peerDependencies['@sinclair/typebox'] as string}: ${apps.map((app) => app.typebox).join(' and ')}, developed on ${pkg.devDependencies['@sinclair/typebox'] as string}`)
   })
 
+  const head = await run('git', ['rev-parse', 'HEAD'], { cwd: root })
+  await t.test('a git install builds dist/ with prepare and loads', { skip: head.code === 0 ? false : 'not a git checkout' }, async (t) => {
+    const dir = join(work, 'app-git')
+    await mkdir(dir)
+    await writeFile(join(dir, 'package.json'), JSON.stringify({ name: 'consumer-git', private: true, type: 'module' }))
+    // The last commit, as a user's `npm install <repository>#<commit>` gets it.
+    const install = await run('npm', ['install', '--no-audit', '--no-fund', '--no-save', `git+file://${root}#${head.stdout.trim()}`,
+      `fastify@${newest.fastify as string}`, `@sinclair/typebox@${newest['@sinclair/typebox'] as string}`], { cwd: dir, ms: INSTALL_MS })
+    t.equal(install.code, 0, 'npm install from git', { diagnostic: install.code !== 0, output: shown(install) })
+    t.ok(existsSync(join(dir, 'node_modules/fastify-realtime/dist/index.d.ts')), 'dist/ with its declarations')
+    const loaded = await run(process.execPath, ['--input-type=module', '-e',
+      "const { default: realtime } = await import('fastify-realtime'); const app = (await import('fastify')).default(); await app.register(realtime); await app.ready(); console.log(typeof app.realtime.publish); await app.close()"], { cwd: dir })
+    t.equal(loaded.stdout.trim(), 'function', 'registers in an app', { diagnostic: loaded.code !== 0, output: shown(loaded) })
+  })
+
   for (const spec of apps) {
     await t.test(`an app on fastify ${spec.fastify}, TypeBox ${spec.typebox}, ioredis ${spec.ioredis}, @types/node ${spec.typesNode}`, async (t) => {
       const dir = await makeApp(t, work, packed, spec)
