@@ -31,7 +31,7 @@ export interface ClientOptions {
   url: string | (() => string | Promise<string>)
   /** A token sent first as `{ type: '$auth', data }`; a function is called again on every reconnect. */
   token?: string | (() => string | null | Promise<string | null>)
-  /** The WebSocket class: the browser's by default; pass `ws`'s in Node. */
+  /** The WebSocket class: `globalThis.WebSocket` by default (browsers, Node 22 and later), or `ws`'s. */
   WebSocket?: WebSocketClass
   protocols?: string | string[]
   /** Reconnect delays: full jitter between 0 and min(capMs, baseMs · 2^attempt). */
