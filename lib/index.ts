@@ -1,7 +1,7 @@
 import type {
   ContextConfigDefault, FastifyBaseLogger, FastifyInstance, FastifyPluginAsync, FastifyReply, FastifyRequest, FastifySchema,
   FastifyTypeProvider, FastifyTypeProviderDefault, RawReplyDefaultExpression, RawRequestDefaultExpression,
-  RawServerBase, RawServerDefault, RouteGenericInterface
+  RawServerBase, RawServerDefault, RouteGenericInterface, RouteOptions as FastifyRouteOptions
 } from 'fastify'
 import fp from 'fastify-plugin'
 import websocket, { type WebsocketPluginOptions } from '@fastify/websocket'
@@ -106,7 +106,7 @@ declare module 'fastify' {
       ContextConfig = ContextConfigDefault,
       const SchemaCompiler extends FastifySchema = FastifySchema
     >(
-      opts: Omit<RouteOptions<RawServer, RawRequest, RawReply, RouteGeneric, ContextConfig, SchemaCompiler, TypeProvider, Logger>, 'handler' | 'realtime'> & {
+      opts: Omit<FastifyRouteOptions<RawServer, RawRequest, RawReply, RouteGeneric, ContextConfig, SchemaCompiler, TypeProvider, Logger>, 'handler' | 'realtime'> & {
         realtime: true | RealtimeRouteOptions
         handler: RealtimeHandler<RawServer, RawRequest, RouteGeneric, ContextConfig, SchemaCompiler, TypeProvider, Logger>
       }
@@ -283,7 +283,7 @@ const fastifyRealtime: FastifyPluginAsync<RealtimePluginOptions & RealtimeHubOpt
   })
 }
 
-/** The fastify-realtime plugin. */
-export const realtime = fp(fastifyRealtime, { fastify: '5.x', name: 'fastify-realtime' })
+/** The fastify-realtime plugin. Its fastify range is package.json's `peerDependencies.fastify` (test/package.test.ts). */
+export const realtime = fp(fastifyRealtime, { fastify: '^5.0.0', name: 'fastify-realtime' })
 export default realtime
 export { errors as realtimeErrors }

@@ -4,7 +4,7 @@ import { once } from 'node:events'
 import type { AddressInfo } from 'node:net'
 import WebSocket, { WebSocketServer } from 'ws'
 import { defineContract } from '../lib/index.js'
-import { RealtimeClient, type ClientOptions, type ClientState, type WebSocketClass } from '../lib/client/index.js'
+import { RealtimeClient, type ClientOptions, type ClientState } from '../lib/client/index.js'
 import { deferred } from './helpers.js'
 
 // The client against a scripted server: every frame it gets is chosen by the test.
@@ -46,7 +46,7 @@ async function scripted (t: Test, onMessage?: (socket: WebSocket, message: Recor
 }
 
 function make (t: Test, url: string | (() => Promise<string>), options: Partial<ClientOptions> = {}): RealtimeClient<typeof contract> {
-  const c = new RealtimeClient<typeof contract>({ url, WebSocket: WebSocket as unknown as WebSocketClass, backoff: { baseMs: 5, capMs: 20 }, ...options })
+  const c = new RealtimeClient<typeof contract>({ url, WebSocket, backoff: { baseMs: 5, capMs: 20 }, ...options })
   t.teardown(() => { c.close() })
   return c
 }
@@ -173,7 +173,7 @@ t.test('browser events: offline drops the connection at once, online reconnects 
   }
   Object.defineProperty(BrowserLike.prototype, 'terminate', { value: undefined })
   const script = await scripted(t)
-  const c = make(t, script.url, { WebSocket: BrowserLike as unknown as WebSocketClass, backoff: { baseMs: 60_000, capMs: 60_000 } })
+  const c = make(t, script.url, { WebSocket: BrowserLike, backoff: { baseMs: 60_000, capMs: 60_000 } })
   await until(c, 'open')
   const closed = deferred<{ code: number, willReconnect: boolean }>()
   c.onClose((info) => { closed.resolve(info) })

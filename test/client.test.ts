@@ -4,7 +4,7 @@ import type { FastifyInstance } from 'fastify'
 import { once } from 'node:events'
 import WebSocket from 'ws'
 import { contractHandler, defineContract } from '../lib/index.js'
-import { RealtimeClient, RealtimeClientError, backoffDelay, type ClientOptions, type ClientState, type WebSocketClass } from '../lib/client/index.js'
+import { RealtimeClient, RealtimeClientError, backoffDelay, type ClientOptions, type ClientState } from '../lib/client/index.js'
 import { build, deferred } from './helpers.js'
 
 const chat = defineContract({
@@ -46,7 +46,7 @@ function makeClient (t: Test, url: string, options: Partial<ClientOptions> = {})
   const c = new RealtimeClient<typeof chat>({
     url: `${url}/chat`,
     token: 'ada-token',
-    WebSocket: WebSocket as unknown as WebSocketClass,
+    WebSocket,
     backoff: { baseMs: 20, capMs: 200 },
     ...options
   })
@@ -282,9 +282,24 @@ t.test('maxRetries gives up, terminal codes stop retries, and close() stops ever
 })
 
 t.test('client options are checked', async (t) => {
-  const base = { url: 'ws://127.0.0.1:1', WebSocket: WebSocket as unknown as WebSocketClass, autoConnect: false }
+  const base = { url: 'ws://127.0.0.1:1', WebSocket, autoConnect: false }
   t.throws(() => new RealtimeClient({ ...base, backoff: { baseMs: 0 } }), { code: 'FST_RT_CLIENT_INVALID_OPTION' })
   t.throws(() => new RealtimeClient({ ...base, queue: { overflow: 'drop' as never } }), { code: 'FST_RT_CLIENT_INVALID_OPTION' })
   t.throws(() => new RealtimeClient({ ...base, url: 42 as never }), { code: 'FST_RT_CLIENT_INVALID_OPTION' })
+})
+
+t.test('without the WebSocket option the client takes the global one, and refuses to start without either', async (t) => {
+  // Node 22 and later have a global WebSocket, Node 20 has none: set it either way, then hide it.
+  const saved = Object.getOwnPropertyDescriptor(globalThis, 'WebSocket')
+  const global = globalThis as { WebSocket?: unknown }
+  t.teardown(() => {
+    if (saved === undefined) delete global.WebSocket
+    else Object.defineProperty(globalThis, 'WebSocket', saved)
+  })
+  const { url } = await build(t, route)
+  global.WebSocket = WebSocket
+  const c = makeClient(t, url, { WebSocket: undefined })
+  await until(c, 'open')
+  delete global.WebSocket
   t.throws(() => new RealtimeClient({ url: 'ws://x', autoConnect: false }), { code: 'FST_RT_CLIENT_INVALID_OPTION', message: /WebSocket/ })
 })

@@ -3,17 +3,25 @@ import type { ClientData, ClientType, Contract, ReplyData, ServerData, ServerTyp
 import { backoffDelay } from './backoff.js'
 import { RealtimeClientError } from './errors.js'
 
+/**
+ * An event handler slot of a socket. The client only ever assigns to these, never calls them, so a
+ * socket whose events carry more (`ws`'s, a browser's) must fit: declared through a method, whose
+ * parameter TypeScript compares both ways, where a plain function type would reject the richer event.
+ */
+export type SocketEventHandler<E> = { handle (event: E): void }['handle']
+
 /** The part of the WHATWG WebSocket the client uses; browsers' and `ws`'s both fit. */
 export interface WebSocketLike {
   readonly readyState: number
   send (data: string): void
   close (code?: number, reason?: string): void
-  onopen: ((event: unknown) => void) | null
-  onmessage: ((event: { data: unknown }) => void) | null
-  onclose: ((event: { code: number, reason: string }) => void) | null
-  onerror: ((event: unknown) => void) | null
+  onopen: SocketEventHandler<unknown> | null
+  onmessage: SocketEventHandler<{ data: unknown }> | null
+  onclose: SocketEventHandler<{ code: number, reason: string }> | null
+  onerror: SocketEventHandler<unknown> | null
 }
 
+/** A WebSocket constructor: `ws`'s `WebSocket` in Node, `globalThis.WebSocket` in a browser. */
 export type WebSocketClass = new (url: string, protocols?: string | string[]) => WebSocketLike
 
 export type ClientState = 'connecting' | 'open' | 'reconnecting' | 'closed'
@@ -23,7 +31,7 @@ export interface ClientOptions {
   url: string | (() => string | Promise<string>)
   /** A token sent first as `{ type: '$auth', data }`; a function is called again on every reconnect. */
   token?: string | (() => string | null | Promise<string | null>)
-  /** The WebSocket class: the browser's by default; pass `ws`'s in Node. */
+  /** The WebSocket class: `globalThis.WebSocket` by default (browsers, Node 22 and later), or `ws`'s. */
   WebSocket?: WebSocketClass
   protocols?: string | string[]
   /** Reconnect delays: full jitter between 0 and min(capMs, baseMs · 2^attempt). */

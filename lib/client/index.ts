@@ -1,7 +1,7 @@
 // The browser and Node client. Nothing here imports Node built-ins or server code; the contract is
 // imported as a type only.
 export { RealtimeClient } from './client.js'
-export type { ClientOptions, ClientState, CloseInfo, JoinOutcome, MessageMeta, WebSocketClass, WebSocketLike } from './client.js'
+export type { ClientOptions, ClientState, CloseInfo, JoinOutcome, MessageMeta, SocketEventHandler, WebSocketClass, WebSocketLike } from './client.js'
 export { backoffDelay } from './backoff.js'
 export { RealtimeClientError, clientErrorCodes } from './errors.js'
 export type { ClientErrorCode } from './errors.js'

@@ -6,8 +6,9 @@ import type { RouteSettings } from '../options.js'
 /*
  * ws keeps maxPayload, autoPong, the close timer and zlib settings per server, but routes need
  * their own. These are the only private ws fields fastify-realtime touches; each is set right after
- * the upgrade, before ws has parsed a byte, and test/ws-internals.test.ts pins them to the ws
- * version in package.json.
+ * the upgrade, before ws has parsed a byte. test/ws-internals.test.ts checks each at the ws version
+ * installed for development, and the consumer test runs the documented examples, which use all of
+ * them, on the newest ws that package.json's range allows.
  */
 interface WsPrivate {
   _receiver: { _maxPayload: number } | null
@@ -61,7 +62,8 @@ export function backstopCloseTimeout (closeTimeout: number): number {
  * a ServerResponse assigned to the TCP socket (so the socket points at it) and keeps the socket and
  * the bytes after the head on the request under its own symbols. None of it is used once the socket
  * is a WebSocket, but the connection keeps the request (`connection.request`) for its whole life.
- * These are pinned by test/ws-internals.test.ts to the @fastify/websocket version in package.json.
+ * test/ws-internals.test.ts checks them at the installed @fastify/websocket version; the consumer
+ * test runs every upgrade path of the examples on the newest one of package.json's range.
  */
 const UPGRADE_KEYS = new Set(['ws-socket', 'ws-head'])
 

@@ -19,7 +19,7 @@ export interface RealtimeDecorator {
   history (room: string, query?: HistoryQuery): Promise<HistoryPage>
   /** Counters: published, delivered, slow-consumer closes, lost notices. */
   readonly stats: Readonly<HubStats>
-  /** Connections by route, messages and bytes in and out, refusals, kills: see the README's Operations section. */
+  /** Connections by route, messages and bytes in and out, refusals, kills: see docs/operations.md. */
   readonly metrics: Readonly<RealtimeMetrics>
   /** The metrics in Prometheus' text format. */
   prometheus (): string
