@@ -2,6 +2,7 @@ import { readFile } from 'node:fs/promises'
 import t from 'tap'
 import { closeCodeOf, errors } from '../lib/errors.js'
 import { clientErrorCodes } from '../lib/client/errors.js'
+import './process-guard.js'
 
 const readme = await readFile(new URL('../README.md', import.meta.url), 'utf8')
 // The server's codes (lib/errors.ts) and the client's (lib/client/errors.ts, no Node built-ins there).
