@@ -44,6 +44,7 @@ export const errors = {
 
   // ---- message contracts: sent to the client as { type: 'error', data: { code, message, errors } } ----
   FST_RT_MESSAGE_NOT_JSON: createError('FST_RT_MESSAGE_NOT_JSON', 'The message is not valid JSON'),
+  FST_RT_MESSAGE_TOO_DEEP: createError('FST_RT_MESSAGE_TOO_DEEP', 'The message nests objects and arrays more than %s levels deep in its data'),
   FST_RT_MESSAGE_NOT_ENVELOPE: createError('FST_RT_MESSAGE_NOT_ENVELOPE', 'A message must be a JSON object { "type": string, "data": ..., "id"?: string | number }: %s'),
   FST_RT_UNKNOWN_MESSAGE_TYPE: createError('FST_RT_UNKNOWN_MESSAGE_TYPE', 'Unknown message type %s'),
   FST_RT_INVALID_MESSAGE_DATA: createError('FST_RT_INVALID_MESSAGE_DATA', 'Invalid data for message type %s'),

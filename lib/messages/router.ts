@@ -7,13 +7,18 @@ import { LIFECYCLE, type CompiledClientType, type CompiledContract } from './com
 import { compiledFor, describeErrors, serializeOutgoing } from './outgoing.js'
 import type { ClientData, ClientType, Contract, HandlerResult, ServerData, ServerType } from './contract.js'
 import { MessageError } from './message-error.js'
+import { closeReason, cutEcho, errorEnvelope, listErrors, type ValidationErrors } from './error-envelope.js'
+import { nestsDeeperThan } from './json-depth.js'
+import { isId, MAX_ID_LENGTH, type Id } from './request-id.js'
+import { authenticate, type AuthOptions } from './auth.js'
+
+export type { AuthOptions } from './auth.js'
 import { Type, type TSchema } from '@sinclair/typebox'
 import { TypeCompiler, type TypeCheck } from '@sinclair/typebox/compiler'
 import type { HistoryPage, HistoryQuery, PresenceEntry } from '../hub/broker.js'
 import { Hub, Member, type JoinOptions, type JoinResult } from '../hub/hub.js'
 import { kHub } from '../symbols.js'
 import { CloseCode } from '../close-codes.js'
-import type { RealtimeMetrics } from '../metrics.js'
 import { DeadlineClock, type DeadlineOwner } from '../connection/timers.js'
 
 /** Rooms clients join and leave themselves, with `$join` and `$leave` messages. */
@@ -22,14 +27,6 @@ export interface ClientRoomsOptions<C extends Contract = Contract> {
   authorize: (this: FastifyInstance, room: string, context: MessageContext<C>) => boolean | Promise<boolean>
   /** Publish `$presence` join and leave notices, for every room or the rooms a function picks (each costs a fan-out). @default false */
   notices?: boolean | ((room: string) => boolean)
-}
-
-/** First-message authentication: the client's first message must be `{ "type": "$auth", "data": token }`. */
-export interface AuthOptions {
-  /** Returns the user id for a valid token, or null to refuse it (close 4501, terminal). The token is never logged. */
-  verify: (token: string, request: FastifyRequest) => string | null | Promise<string | null>
-  /** How long a new connection may stay silent before it is closed with 4401. @default 10000 */
-  timeoutMs?: number
 }
 
 /** How a contract route treats bad input and requests. */
@@ -52,8 +49,17 @@ export interface ContractOptions<C extends Contract = Contract> {
   requestTimeout?: number
   /** Check outgoing messages and replies against their schemas at run time too (on in tests, off in production). @default false */
   validateOutgoing?: boolean
-  /** Validation errors listed in one error envelope. @default 10 */
+  /** Validation errors listed in one error envelope (fewer when their paths are long: see the README's error envelope reference). @default 10 */
   maxErrors?: number
+  /**
+   * How deeply a message's `data` may nest objects and arrays (`{}` is one level). A message nested
+   * deeper is refused with FST_RT_MESSAGE_TOO_DEEP before it is parsed, so no check, error listing or
+   * serialization ever walks deeper than this.
+   * @default 64
+   */
+  maxDepth?: number
+  /** Client-chosen strings an error repeats (a message type, a room, a property name in a path) are cut to this many characters. @default 64 */
+  maxEchoLength?: number
   /** Handlers running at once for one connection; above it, reading waits. @default 32 */
   maxInFlight?: number
 }
@@ -114,7 +120,6 @@ export type MessageHandlers<C extends Contract> = { [K in ClientType<C>]: Messag
 }
 
 type AnyHandler = (this: FastifyInstance, ...args: unknown[]) => unknown
-type Id = string | number
 
 interface Settings {
   readonly rateLimit: { perSecond: number, burst: number } | null
@@ -126,9 +131,14 @@ interface Settings {
   readonly validateOutgoing: boolean
   readonly maxErrors: number
   readonly maxInFlight: number
+  readonly maxDepth: number
+  readonly maxEchoLength: number
 }
 
-const MAX_ID_LENGTH = 128
+// Bounds of the options: deeper data could overflow the stack in a recursive schema's error listing,
+// and longer echoes defeat their purpose.
+const MAX_DEPTH = 256
+const MAX_ECHO_LENGTH = 1024
 
 type ClientEntry = CompiledClientType
 
@@ -179,7 +189,9 @@ function settingsOf (options: ContractOptions): Settings {
     requestTimeout: positive('requestTimeout', options.requestTimeout, 30_000),
     validateOutgoing: options.validateOutgoing ?? false,
     maxErrors: positive('maxErrors', options.maxErrors, 10),
-    maxInFlight: positive('maxInFlight', options.maxInFlight, 32)
+    maxInFlight: positive('maxInFlight', options.maxInFlight, 32),
+    maxDepth: optionalInteger('maxDepth', options.maxDepth, 1, MAX_DEPTH, 64),
+    maxEchoLength: optionalInteger('maxEchoLength', options.maxEchoLength, 1, MAX_ECHO_LENGTH, 64)
   }
 }
 
@@ -196,15 +208,6 @@ function checkHandlers (compiled: CompiledContract, handlers: Record<string, unk
   }
 }
 
-type ValidationErrors = Array<{ path: string, message: string }>
-
-/** The error envelope for a coded error, with validation errors (or none) and MessageError details. */
-function errorEnvelope (error: { code: string, message: string, details?: unknown }, id: Id | undefined, list: ValidationErrors = []): string {
-  const data: Record<string, unknown> = { code: error.code, message: error.message, errors: list }
-  if (error.details !== undefined) data.details = error.details
-  return JSON.stringify({ type: 'error', data, id })
-}
-
 /**
  * Builds the handler of a contract route: every schema is compiled now, once; each connection then
  * parses, validates and dispatches every message to its handler, and answers requests.
@@ -217,7 +220,7 @@ export function contractHandler<C extends Contract> (contract: C, handlers: NoIn
     const hub = (this as unknown as { [kHub]: Hub })[kHub]
     let userId = settings.userId === null ? null : await settings.userId(request)
     if (settings.auth !== null) {
-      const verified = await authenticate(connection, request, settings.auth, hub.metrics)
+      const verified = await authenticate(connection, request, settings.auth, hub.metrics, settings.maxDepth)
       if (verified === null) return
       userId = verified
     }
@@ -227,59 +230,11 @@ export function contractHandler<C extends Contract> (contract: C, handlers: NoIn
   }
 }
 
-/**
- * Reads the first message as `{ "type": "$auth", "data": token, "id"? }` and verifies it. Returns the
- * user id, or null after closing the connection (4401 silent too long, 4501 refused).
- */
+// A reply to a client that left has nobody to reach.
 function ignoreGone (): void {}
 
 function isThenable (value: unknown): value is PromiseLike<unknown> {
   return typeof (value as { then?: unknown } | null)?.then === 'function'
-}
-
-type AuthEnvelope = { type?: unknown, data?: unknown, id?: unknown }
-
-async function authenticate (connection: RealtimeConnection, request: FastifyRequest, auth: Required<AuthOptions>, metrics: RealtimeMetrics): Promise<string | null> {
-  let message
-  try {
-    message = await connection.receive({ timeout: auth.timeoutMs })
-  } catch {
-    metrics.authFailures++
-    await connection.close({ code: CloseCode.AUTH_TIMEOUT, reason: 'Authentication timed out' })
-    return null
-  }
-  if (message.type !== 'text') {
-    if (message.type === 'binary') {
-      metrics.authFailures++
-      await connection.close({ code: CloseCode.AUTH_FAILED, reason: 'The first message must be $auth' })
-    }
-    return null
-  }
-  let envelope: AuthEnvelope | null = null
-  try {
-    envelope = JSON.parse(message.data) as AuthEnvelope | null
-  } catch {}
-  if (envelope?.type !== '$auth' || typeof envelope.data !== 'string') {
-    metrics.authFailures++
-    await connection.close({ code: CloseCode.AUTH_FAILED, reason: 'The first message must be $auth' })
-    return null
-  }
-  let userId: string | null
-  try {
-    userId = await auth.verify(envelope.data, request)
-  } catch (error) {
-    request.log.error({ err: error }, 'realtime: auth.verify failed')
-    userId = null
-  }
-  if (typeof userId !== 'string') {
-    metrics.authFailures++
-    request.log.info('realtime: authentication refused')
-    await connection.close({ code: CloseCode.AUTH_FAILED, reason: 'Authentication failed' })
-    return null
-  }
-  const id = typeof envelope.id === 'string' || typeof envelope.id === 'number' ? envelope.id : undefined
-  await connection.sendText(JSON.stringify({ type: '$auth:reply', data: { userId }, id }))
-  return userId
 }
 
 function noticesFor (rooms: ClientRoomsOptions, room: string): boolean {
@@ -410,8 +365,20 @@ class Session implements DeadlineOwner {
     if (handlers.close !== undefined) await this.guard('close', () => handlers.close?.call(this.app, context, this.connection.closeCode, this.closeReason))
   }
 
-  /** @internal Each message of the connection, in order, while reading is not held back (maxInFlight). */
+  /**
+   * @internal Each message of the connection, in order, while reading is not held back (maxInFlight).
+   * The one entry from the socket's events into the router: nothing thrown here reaches ws or the
+   * process. What no rule foresaw ends this connection with 1011; every other connection goes on.
+   */
   accept (message: WSMessage): void {
+    try {
+      this.take(message)
+    } catch (error) {
+      this.crash(error)
+    }
+  }
+
+  private take (message: WSMessage): void {
     if (message.type === 'text' || message.type === 'binary') {
       if (!this.admit()) {
         // Closing starts at once: the connection takes no more messages, queued ones are dropped.
@@ -460,6 +427,10 @@ class Session implements DeadlineOwner {
    * requests) a promise of false when the connection is being closed.
    */
   private dispatchText (text: string): true | Promise<boolean> {
+    // `data` sits one level inside the envelope.
+    if (nestsDeeperThan(text, this.settings.maxDepth + 1)) {
+      return this.refuse(new errors.FST_RT_MESSAGE_TOO_DEEP(this.settings.maxDepth), undefined)
+    }
     let parsed: unknown
     try {
       parsed = JSON.parse(text)
@@ -471,7 +442,7 @@ class Session implements DeadlineOwner {
     }
     const envelope = parsed as { type?: unknown, data?: unknown, id?: unknown }
     const id = envelope.id
-    if (id !== undefined && !((typeof id === 'string' && id.length <= MAX_ID_LENGTH) || (typeof id === 'number' && Number.isFinite(id)))) {
+    if (id !== undefined && !isId(id)) {
       return this.refuse(new errors.FST_RT_MESSAGE_NOT_ENVELOPE(`"id" must be a string of at most ${MAX_ID_LENGTH} characters or a finite number`), undefined)
     }
     if (typeof envelope.type !== 'string') {
@@ -484,35 +455,30 @@ class Session implements DeadlineOwner {
       return true
     }
     if (this.settings.rooms !== null && (type === '$join' || type === '$leave')) {
-      return this.roomRequest(type, envelope.data, id)
+      return this.roomRequest(type, envelope.data, id, text.length)
     }
     const entry = this.compiled.client.get(type)
     if (entry === undefined) {
-      return this.refuse(new errors.FST_RT_UNKNOWN_MESSAGE_TYPE(JSON.stringify(type.length > 40 ? `${type.slice(0, 40)}...` : type)), id)
+      return this.refuse(new errors.FST_RT_UNKNOWN_MESSAGE_TYPE(JSON.stringify(cutEcho(type, this.settings.maxEchoLength))), id)
     }
     const data = envelope.data
     if (!entry.check.Check(data)) {
-      return this.refuse(new errors.FST_RT_INVALID_MESSAGE_DATA(JSON.stringify(type)), id, this.validationErrors(entry.check, data))
+      return this.refuse(new errors.FST_RT_INVALID_MESSAGE_DATA(JSON.stringify(type)), id, this.validationErrors(entry.check, data, text.length))
     }
     this.handle(type, entry, data, id)
     return true
   }
 
-  /** The first maxErrors failures of a check that failed: paths and messages only, never values. */
-  private validationErrors (check: TypeCheck<TSchema>, data: unknown): Array<{ path: string, message: string }> {
-    const list: Array<{ path: string, message: string }> = []
-    for (const error of check.Errors(data)) {
-      if (list.length === this.settings.maxErrors) break
-      list.push({ path: error.path === '' ? '/' : error.path, message: error.message })
-    }
-    return list
+  /** The failures of a check that failed, bounded (see listErrors) by the size of the message, `messageLength`. */
+  private validationErrors (check: TypeCheck<TSchema>, data: unknown, messageLength: number): ValidationErrors {
+    return listErrors(check.Errors(data), this.settings.maxErrors, this.settings.maxEchoLength, messageLength)
   }
 
   /** A client's own `$join` or `$leave`: checked, authorized, answered with `<type>:reply`. */
-  private roomRequest (type: '$join' | '$leave', data: unknown, id: Id | undefined): true | Promise<boolean> {
+  private roomRequest (type: '$join' | '$leave', data: unknown, id: Id | undefined, messageLength: number): true | Promise<boolean> {
     const check = type === '$join' ? JoinData : LeaveData
     if (!check.Check(data)) {
-      return this.refuse(new errors.FST_RT_INVALID_MESSAGE_DATA(JSON.stringify(type)), id, this.validationErrors(check, data))
+      return this.refuse(new errors.FST_RT_INVALID_MESSAGE_DATA(JSON.stringify(type)), id, this.validationErrors(check, data, messageLength))
     }
     const request = data as { room: string, epoch?: string, offset?: number, meta?: unknown }
     try {
@@ -538,7 +504,7 @@ class Session implements DeadlineOwner {
     const rooms = this.settings.rooms as ClientRoomsOptions
     try {
       if (await rooms.authorize.call(this.app, request.room, this.context) !== true) {
-        await this.sendError(new errors.FST_RT_JOIN_FORBIDDEN(JSON.stringify(request.room)), id)
+        await this.sendError(new errors.FST_RT_JOIN_FORBIDDEN(JSON.stringify(cutEcho(request.room, this.settings.maxEchoLength))), id)
         return
       }
       const options: JoinOptions = {
@@ -565,13 +531,25 @@ class Session implements DeadlineOwner {
 
   /** Counts `task` as running (reading waits above maxInFlight) until it settles; it is not awaited. */
   private occupy (task: Promise<unknown>): void {
-    this.take()
-    // A task never rejects by design; should one, it is logged, never left to crash the process.
-    task.then(undefined, (error: Error) => { this.request.log.error({ err: error }, 'realtime: message task failed') }).then(() => { this.release() })
+    this.start()
+    // A task never rejects by design; one that does is a failure no rule foresaw, as a throw in accept().
+    task.then(undefined, (error: unknown) => { this.crash(error) }).then(() => { this.release() })
+  }
+
+  /**
+   * A failure no rule foresaw, while handling this connection's messages: logged with the request id,
+   * reported to the error handler, and the connection is closed with 1011. Nothing else is touched.
+   */
+  private crash (error: unknown): void {
+    this.request.log.error({ err: error }, 'realtime: unexpected failure while handling a message; closing the connection with 1011')
+    this.hub.metrics.internalErrors++
+    // close() only throws for a bad code or reason, and these are fixed.
+    void this.connection.close({ code: CloseCode.INTERNAL_ERROR, reason: 'Internal error' })
+    void this.report(error instanceof Error ? error : new Error(String(error)))
   }
 
   /** One more task running; at maxInFlight reading waits, so the peer is held back too. */
-  private take (): void {
+  private start (): void {
     if (++this.inFlight === this.settings.maxInFlight) this.connection.holdMessages(true)
   }
 
@@ -619,7 +597,7 @@ class Session implements DeadlineOwner {
   private awaitResult (type: string, entry: ClientEntry, result: PromiseLike<unknown>, id: Id | undefined): void {
     // Only a request (with an id) has a deadline; an event's handler may take as long as it takes.
     const pending: PendingRequest = { type, id, deadline: id === undefined ? Infinity : Date.now() + this.settings.requestTimeout, timedOut: false }
-    this.take()
+    this.start()
     if (id !== undefined) {
       (this.pending ??= new Set()).add(pending)
       requestClock.schedule(this, pending.deadline)
@@ -627,7 +605,7 @@ class Session implements DeadlineOwner {
     Promise.resolve(result).then(
       async (value) => { await this.settle(pending, entry, value, null) },
       async (error: Error) => { await this.settle(pending, entry, undefined, error) }
-    ).catch((error: Error) => { this.request.log.error({ err: error }, 'realtime: message task failed') })
+    ).catch((error: unknown) => { this.crash(error) })
   }
 
   /** Answers a request whose handler's promise settled (or reports the failure of an event handler). */
@@ -702,13 +680,24 @@ class Session implements DeadlineOwner {
   }
 
   private async failed (type: string, error: Error, id: Id | undefined): Promise<void> {
-    if (error instanceof MessageError) {
-      await this.write(errorEnvelope(error, id))
+    const envelope = error instanceof MessageError ? this.messageErrorEnvelope(type, error, id) : null
+    if (envelope !== null) {
+      await this.write(envelope)
     } else {
       this.request.log.error({ err: error, messageType: type }, 'realtime: message handler failed')
       await this.sendError(new errors.FST_RT_HANDLER_FAILED(JSON.stringify(type)), id)
     }
     await this.report(error)
+  }
+
+  /** A MessageError's envelope, or null (logged) when its details have no JSON form: the client then gets FST_RT_HANDLER_FAILED. */
+  private messageErrorEnvelope (type: string, error: MessageError, id: Id | undefined): string | null {
+    try {
+      return errorEnvelope(error, id)
+    } catch (failure) {
+      this.request.log.error({ err: failure, messageType: type, code: error.code }, 'realtime: a MessageError could not be sent: its details are not JSON')
+      return null
+    }
   }
 
   private async failedLate (type: string, error: Error): Promise<void> {
@@ -733,8 +722,7 @@ class Session implements DeadlineOwner {
       await this.write(errorEnvelope(error, id, list))
       return true
     }
-    const reason = error.message.length > 120 ? `${error.message.slice(0, 117)}...` : error.message
-    await this.connection.close({ code: this.settings.onInvalid, reason })
+    await this.connection.close({ code: this.settings.onInvalid, reason: closeReason(error.message) })
     return false
   }
 
