@@ -83,6 +83,8 @@ t.test('maxDepth counts levels of data, brackets inside strings do not count, an
   t.same(await json(c), { type: 'deep:reply', data: [[[1]]], id: 1 }, 'three levels pass')
   c.ws.send(`{"type":"deep","data":{"a":"[[[[[[\\"{{{{"},"id":2}`)
   t.same(await json(c), { type: 'deep:reply', data: { a: '[[[[[["{{{{' }, id: 2 }, 'brackets and escaped quotes in strings do not count')
+  c.ws.send(`{"type":"deep","data":"an unterminated string [[[[[[`)
+  t.match(await json(c), { type: 'error', data: { code: 'FST_RT_MESSAGE_NOT_JSON' } }, 'text that is not JSON is left to JSON.parse')
   c.ws.send(`{"type":"deep","data":[{"a":[{}]}],"id":3}`)
   t.match(await json(c), { type: 'error', data: { code: 'FST_RT_MESSAGE_TOO_DEEP', message: /more than 3 levels/ } }, 'four levels are refused')
   const strict = await app(t, { maxDepth: 3, onInvalid: 1007 })

@@ -4,6 +4,7 @@ import type { WSMessage } from '../connection/messages.js'
 import { errors } from '../errors.js'
 import { optionalInteger } from '../options.js'
 import { LIFECYCLE, type CompiledClientType, type CompiledContract } from './compile.js'
+import type { ClientCheck } from './client-check.js'
 import { compiledFor, describeErrors, serializeOutgoing } from './outgoing.js'
 import type { ClientData, ClientType, Contract, HandlerResult, ServerData, ServerType } from './contract.js'
 import { MessageError } from './message-error.js'
@@ -11,15 +12,15 @@ import { closeReason, cutEcho, errorEnvelope, listErrors, type ValidationErrors 
 import { nestsDeeperThan } from './json-depth.js'
 import { isId, MAX_ID_LENGTH, type Id } from './request-id.js'
 import { authenticate, type AuthOptions } from './auth.js'
-
-export type { AuthOptions } from './auth.js'
-import { Type, type TSchema } from '@sinclair/typebox'
-import { TypeCompiler, type TypeCheck } from '@sinclair/typebox/compiler'
+import { Type } from '@sinclair/typebox'
+import { TypeCompiler } from '@sinclair/typebox/compiler'
 import type { HistoryPage, HistoryQuery, PresenceEntry } from '../hub/broker.js'
 import { Hub, Member, type JoinOptions, type JoinResult } from '../hub/hub.js'
 import { kHub } from '../symbols.js'
 import { CloseCode } from '../close-codes.js'
 import { DeadlineClock, type DeadlineOwner } from '../connection/timers.js'
+
+export type { AuthOptions } from './auth.js'
 
 /** Rooms clients join and leave themselves, with `$join` and `$leave` messages. */
 export interface ClientRoomsOptions<C extends Contract = Contract> {
@@ -470,7 +471,7 @@ class Session implements DeadlineOwner {
   }
 
   /** The failures of a check that failed, bounded (see listErrors) by the size of the message, `messageLength`. */
-  private validationErrors (check: TypeCheck<TSchema>, data: unknown, messageLength: number): ValidationErrors {
+  private validationErrors (check: ClientCheck, data: unknown, messageLength: number): ValidationErrors {
     return listErrors(check.Errors(data), this.settings.maxErrors, this.settings.maxEchoLength, messageLength)
   }
 
