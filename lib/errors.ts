@@ -49,7 +49,7 @@ export const errors = {
   FST_RT_UNKNOWN_MESSAGE_TYPE: createError('FST_RT_UNKNOWN_MESSAGE_TYPE', 'Unknown message type %s'),
   FST_RT_INVALID_MESSAGE_DATA: createError('FST_RT_INVALID_MESSAGE_DATA', 'Invalid data for message type %s'),
   FST_RT_BINARY_NOT_ACCEPTED: createError('FST_RT_BINARY_NOT_ACCEPTED', 'This route does not accept binary messages'),
-  FST_RT_RATE_LIMITED: createError('FST_RT_RATE_LIMITED', 'Too many messages: at most %s per second (bursts of %s); this one was dropped'),
+  FST_RT_RATE_LIMITED: createError('FST_RT_RATE_LIMITED', 'Over the rate limit of %s per second (bursts of %s): this message was dropped'),
   FST_RT_HANDLER_FAILED: createError('FST_RT_HANDLER_FAILED', 'Internal error while handling message type %s'),
   FST_RT_REQUEST_TIMEOUT: createError('FST_RT_REQUEST_TIMEOUT', 'The request of type %s was not answered within %s ms'),
 

@@ -39,7 +39,7 @@ export type {
 export { contractHandler } from './messages/router.js'
 export type { ContractOptions, MessageContext, MessageHandler, MessageHandlers, RequestContext } from './messages/router.js'
 export { MessageError } from './messages/message-error.js'
-export type { AuthOptions, ClientRoomsOptions, RoomsApi } from './messages/router.js'
+export type { AuthOptions, ClientRoomsOptions, RateLimitOptions, RoomsApi } from './messages/router.js'
 export { MemoryBroker } from './hub/memory.js'
 export type { MemoryBrokerOptions } from './hub/memory.js'
 export { roomEnvelope, defaultHistoryLimits } from './hub/broker.js'

@@ -12,6 +12,7 @@ import { closeReason, cutEcho, errorEnvelope, listErrors, type ValidationErrors 
 import { nestsDeeperThan } from './json-depth.js'
 import { isId, MAX_ID_LENGTH, type Id } from './request-id.js'
 import { authenticate, type AuthOptions } from './auth.js'
+import { RateLimiter, rateLimitSettings, type RateLimitOptions, type RateLimitSettings } from './rate-limit.js'
 import { Type } from '@sinclair/typebox'
 import { TypeCompiler } from '@sinclair/typebox/compiler'
 import type { HistoryPage, HistoryQuery, PresenceEntry } from '../hub/broker.js'
@@ -21,6 +22,7 @@ import { CloseCode } from '../close-codes.js'
 import { DeadlineClock, type DeadlineOwner } from '../connection/timers.js'
 
 export type { AuthOptions } from './auth.js'
+export type { RateLimitOptions } from './rate-limit.js'
 
 /** Rooms clients join and leave themselves, with `$join` and `$leave` messages. */
 export interface ClientRoomsOptions<C extends Contract = Contract> {
@@ -35,11 +37,12 @@ export interface ContractOptions<C extends Contract = Contract> {
   /** Authenticate with the first message; until then nothing the client sends is dispatched. */
   auth?: AuthOptions
   /**
-   * Messages per connection: a token bucket of `burst` refilled at `perSecond`. A message over it gets
+   * Messages per connection, counted and in bytes: token buckets of `burst` messages refilled at
+   * `perSecond`, and of `bytesBurst` bytes refilled at `bytesPerSecond`. A message over either gets
    * FST_RT_RATE_LIMITED and is dropped; a client that keeps going for another burst is closed with 1008.
-   * @default { perSecond: 100, burst: 200 }
+   * @default { perSecond: 100, burst: 200, bytesPerSecond: 1048576, bytesBurst: 4194304 }
    */
-  rateLimit?: { perSecond: number, burst: number } | false
+  rateLimit?: RateLimitOptions | false
   /** Let clients join rooms with `$join` (and leave with `$leave`), each join checked by `authorize`. */
   rooms?: ClientRoomsOptions<C>
   /** The user behind a connection (for presence and `toUser`); null for anonymous. @default () => null */
@@ -123,7 +126,7 @@ export type MessageHandlers<C extends Contract> = { [K in ClientType<C>]: Messag
 type AnyHandler = (this: FastifyInstance, ...args: unknown[]) => unknown
 
 interface Settings {
-  readonly rateLimit: { perSecond: number, burst: number } | null
+  readonly rateLimit: RateLimitSettings | null
   readonly auth: Required<AuthOptions> | null
   readonly rooms: ClientRoomsOptions | null
   readonly userId: ((request: FastifyRequest) => string | null | Promise<string | null>) | null
@@ -177,12 +180,8 @@ function settingsOf (options: ContractOptions): Settings {
   if (options.validateOutgoing !== undefined && typeof options.validateOutgoing !== 'boolean') {
     throw new errors.FST_RT_INVALID_OPTION('"validateOutgoing"', `expected a boolean, got ${String(options.validateOutgoing)}`)
   }
-  const rate = options.rateLimit ?? { perSecond: 100, burst: 200 }
-  if (rate !== false && (typeof rate !== 'object' || rate === null)) {
-    throw new errors.FST_RT_INVALID_OPTION('"rateLimit"', 'expected { perSecond, burst } or false')
-  }
   return {
-    rateLimit: rate === false ? null : { perSecond: positive('rateLimit.perSecond', rate.perSecond, 100), burst: positive('rateLimit.burst', rate.burst, 200) },
+    rateLimit: rateLimitSettings(options.rateLimit),
     auth: auth === null ? null : { verify: auth.verify, timeoutMs: positive('auth.timeoutMs', auth.timeoutMs, 10_000) },
     rooms,
     userId: options.userId ?? null,
@@ -305,9 +304,7 @@ class Session implements DeadlineOwner {
   private inFlight = 0
   /** Requests awaiting their handler's promise, in the order they started. */
   private pending: Set<PendingRequest> | null = null
-  private tokens: number
-  private refilledAt = Date.now()
-  private strikes = 0
+  private readonly limiter: RateLimiter | null
   /** The last of this connection's $join and $leave requests, which run in order. */
   private roomRequests: Promise<void> | null = null
   /** The reason in the peer's close frame, for the close handler. */
@@ -325,7 +322,7 @@ class Session implements DeadlineOwner {
     readonly member: Member
   ) {
     this.context = { connection, request, userId: member.userId, send: (type, data) => this.send(type, data), rooms: new SessionRooms(this) }
-    this.tokens = settings.rateLimit?.burst ?? 0
+    this.limiter = settings.rateLimit === null ? null : new RateLimiter(settings.rateLimit)
     // A handler only runs for a matched route, so its URL is always known.
     this.routeUrl = request.routeOptions.url as string
   }
@@ -381,13 +378,7 @@ class Session implements DeadlineOwner {
 
   private take (message: WSMessage): void {
     if (message.type === 'text' || message.type === 'binary') {
-      if (!this.admit()) {
-        // Closing starts at once: the connection takes no more messages, queued ones are dropped.
-        if (this.strikes > (this.settings.rateLimit as { burst: number }).burst) {
-          void this.connection.close({ code: CloseCode.POLICY_VIOLATION, reason: 'Rate limit exceeded' })
-        }
-        return
-      }
+      if (this.limiter !== null && !this.admit(this.limiter, message.type === 'text' ? Buffer.byteLength(message.data) : message.data.length)) return
       if (message.type === 'text') {
         const outcome = this.dispatchText(message.data)
         if (outcome !== true) this.occupy(outcome)
@@ -404,22 +395,14 @@ class Session implements DeadlineOwner {
     }
   }
 
-  /** Takes a token for one message; without one, the message is answered FST_RT_RATE_LIMITED and dropped. */
-  private admit (): boolean {
-    const rate = this.settings.rateLimit
-    if (rate === null) return true
-    const now = Date.now()
-    this.tokens = Math.min(rate.burst, this.tokens + (now - this.refilledAt) * rate.perSecond / 1000)
-    this.refilledAt = now
-    if (this.tokens >= 1) {
-      this.tokens -= 1
-      this.strikes = 0
-      return true
-    }
-    this.strikes++
+  /** Lets a message of `size` bytes through the rate limit, or answers FST_RT_RATE_LIMITED and drops it. */
+  private admit (limiter: RateLimiter, size: number): boolean {
+    if (limiter.admit(size)) return true
     this.hub.metrics.rateLimitHits++
     // One envelope per burst of refusals: answering each would let a flood amplify itself.
-    if (this.strikes === 1) this.writeNow(errorEnvelope(new errors.FST_RT_RATE_LIMITED(rate.perSecond, rate.burst), undefined))
+    if (limiter.strikes === 1) this.writeNow(errorEnvelope(limiter.refusal(), undefined))
+    // Closing starts at once: the connection takes no more messages, queued ones are dropped.
+    if (limiter.flooding) void this.connection.close({ code: CloseCode.POLICY_VIOLATION, reason: 'Rate limit exceeded' })
     return false
   }
 
