@@ -117,7 +117,7 @@ declare module 'fastify' {
 // Keys Fastify itself reads from register() options; they are not ours to check.
 const REGISTER_KEYS = new Set(['prefix', 'logLevel', 'logSerializers'])
 // Keys of the plugin itself (rooms, metrics), checked here rather than as route options.
-const PLUGIN_KEYS = new Set(['broker', 'history', 'maxRoomNameLength', 'slowConsumerBytes', 'metricsRoute'])
+const PLUGIN_KEYS = new Set(['broker', 'history', 'metricsRoute', ...Object.keys(defaultHubSettings)])
 
 /** Options of the plugin beyond the route defaults: where rooms live and their bounds. */
 export interface RealtimeHubOptions {
@@ -129,6 +129,10 @@ export interface RealtimeHubOptions {
   maxRoomNameLength?: number
   /** Unsent bytes above which a room member is closed with 4008 (slow consumer). @default 1048576 */
   slowConsumerBytes?: number
+  /** Rooms one connection may be in at once (its route's and user's internal rooms do not count); one more join is refused with FST_RT_TOO_MANY_ROOMS. @default 100 */
+  maxRoomsPerConnection?: number
+  /** Rooms with members on this instance at once; a join that would open one more is refused with FST_RT_TOO_MANY_ROOMS. @default 100000 */
+  maxRooms?: number
   /** Open connections in all; more handshakes get 503. @default 10000 */
   maxConnections?: number
   /** Open connections per client address (`request.ip`, so trustProxy-aware); more get 429. @default 100 */
@@ -142,8 +146,9 @@ export interface RealtimeHubOptions {
 }
 
 function hubSettings (options: Record<string, unknown>): HubSettings {
-  const size = (name: keyof HubSettings): number => optionalInteger(name, options[name], 1, Number.MAX_SAFE_INTEGER, defaultHubSettings[name])
-  return { maxRoomNameLength: size('maxRoomNameLength'), slowConsumerBytes: size('slowConsumerBytes') }
+  // Every hub setting is a positive integer.
+  const names = Object.keys(defaultHubSettings) as Array<keyof HubSettings>
+  return Object.fromEntries(names.map((name) => [name, optionalInteger(name, options[name], 1, Number.MAX_SAFE_INTEGER, defaultHubSettings[name])])) as unknown as HubSettings
 }
 
 function brokerOf (options: Record<string, unknown>): Broker {

@@ -487,6 +487,8 @@ class Session implements DeadlineOwner {
   private async clientJoin (request: { room: string, epoch?: string, offset?: number, meta?: unknown }, id: Id | undefined): Promise<void> {
     const rooms = this.settings.rooms as ClientRoomsOptions
     try {
+      // Before authorize, which may be costly: a join over the bounds is refused either way.
+      this.hub.checkCapacity(this.member, request.room)
       if (await rooms.authorize.call(this.app, request.room, this.context) !== true) {
         await this.sendError(new errors.FST_RT_JOIN_FORBIDDEN(JSON.stringify(cutEcho(request.room, this.settings.maxEchoLength))), id)
         return
@@ -500,7 +502,11 @@ class Session implements DeadlineOwner {
       if (request.epoch !== undefined) options.recover = { epoch: request.epoch, offset: request.offset as number }
       await this.hub.join(this.member, request.room, options)
     } catch (error) {
-      await this.failed('$join', error as Error, id)
+      const code = (error as { code?: unknown }).code
+      // The client left meanwhile: nobody to tell, and its join left nothing behind (see Hub.join).
+      if (code === 'FST_RT_CONNECTION_CLOSED') return
+      if (code === 'FST_RT_TOO_MANY_ROOMS') await this.sendError(error as Error & { code: string }, id)
+      else await this.failed('$join', error as Error, id)
     }
   }
 
