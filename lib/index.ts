@@ -28,7 +28,7 @@ import { defaultHubSettings, Hub, type HubSettings } from './hub/hub.js'
 import { createDecorator, type RealtimeDecorator } from './hub/decorator.js'
 
 export { RealtimeConnection } from './connection/connection.js'
-export type { BinaryData, CloseOptions, IteratedMessage, ReceiveOptions, SendOptions } from './connection/connection.js'
+export type { BinaryData, CloseOptions, IteratedMessage, ReceiveJsonOptions, ReceiveOptions, SendOptions } from './connection/connection.js'
 export type { WSMessage, WSMessageType } from './connection/messages.js'
 export { CloseCode, RECONNECT_RANGE, TERMINAL_RANGE, shouldReconnect } from './close-codes.js'
 export { errors } from './errors.js'

@@ -240,3 +240,26 @@ t.test('a client that leaves while its $auth token is checked leaves nothing beh
   await ended.promise
   t.same(lines.filter((line) => (JSON.parse(line) as { level: number }).level >= 50), [], 'no error logged')
 })
+
+t.test('receiveJson() refuses text nested deeper than maxDepth (64) before parsing it, with FST_RT_INVALID_JSON; the connection stays usable', async (t) => {
+  const outcomes: unknown[] = []
+  const { url } = await build(t, (app) => {
+    app.get('/', { realtime: true }, async (conn) => {
+      for (const options of [undefined, undefined, { maxDepth: 2 }, { maxDepth: 2 }]) {
+        outcomes.push(await conn.receiveJson(options).catch((error: Error & { code: string }) => `${error.code}: ${error.message}`))
+      }
+      await conn.sendJson(outcomes)
+    })
+  })
+  const c = await client(t, url)
+  c.ws.send(nested(4 * 1024 * 1024 / 2 - 8))
+  c.ws.send(nested(64))
+  c.ws.send('{"a":[1]}')
+  c.ws.send('{"a":[{}]}')
+  t.same(JSON.parse(await c.text()), [
+    'FST_RT_INVALID_JSON: Received text is not valid JSON: arrays and objects nested more than 64 levels deep',
+    JSON.parse(nested(64)),
+    { a: [1] },
+    'FST_RT_INVALID_JSON: Received text is not valid JSON: arrays and objects nested more than 2 levels deep'
+  ])
+})

@@ -25,12 +25,15 @@ function fault (event: 'uncaughtException' | 'unhandledRejection', error: unknow
   test.fail(`the process saw an ${event}: nothing a test does may raise one`, { diagnostic: true, error: describe(error) })
 }
 
-process.on('uncaughtException', (error) => { fault('uncaughtException', error) })
-process.on('unhandledRejection', (reason) => { fault('unhandledRejection', reason) })
-t.beforeEach((test) => { running.push(test) })
-t.afterEach((test) => { running.splice(running.lastIndexOf(test), 1) })
-process.on('exit', () => {
-  if (betweenTests.length === 0) return
-  process.stderr.write(`process faults outside any test:\n${betweenTests.join('\n')}\n`)
-  process.exitCode = 1
-})
+// Only in a test process: a benchmark that imports a test module (bench/fuzz.ts) counts faults itself.
+if (process.env.TAP === '1') {
+  process.on('uncaughtException', (error) => { fault('uncaughtException', error) })
+  process.on('unhandledRejection', (reason) => { fault('unhandledRejection', reason) })
+  t.beforeEach((test) => { running.push(test) })
+  t.afterEach((test) => { running.splice(running.lastIndexOf(test), 1) })
+  process.on('exit', () => {
+    if (betweenTests.length === 0) return
+    process.stderr.write(`process faults outside any test:\n${betweenTests.join('\n')}\n`)
+    process.exitCode = 1
+  })
+}
