@@ -9,6 +9,9 @@ import { build, client, deferred, type Client } from './helpers.js'
 // TypeBox kind with a bug), raised while a client's message is handled.
 FormatRegistry.Set('hostile-input-test-throws', (value) => {
   if (value === 'boom') throw new Error('a format check with a bug')
+  // Not every throw is an Error.
+  // eslint-disable-next-line @typescript-eslint/only-throw-error
+  if (value === 'thrown string') throw 'a string thrown by a format check'
   return true
 })
 
@@ -147,6 +150,22 @@ t.test('an unexpected failure while a message is handled closes that connection 
   bystander.ws.send(JSON.stringify({ type: 'ask', data: { text: 'bystander' }, id: 'b' }))
   t.same(await json(bystander), { type: 'ask:reply', data: 'bystander', id: 'b' }, 'a connection open all along is served')
   await othersServed(t, `${url}/other`)
+})
+
+t.test('a thrown value that is not an Error closes the connection with 1011 too, and reaches the error handler as an Error', async (t) => {
+  const reported = deferred<unknown>()
+  const { url } = await build(t, (app) => {
+    app.get('/', { realtime: true }, contractHandler(contract, {
+      say () {}, ask: ({ text }) => text, wait: () => 'x', odd: (text) => text, strict () {}, deep: (data) => data, tags () {},
+      error (_ctx, error) { reported.resolve(error) }
+    }))
+  })
+  const c = await client(t, url)
+  c.ws.send(JSON.stringify({ type: 'odd', data: 'thrown string' }))
+  t.same(await c.closed, { code: 1011, reason: 'Internal error' })
+  const error = await reported.promise
+  t.ok(error instanceof Error && error.message === 'a string thrown by a format check')
+  await othersServed(t, url)
 })
 
 t.test('a message queued behind maxInFlight that fails unexpectedly closes the connection with 1011 instead of stalling it', async (t) => {
