@@ -7,7 +7,7 @@
  * listens for both events: the innermost running test fails with the error, and one that fires
  * between tests fails the whole file through its exit code.
  */
-import t, { type Test } from 'tap'
+import type { Test } from 'tap'
 
 const running: Test[] = []
 const betweenTests: string[] = []
@@ -25,8 +25,10 @@ function fault (event: 'uncaughtException' | 'unhandledRejection', error: unknow
   test.fail(`the process saw an ${event}: nothing a test does may raise one`, { diagnostic: true, error: describe(error) })
 }
 
-// Only in a test process: a benchmark that imports a test module (bench/fuzz.ts) counts faults itself.
+// Only in a test process: a benchmark that imports a test module (bench/fuzz.ts) counts faults
+// itself, and must not load tap at all (its root test would end the process after 30 s).
 if (process.env.TAP === '1') {
+  const { default: t } = await import('tap')
   process.on('uncaughtException', (error) => { fault('uncaughtException', error) })
   process.on('unhandledRejection', (reason) => { fault('unhandledRejection', reason) })
   t.beforeEach((test) => { running.push(test) })
