@@ -175,3 +175,25 @@ t.test('schemas the contract could not check completely are refused at registrat
   contractHandler(defineContract({ client: { go: record }, server: {} }), { go () {} })
   t.equal(JSON.stringify(record), before)
 })
+
+t.test('a recursive contract type: data thousands of levels deep, valid or not, is refused as too deep; within maxDepth it is checked and listed; the server goes on', async (t) => {
+  const contract = defineContract({
+    client: { tree: { data: Type.Recursive((Self) => Type.Object({ name: Type.String(), children: Type.Array(Self) })), reply: Type.Null() } },
+    server: {}
+  })
+  const { url } = await build(t, (app) => {
+    // Long enough to see a whole path 30 levels deep.
+    app.get('/', { realtime: true }, contractHandler(contract, { tree: () => null }, { maxEchoLength: 400 }))
+  })
+  const c = await client(t, url)
+  const tree = (depth: number, leafName: string): string => `${'{"name":"n","children":['.repeat(depth)}{"name":${leafName},"children":[]}${']}'.repeat(depth)}`
+  // Valid at 3000 levels (the compiled check recursed past the stack), invalid at 600 (so did the error listing).
+  for (const [depth, leaf, id] of [[3000, '"leaf"', 1], [600, '1', 2]] as const) {
+    c.ws.send(`{"type":"tree","data":${tree(depth, leaf)},"id":${id}}`)
+    t.match(JSON.parse(await c.text()), { type: 'error', data: { code: 'FST_RT_MESSAGE_TOO_DEEP' } }, `${depth} levels`)
+  }
+  c.ws.send(`{"type":"tree","data":${tree(30, '1')},"id":3}`)
+  t.match(JSON.parse(await c.text()), { type: 'error', id: 3, data: { code: 'FST_RT_INVALID_MESSAGE_DATA', errors: [{ path: `${'/children/0'.repeat(30)}/name`, message: 'Expected string' }] } })
+  c.ws.send(`{"type":"tree","data":${tree(30, '"leaf"')},"id":4}`)
+  t.same(JSON.parse(await c.text()), { type: 'tree:reply', data: null, id: 4 })
+})
