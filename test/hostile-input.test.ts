@@ -288,3 +288,35 @@ t.test('receiveJson() refuses text nested deeper than maxDepth (64) before parsi
     'FST_RT_INVALID_JSON: Received text is not valid JSON: arrays and objects nested more than 2 levels deep'
   ])
 })
+
+t.test('a request still queued when its connection ends is dispatched, and no request deadline holds the session after the end', async (t) => {
+  const gate = deferred()
+  const ended = deferred()
+  const answered = deferred<string>()
+  const { url } = await build(t, (app) => {
+    app.get('/', { realtime: true }, contractHandler(contract, {
+      say () {},
+      async ask ({ text }) {
+        // Longer than requestTimeout: had a deadline been set for this session after its end, it fires first.
+        await new Promise((resolve) => setTimeout(resolve, 30))
+        answered.resolve(text)
+        return text
+      },
+      async wait () { await gate.promise; return 'released' },
+      odd: (text) => text,
+      strict () {},
+      deep: (data) => data,
+      tags () {},
+      close () { ended.resolve() }
+    }, { maxInFlight: 1, requestTimeout: 5 }))
+  })
+  const c = await client(t, url)
+  // An event (no deadline of its own) holds the only slot; the request waits behind it.
+  c.ws.send(JSON.stringify({ type: 'wait', data: null }))
+  c.ws.send(JSON.stringify({ type: 'ask', data: { text: 'sent before the close' }, id: 'late' }))
+  c.ws.close()
+  await c.closed
+  await ended.promise
+  gate.resolve()
+  t.equal(await answered.promise, 'sent before the close', 'what the client sent before it closed is still handled')
+})

@@ -300,11 +300,26 @@ class SessionRooms implements RoomsApi<Contract> {
   }
 }
 
-class Session implements DeadlineOwner {
+/**
+ * The request clock's hold on a session. The clock keeps a cancelled entry until its time comes
+ * (up to requestTimeout), so it holds this small object, and the session is let go when its
+ * connection ends.
+ */
+class RequestDeadlines implements DeadlineOwner {
+  constructor (public session: Session | null) {}
+
+  onDeadline (now: number): number {
+    // A cancelled owner is never called: the session is still there.
+    return (this.session as Session).onDeadline(now)
+  }
+}
+
+class Session {
   private inFlight = 0
   /** Requests awaiting their handler's promise, in the order they started. */
   private pending: Set<PendingRequest> | null = null
   private readonly limiter: RateLimiter | null
+  private readonly deadlines = new RequestDeadlines(this)
   /** The last of this connection's $join and $leave requests, which run in order. */
   private roomRequests: Promise<void> | null = null
   /** The reason in the peer's close frame, for the close handler. */
@@ -359,7 +374,8 @@ class Session implements DeadlineOwner {
     // message, and a read that brings several frames dispatches them all in its own turn.
     connection.attach(this)
     await connection.whenClosed()
-    requestClock.cancel(this)
+    requestClock.cancel(this.deadlines)
+    this.deadlines.session = null
     if (handlers.close !== undefined) await this.guard('close', () => handlers.close?.call(this.app, context, this.connection.closeCode, this.closeReason))
   }
 
@@ -588,9 +604,10 @@ class Session implements DeadlineOwner {
     // Only a request (with an id) has a deadline; an event's handler may take as long as it takes.
     const pending: PendingRequest = { type, id, deadline: id === undefined ? Infinity : Date.now() + this.settings.requestTimeout, timedOut: false }
     this.start()
-    if (id !== undefined) {
+    // A request dispatched after its connection ended (it waited behind maxInFlight) has nobody to time out for.
+    if (id !== undefined && this.deadlines.session !== null) {
       (this.pending ??= new Set()).add(pending)
-      requestClock.schedule(this, pending.deadline)
+      requestClock.schedule(this.deadlines, pending.deadline)
     }
     Promise.resolve(result).then(
       async (value) => { await this.settle(pending, entry, value, null) },
