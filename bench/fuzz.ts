@@ -88,6 +88,8 @@ async function envelopes (): Promise<void> {
       redisUrl,
       concurrency: 32,
       maxDurationMs: minutes * 60_000,
+      // Past closeTimeout (10 s) and the fuzz routes' request and auth timeouts: every timer has run.
+      idleMs: 15_000,
       onProgress ({ messages: sent, connections, elapsedMs, failures }) {
         console.log(`${sent} messages on ${connections} connections, ${(elapsedMs / 1000).toFixed(0)} s, ${Math.round(sent / (elapsedMs / 1000))} messages/s, failures ${failures}`)
       }
@@ -99,6 +101,7 @@ async function envelopes (): Promise<void> {
     console.log(`  crashes: ${summary.crashed === null ? 0 : 1} (server process), uncaught exceptions and unhandled rejections in the server: ${end?.faults ?? 'unknown'}, 1011 closes: ${end?.internalErrors ?? 'unknown'}, schema violations in handlers: ${end?.violations ?? 'unknown'}`)
     if (end !== null) {
       console.log(`  server after a forced GC: rss ${mib(summary.start.rss)} → ${mib(end.rss)}, heap ${mib(summary.start.heapUsed)} → ${mib(end.heapUsed)}; CPU ${((end.cpuMicros - summary.start.cpuMicros) / 1e6).toFixed(1)} s (${Math.round((end.cpuMicros - summary.start.cpuMicros) / summary.messages)} µs per message)`)
+      if (summary.idle !== null) console.log(`  server 15 s later, after a forced GC: rss ${mib(summary.idle.rss)}, heap ${mib(summary.idle.heapUsed)}`)
       console.log(`  server endings ${JSON.stringify(end.endings)}`)
       console.log(`  server error logs ${JSON.stringify(end.errorLogs)}`)
     }

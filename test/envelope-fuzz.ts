@@ -361,6 +361,8 @@ export interface EnvelopeFuzzOptions {
   boundMs?: number
   /** Stop early past this many ms (the summary says how far it got). */
   maxDurationMs?: number
+  /** After the run, wait this long and measure the server again: what timers still held is let go by then. @default 0 */
+  idleMs?: number
   onProgress?: (progress: { messages: number, connections: number, elapsedMs: number, failures: number }) => void
 }
 
@@ -378,6 +380,8 @@ export interface EnvelopeFuzzSummary {
   /** The server process: its own report at the end (after a forced GC), and at the start. */
   start: ServerReport
   end: ServerReport | null
+  /** The server's report `idleMs` after the end (after a forced GC), when asked for. */
+  idle: ServerReport | null
   /** The server process ended on its own (a crash), or null. */
   crashed: { code: number | null, signal: string | null } | null
 }
@@ -390,7 +394,7 @@ export async function runEnvelopeFuzz (options: EnvelopeFuzzOptions): Promise<En
   const brokers = Object.keys(server.ports)
   const start = await server.report(true)
   const summary: EnvelopeFuzzSummary = {
-    seed: options.seed, messages: 0, connections: 0, durationMs: 0, brokers, failures: [], closes: {}, replies: {}, start, end: null, crashed: null
+    seed: options.seed, messages: 0, connections: 0, durationMs: 0, brokers, failures: [], closes: {}, replies: {}, start, end: null, idle: null, crashed: null
   }
   let next = 0
   let lastProgress = Date.now()
@@ -424,6 +428,10 @@ export async function runEnvelopeFuzz (options: EnvelopeFuzzOptions): Promise<En
       end = await server.report(true)
     }
     summary.end = end
+    if (options.idleMs !== undefined && options.idleMs > 0) {
+      await new Promise((resolve) => setTimeout(resolve, options.idleMs))
+      summary.idle = await server.report(true)
+    }
   } catch (error) {
     summary.failures.push({ connection: -1, route: '', broker: '', why: `the server could not report: ${(error as Error).message}` })
   } finally {
