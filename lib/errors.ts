@@ -45,17 +45,19 @@ export const errors = {
 
   // ---- message contracts: sent to the client as { type: 'error', data: { code, message, errors } } ----
   FST_RT_MESSAGE_NOT_JSON: createError('FST_RT_MESSAGE_NOT_JSON', 'The message is not valid JSON'),
+  FST_RT_MESSAGE_TOO_DEEP: createError('FST_RT_MESSAGE_TOO_DEEP', 'The message nests objects and arrays more than %s levels deep in its data'),
   FST_RT_MESSAGE_NOT_ENVELOPE: createError('FST_RT_MESSAGE_NOT_ENVELOPE', 'A message must be a JSON object { "type": string, "data": ..., "id"?: string | number }: %s'),
   FST_RT_UNKNOWN_MESSAGE_TYPE: createError('FST_RT_UNKNOWN_MESSAGE_TYPE', 'Unknown message type %s'),
   FST_RT_INVALID_MESSAGE_DATA: createError('FST_RT_INVALID_MESSAGE_DATA', 'Invalid data for message type %s'),
   FST_RT_BINARY_NOT_ACCEPTED: createError('FST_RT_BINARY_NOT_ACCEPTED', 'This route does not accept binary messages'),
-  FST_RT_RATE_LIMITED: createError('FST_RT_RATE_LIMITED', 'Too many messages: at most %s per second (bursts of %s); this one was dropped'),
+  FST_RT_RATE_LIMITED: createError('FST_RT_RATE_LIMITED', 'Over the rate limit of %s per second (bursts of %s): this message was dropped'),
   FST_RT_HANDLER_FAILED: createError('FST_RT_HANDLER_FAILED', 'Internal error while handling message type %s'),
   FST_RT_REQUEST_TIMEOUT: createError('FST_RT_REQUEST_TIMEOUT', 'The request of type %s was not answered within %s ms'),
 
   // ---- rooms: sent as error envelopes (client joins) or thrown to server code ----
   FST_RT_INVALID_ROOM: createError('FST_RT_INVALID_ROOM', 'Invalid room name: %s', 400, TypeError),
   FST_RT_JOIN_FORBIDDEN: createError('FST_RT_JOIN_FORBIDDEN', 'Joining room %s is not allowed', 403),
+  FST_RT_TOO_MANY_ROOMS: createError('FST_RT_TOO_MANY_ROOMS', 'Cannot join one more room: %s'),
 
   // ---- message contracts: thrown to the server code that sends ----
   FST_RT_UNKNOWN_OUTGOING_TYPE: createError('FST_RT_UNKNOWN_OUTGOING_TYPE', 'The contract has no server message type %s', 500, TypeError),

@@ -28,7 +28,7 @@ import { defaultHubSettings, Hub, type HubSettings } from './hub/hub.js'
 import { createDecorator, type RealtimeDecorator } from './hub/decorator.js'
 
 export { RealtimeConnection } from './connection/connection.js'
-export type { BinaryData, CloseOptions, IteratedMessage, ReceiveOptions, SendOptions } from './connection/connection.js'
+export type { BinaryData, CloseOptions, IteratedMessage, ReceiveJsonOptions, ReceiveOptions, SendOptions } from './connection/connection.js'
 export type { WSMessage, WSMessageType } from './connection/messages.js'
 export { CloseCode, RECONNECT_RANGE, TERMINAL_RANGE, shouldReconnect } from './close-codes.js'
 export { errors } from './errors.js'
@@ -39,7 +39,7 @@ export type {
 export { contractHandler } from './messages/router.js'
 export type { ContractOptions, MessageContext, MessageHandler, MessageHandlers, RequestContext } from './messages/router.js'
 export { MessageError } from './messages/message-error.js'
-export type { AuthOptions, ClientRoomsOptions, RoomsApi } from './messages/router.js'
+export type { AuthOptions, ClientRoomsOptions, RateLimitOptions, RoomsApi } from './messages/router.js'
 export { MemoryBroker } from './hub/memory.js'
 export type { MemoryBrokerOptions } from './hub/memory.js'
 export { roomEnvelope, defaultHistoryLimits } from './hub/broker.js'
@@ -117,7 +117,7 @@ declare module 'fastify' {
 // Keys Fastify itself reads from register() options; they are not ours to check.
 const REGISTER_KEYS = new Set(['prefix', 'logLevel', 'logSerializers'])
 // Keys of the plugin itself (rooms, metrics), checked here rather than as route options.
-const PLUGIN_KEYS = new Set(['broker', 'history', 'maxRoomNameLength', 'slowConsumerBytes', 'metricsRoute'])
+const PLUGIN_KEYS = new Set(['broker', 'history', 'metricsRoute', ...Object.keys(defaultHubSettings)])
 
 /** Options of the plugin beyond the route defaults: where rooms live and their bounds. */
 export interface RealtimeHubOptions {
@@ -129,6 +129,10 @@ export interface RealtimeHubOptions {
   maxRoomNameLength?: number
   /** Unsent bytes above which a room member is closed with 4008 (slow consumer). @default 1048576 */
   slowConsumerBytes?: number
+  /** Rooms one connection may be in at once (its route's and user's internal rooms do not count); one more join is refused with FST_RT_TOO_MANY_ROOMS. @default 100 */
+  maxRoomsPerConnection?: number
+  /** Rooms with members on this instance at once; a join that would open one more is refused with FST_RT_TOO_MANY_ROOMS. @default 100000 */
+  maxRooms?: number
   /**
    * Connections in all: open ones, and handshakes from the plugin's limit check (before the route's
    * own hooks) until their socket closes; more handshakes get 503. @default 10000
@@ -156,8 +160,9 @@ export interface RealtimeHubOptions {
 }
 
 function hubSettings (options: Record<string, unknown>): HubSettings {
-  const size = (name: keyof HubSettings): number => optionalInteger(name, options[name], 1, Number.MAX_SAFE_INTEGER, defaultHubSettings[name])
-  return { maxRoomNameLength: size('maxRoomNameLength'), slowConsumerBytes: size('slowConsumerBytes') }
+  // Every hub setting is a positive integer.
+  const names = Object.keys(defaultHubSettings) as Array<keyof HubSettings>
+  return Object.fromEntries(names.map((name) => [name, optionalInteger(name, options[name], 1, Number.MAX_SAFE_INTEGER, defaultHubSettings[name])])) as unknown as HubSettings
 }
 
 function brokerOf (options: Record<string, unknown>): Broker {

@@ -18,6 +18,8 @@ export interface RealtimeMetrics {
   slowConsumerCloses: number
   /** Messages refused by the per-connection message rate. */
   rateLimitHits: number
+  /** Connections closed with 1011 after a failure no rule foresaw while handling their messages (a bug: see the log). */
+  internalErrors: number
   /** Handshakes refused: origin (403), over the connection limits (503 / 429), and sockets dropped by handshakeTimeout (no request head, or no upgrade, in time). */
   readonly refused: { origin: number, maxConnections: number, maxConnectionsPerIp: number, handshakeTimeout: number }
 }
@@ -35,6 +37,7 @@ export function createMetrics (): RealtimeMetrics {
     heartbeatKills: 0,
     slowConsumerCloses: 0,
     rateLimitHits: 0,
+    internalErrors: 0,
     refused: { origin: 0, maxConnections: 0, maxConnectionsPerIp: 0, handshakeTimeout: 0 }
   }
 }
@@ -60,6 +63,7 @@ export function prometheusText (metrics: RealtimeMetrics, extra: { published: nu
     line('realtime_heartbeat_kills_total', 'Connections dropped by the heartbeat.', 'counter', [['', metrics.heartbeatKills]]),
     line('realtime_slow_consumer_closes_total', 'Connections closed for unsent bytes over the limit.', 'counter', [['', metrics.slowConsumerCloses]]),
     line('realtime_rate_limit_hits_total', 'Messages refused by the message rate.', 'counter', [['', metrics.rateLimitHits]]),
+    line('realtime_internal_errors_total', 'Connections closed with 1011 after an unexpected failure.', 'counter', [['', metrics.internalErrors]]),
     line('realtime_handshakes_refused_total', 'Handshakes refused before the upgrade.', 'counter',
       Object.entries(metrics.refused).map(([reason, value]) => [`{reason="${reason}"}`, value])),
     line('realtime_room_messages_published_total', 'Room messages published.', 'counter', [['', extra.published]]),

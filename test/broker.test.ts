@@ -8,6 +8,7 @@ import { MemoryBroker } from '../lib/hub/memory.js'
 import type { RedisBroker as RedisBrokerClass, RedisBrokerOptions } from '../lib/hub/redis.js'
 import { body, brokerContract, entry, Recorder, type MakeBroker } from './broker-contract.js'
 import { redisServerPath, redisUnavailable, redisUrl, startRedisServer } from './redis-server.js'
+import './process-guard.js'
 
 brokerContract(t, 'MemoryBroker', async (limits) => ({ broker: new MemoryBroker({ history: limits }) }))
 

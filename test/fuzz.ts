@@ -64,6 +64,17 @@ export class Random {
     return buffer
   }
 
+  /** `items` in a random order (Fisher-Yates, in place). */
+  shuffle<T> (items: T[]): T[] {
+    for (let i = items.length - 1; i > 0; i--) {
+      const j = this.int(0, i)
+      const swap = items[i] as T
+      items[i] = items[j] as T
+      items[j] = swap
+    }
+    return items
+  }
+
   /** A length skewed towards small values, up to `max`. */
   size (max: number): number {
     const r = this.next()
@@ -565,7 +576,8 @@ function jsonValue (random: Random, depth: number, max: number): string {
   return `{${Array.from({ length: n }, () => `${random.bool(0.7) ? JSON.stringify(random.pick(KEYS)) : jsonString(random, 20)}:${jsonValue(random, depth - 1, max >> 1)}`).join(',')}}`
 }
 
-function roomName (random: Random): string {
+/** A room name for a `$join`: valid, too long, reserved, with control characters, or one the fuzz routes' authorize refuses or throws for. */
+export function roomName (random: Random): string {
   const r = random.int(0, 9)
   if (r === 0) return ''
   if (r === 1) return `$${text(random, 5)}`
@@ -597,13 +609,7 @@ function envelope (random: Random, type: string, data: string | null): string {
   if (id !== null) fields.push(`"id":${id}`)
   if (random.bool(0.1)) fields.push(`"__proto__":${jsonValue(random, 2, 20)}`)
   if (random.bool(0.05)) fields.push(`"type":${jsonValue(random, 0, 10)}`)
-  for (let i = fields.length - 1; i > 0; i--) {
-    const j = random.int(0, i)
-    const swap = fields[i] as string
-    fields[i] = fields[j] as string
-    fields[j] = swap
-  }
-  return `{${fields.join(',')}}`
+  return `{${random.shuffle(fields).join(',')}}`
 }
 
 /** Data close to a type's schema: right, nearly right, or anything. */

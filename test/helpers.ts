@@ -4,6 +4,8 @@ import net from 'node:net'
 import type { Test } from 'tap'
 import WebSocket, { type ClientOptions } from 'ws'
 import realtime, { type RealtimeHubOptions, type RealtimePluginOptions } from '../lib/index.js'
+// Every test file that uses these helpers fails a test during which the process sees an uncaught error.
+import './process-guard.js'
 
 export interface Built {
   app: FastifyInstance

@@ -376,16 +376,34 @@ t.test('with onInvalid set, a binary message on a route without a binary handler
 t.test('long types and long close reasons are cut short', async (t) => {
   const { url } = await chatApp(t)
   const c = await client(t, `${url}/chat`)
-  c.ws.send(JSON.stringify({ type: 't'.repeat(60), data: null }))
+  c.ws.send(JSON.stringify({ type: 't'.repeat(100), data: null }))
   const message = ((await json(c)).data as { message: string }).message
-  t.equal(message, `Unknown message type "${'t'.repeat(40)}..."`)
+  t.equal(message, `Unknown message type "${'t'.repeat(64)}..."`, 'cut at maxEchoLength (64)')
+  const short = await chatApp(t, { maxEchoLength: 5 })
+  const d = await client(t, `${short.url}/chat`)
+  // A surrogate pair is never split: the cut keeps whole characters.
+  d.ws.send(JSON.stringify({ type: 'tttt🙂🙂', data: null }))
+  t.equal(((await json(d)).data as { message: string }).message, 'Unknown message type "tttt..."')
   const strict = await chatApp(t, { onInvalid: 1007 })
   const s = await client(t, `${strict.url}/chat`)
   s.ws.send(JSON.stringify({ type: 'say', data: { text: 'x' }, id: [] }))
   const closed = await s.closed
   t.equal(closed.code, 1007)
-  t.equal(Buffer.byteLength(closed.reason), 120, 'the reason fits a close frame')
+  t.equal(Buffer.byteLength(closed.reason), 123, 'the reason fills a close frame')
   t.ok(closed.reason.endsWith('...'))
+})
+
+t.test('a close reason with multibyte characters is cut to 123 bytes, so the connection does close; others are served', async (t) => {
+  for (const character of ['€', '🙂', 'é', '\ud800']) {
+    const strict = await chatApp(t, { onInvalid: 1008 })
+    const s = await client(t, `${strict.url}/chat`)
+    s.ws.send(JSON.stringify({ type: character.repeat(64), data: null }))
+    const closed = await s.closed
+    t.equal(closed.code, 1008, `closed for a type of ${JSON.stringify(character)}`)
+    t.ok(Buffer.byteLength(closed.reason) <= 123 && closed.reason.startsWith('Unknown message type') && closed.reason.endsWith('...'), `with a reason of ${Buffer.byteLength(closed.reason)} bytes`)
+    const other = await client(t, `${strict.url}/chat`)
+    await stillDispatches(t, other)
+  }
 })
 
 t.test('an outgoing validation error names the first three failing paths', async (t) => {
@@ -485,7 +503,7 @@ t.test('a request followed by a protocol error in the same TCP chunk neither cra
   t.same(lines.filter((line) => line.includes('handler failed') || line.includes('task failed')), [], 'a reply to a client that is gone is not an error')
 })
 
-t.test('a failure inside the failure path (unserializable MessageError details) is logged, and the connection goes on', async (t) => {
+t.test('a MessageError whose details are not JSON is logged and answered FST_RT_HANDLER_FAILED; the connection goes on', async (t) => {
   const lines: string[] = []
   const loop: Record<string, unknown> = {}
   loop.self = loop
@@ -499,6 +517,7 @@ t.test('a failure inside the failure path (unserializable MessageError details) 
   const c = await client(t, url)
   c.ws.send(JSON.stringify({ type: 'bad', data: null, id: 1 }))
   c.ws.send(JSON.stringify({ type: 'good', data: null, id: 2 }))
+  t.match(JSON.parse(await c.text()), { type: 'error', data: { code: 'FST_RT_HANDLER_FAILED' }, id: 1 })
   t.same(JSON.parse(await c.text()), { type: 'good:reply', data: 'still here', id: 2 })
-  t.ok(lines.some((line) => line.includes('realtime: message task failed')))
+  t.ok(lines.some((line) => line.includes('realtime: a MessageError could not be sent: its details are not JSON') && line.includes('"code":"ODD"')))
 })

@@ -1,5 +1,6 @@
 import { readFile } from 'node:fs/promises'
 import t from 'tap'
+import './process-guard.js'
 import realtime from '../lib/index.js'
 
 interface PackageJson {

@@ -18,6 +18,7 @@ const pages = new Map<string, string>()
 for (const doc of await docFiles(root)) pages.set(doc, await readFile(join(root, doc), 'utf8'))
 const page = (doc: string): string => pages.get(doc) as string
 const everything = [...pages.values()].join('\n')
+import './process-guard.js'
 
 // The server's codes (lib/errors.ts) and the client's (lib/client/errors.ts, no Node built-ins there).
 const codes = [...Object.keys(errors), ...Object.keys(clientErrorCodes)]
@@ -104,7 +105,7 @@ t.test('the compress parameters table has every parameter with its default', asy
 
 t.test('the register()-only options are in their tables with their defaults', async (t) => {
   const rooms = optionRows('docs/options.md', '## Rooms options')
-  t.same([...rooms.keys()].sort(), ['broker', 'history', 'maxRoomNameLength', 'slowConsumerBytes'])
+  t.same([...rooms.keys()].sort(), ['broker', 'history', 'maxRoomNameLength', 'maxRooms', 'maxRoomsPerConnection', 'slowConsumerBytes'])
   for (const [name, value] of Object.entries(defaultHubSettings)) t.ok(rooms.get(name)?.[1]?.startsWith(written(value)), name)
   t.equal(rooms.get('history')?.[1], `\`{ size: ${defaultHistoryLimits.size}, ttlMs: ${defaultHistoryLimits.ttlMs} }\``)
   const limits = optionRows('docs/options.md', '## Connection limits, logging and metrics')

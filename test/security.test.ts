@@ -192,6 +192,31 @@ t.test('the message rate: over it a message is dropped with one error envelope, 
   t.equal(replies, 300, 'rateLimit: false lets every message through')
   t.throws(() => contractHandler(echo, { ping: (n) => n }, { rateLimit: 'fast' as never }), { code: 'FST_RT_INVALID_OPTION', message: /"rateLimit"/ })
   t.throws(() => contractHandler(echo, { ping: (n) => n }, { rateLimit: { perSecond: 0, burst: 1 } }), { code: 'FST_RT_INVALID_OPTION', message: /perSecond/ })
+  t.throws(() => contractHandler(echo, { ping: (n) => n }, { rateLimit: { perSecond: 1, burst: 1, bytesBurst: 0 } }), { code: 'FST_RT_INVALID_OPTION', message: /rateLimit\.bytesBurst/ })
+})
+
+t.test('the byte rate: a message over it is dropped with one error envelope naming bytes, a flood is closed with 1008, others are served', async (t) => {
+  const big = defineContract({ client: { put: { data: Type.String(), reply: Type.Integer() } }, server: {} })
+  const { url, app } = await build(t, (app) => {
+    // The byte bucket refills at 1 byte a second: what is spent stays spent for the test.
+    app.get('/', { realtime: true }, contractHandler(big, { put: (text) => text.length }, { rateLimit: { perSecond: 1000, burst: 10, bytesPerSecond: 1, bytesBurst: 2000 } }))
+  })
+  const c = await client(t, url)
+  const payload = 'x'.repeat(880)
+  for (let i = 1; i <= 4; i++) c.ws.send(JSON.stringify({ type: 'put', data: payload, id: i }))
+  const got = [JSON.parse(await c.text()), JSON.parse(await c.text()), JSON.parse(await c.text()), JSON.parse(await c.text())]
+  // 2000 bytes: the first two leave 200, which lets a third through into debt; the fourth waits for it.
+  t.same(got.filter((message) => message.type === 'put:reply').map((message) => message.id), [1, 2, 3])
+  t.same(got.find((message) => message.type === 'error'), {
+    type: 'error',
+    data: { code: 'FST_RT_RATE_LIMITED', message: 'Over the rate limit of 1 bytes per second (bursts of 2000 bytes): this message was dropped', errors: [] }
+  })
+  for (let i = 5; i <= 16; i++) c.ws.send(JSON.stringify({ type: 'put', data: 'tiny', id: i }))
+  t.same(await c.closed, { code: 1008, reason: 'Rate limit exceeded' })
+  t.ok(app.realtime.metrics.rateLimitHits >= 11)
+  const other = await client(t, url)
+  other.ws.send(JSON.stringify({ type: 'put', data: payload, id: 'other' }))
+  t.same(JSON.parse(await other.text()), { type: 'put:reply', data: 880, id: 'other' }, 'each connection has its own budget')
 })
 
 t.test('a connection whose unsent bytes pass maxBufferedBytes is closed with 4008 and its sends reject', async (t) => {

@@ -1,5 +1,6 @@
 import t from 'tap'
 import { DeadlineClock, type DeadlineOwner } from '../lib/connection/timers.js'
+import './process-guard.js'
 
 // The clock's timer is unref'd (it must not hold a server open); this keeps the test process alive.
 const keepAlive = setInterval(() => {}, 1000)

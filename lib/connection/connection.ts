@@ -11,6 +11,7 @@ import { CLOSED_MESSAGE, CLOSING_MESSAGE, type WSMessage } from './messages.js'
 import type { RealtimeSocket } from './socket.js'
 import type { DeadlineClock, DeadlineOwner } from './timers.js'
 import { applyRouteSettings, deflateNegotiated, senderIdle } from './ws-internals.js'
+import { nestsDeeperThan } from '../messages/json-depth.js'
 
 /** Where a connection registers itself while open. */
 export interface ConnectionHost {
@@ -22,6 +23,11 @@ export interface ConnectionHost {
 export interface ReceiveOptions {
   /** Overrides the route's receiveTimeout for this call, in ms. */
   timeout?: number | null
+}
+
+export interface ReceiveJsonOptions extends ReceiveOptions {
+  /** Deepest nesting of arrays and objects accepted; deeper text is refused before it is parsed. @default 64 */
+  maxDepth?: number
 }
 
 export interface SendOptions {
@@ -61,6 +67,7 @@ const CLOSED_READS_ALLOWED = 4
 // Enough to merge many small frames into one system call; a big send goes out at once.
 const TURN_FLUSH_BYTES = 64 * 1024
 const EMPTY = Buffer.alloc(0)
+const DEFAULT_JSON_DEPTH = 64
 
 /**
  * One WebSocket connection, as aiohttp's `WebSocketResponse`: pull messages with `receive()` or
@@ -221,9 +228,15 @@ export class RealtimeConnection implements DeadlineOwner {
     return message.data
   }
 
-  /** The next text message parsed as JSON; FST_RT_INVALID_JSON leaves the connection usable. */
-  async receiveJson<T = unknown> (options?: ReceiveOptions): Promise<T> {
+  /**
+   * The next text message parsed as JSON; FST_RT_INVALID_JSON, which leaves the connection usable,
+   * for text that is not JSON or nests deeper than `maxDepth`: a few MiB of brackets would keep
+   * JSON.parse busy for seconds, so depth is checked first, in one pass over the text.
+   */
+  async receiveJson<T = unknown> (options?: ReceiveJsonOptions): Promise<T> {
     const text = await this.receiveText(options)
+    const maxDepth = options?.maxDepth ?? DEFAULT_JSON_DEPTH
+    if (nestsDeeperThan(text, maxDepth)) throw new errors.FST_RT_INVALID_JSON(`arrays and objects nested more than ${maxDepth} levels deep`)
     try {
       return JSON.parse(text) as T
     } catch (error) {

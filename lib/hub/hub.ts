@@ -12,9 +12,13 @@ export interface HubSettings {
   readonly maxRoomNameLength: number
   /** A member whose unsent bytes exceed this is closed with 4008 (slow consumer, reconnectable). @default 1048576 */
   readonly slowConsumerBytes: number
+  /** Rooms one connection may be in at once (its route's and its user's rooms do not count); one more is FST_RT_TOO_MANY_ROOMS. @default 100 */
+  readonly maxRoomsPerConnection: number
+  /** Rooms with members on this instance at once (internal rooms do not count); one more is FST_RT_TOO_MANY_ROOMS. @default 100000 */
+  readonly maxRooms: number
 }
 
-export const defaultHubSettings: HubSettings = Object.freeze({ maxRoomNameLength: 128, slowConsumerBytes: 1024 * 1024 })
+export const defaultHubSettings: HubSettings = Object.freeze({ maxRoomNameLength: 128, slowConsumerBytes: 1024 * 1024, maxRoomsPerConnection: 100, maxRooms: 100_000 })
 
 /** The close code for a member that cannot keep up: in the reconnect range. */
 export const SLOW_CONSUMER_CLOSE = CloseCode.SLOW_CONSUMER
@@ -63,6 +67,16 @@ export interface HubStats {
 }
 
 const INTERNAL_PREFIX = '$'
+
+/** A route's or a user's room: no presence, history or client joins. */
+function isInternal (room: string): boolean {
+  return room.startsWith(INTERNAL_PREFIX)
+}
+
+/** Throws FST_RT_CONNECTION_CLOSED once the member's connection is closing: a join must not outlive it. */
+function stillOpen (member: Member): void {
+  if (member.connection.closed) throw new errors.FST_RT_CONNECTION_CLOSED('join a room')
+}
 // eslint-disable-next-line no-control-regex
 const CONTROL = /[\u0000-\u001f\u007f]/
 
@@ -78,6 +92,8 @@ function notice (room: string, event: 'join' | 'leave', member: Member, meta: un
 export class Hub {
   readonly stats: HubStats = { published: 0, delivered: 0, slowConsumerCloses: 0, lostNotices: 0 }
   private readonly local = new Map<string, Set<Member>>()
+  /** Rooms in `local` that are not internal: what maxRooms bounds. */
+  private appRooms = 0
   /** Per room with local members: settles once the broker subscription is live, for every joiner to wait on. */
   private readonly subscriptions = new Map<string, Promise<void>>()
   /** Subscribe and unsubscribe calls per room, in order, so a quick leave and join cannot cross. */
@@ -131,32 +147,54 @@ export class Hub {
     if (members === undefined) {
       members = new Set()
       this.local.set(room, members)
+      if (!isInternal(room)) this.appRooms++
       this.subscriptions.set(room, this.transition(room, () => this.broker.subscribe(room)))
     }
     members.add(member)
     return this.subscriptions.get(room) as Promise<void>
   }
 
-  /** Adds the member to an app room, checked first. */
+  /**
+   * Throws FST_RT_TOO_MANY_ROOMS if `member` could not join one more room: it is in
+   * maxRoomsPerConnection rooms, or the room is new here and this instance has maxRooms.
+   */
+  checkCapacity (member: Member, room: string): void {
+    if (member.rooms.has(room)) return
+    let joined = 0
+    for (const name of member.rooms) if (!isInternal(name)) joined++
+    const { maxRoomsPerConnection, maxRooms } = this.settings
+    if (joined >= maxRoomsPerConnection) throw new errors.FST_RT_TOO_MANY_ROOMS(`this connection is in ${maxRoomsPerConnection} rooms, the most maxRoomsPerConnection allows`)
+    if (this.appRooms >= maxRooms && !this.local.has(room)) throw new errors.FST_RT_TOO_MANY_ROOMS(`this server has members in ${maxRooms} rooms, the most maxRooms allows`)
+  }
+
+  /**
+   * Adds the member to an app room, checked first. A member whose connection closes meanwhile is
+   * taken out again (presence included) and the join rejects with FST_RT_CONNECTION_CLOSED.
+   */
   async join (member: Member, room: string, options: JoinOptions = {}): Promise<JoinResult> {
     this.checkRoom(room)
+    stillOpen(member)
     if (member.rooms.has(room)) {
       const position = await this.broker.position(room)
       const result: JoinResult = { room, epoch: position.epoch, offset: position.offset }
       await options.beforeDelivery?.(result)
       return result
     }
+    this.checkCapacity(member, room)
     member.pending.set(room, [])
     const subscribed = this.enterInternal(member, room)
     try {
       // Also when another member started the subscription: a position read before it is live could miss messages.
       await subscribed
+      stillOpen(member)
       await this.broker.presenceAdd(room, { connectionId: member.id, userId: member.userId, meta: options.meta ?? null, joinedAt: Date.now() })
+      stillOpen(member)
       const recovery = options.recover === undefined ? null : await this.broker.recover(room, options.recover.epoch, options.recover.offset)
       const position: Position = recovery?.position ?? await this.broker.position(room)
       const result: JoinResult = recovery === null
         ? { room, epoch: position.epoch, offset: position.offset }
         : { room, epoch: position.epoch, offset: position.offset, recovered: recovery.recovered }
+      stillOpen(member)
       await options.beforeDelivery?.(result)
       // The replay, then what arrived meanwhile and is newer than the replay.
       for (const message of recovery?.messages ?? []) this.deliver(member, new SharedFrame(message.text))
@@ -167,13 +205,15 @@ export class Hub {
         if (message.offset > position.offset || message.history === false) this.deliver(member, new SharedFrame(message.text))
       }
       if (options.notice === true) {
+        stillOpen(member)
         member.announced.add(room)
         await this.broker.publish(room, notice(room, 'join', member, options.meta ?? null), { history: false })
       }
       return result
     } catch (error) {
       member.pending.delete(room)
-      await this.leave(member, room)
+      // Out of the room; if the disconnect took it out first, the presence entry added since goes too.
+      if (!await this.leave(member, room)) await this.broker.presenceRemove(room, member.id)
       throw error
     }
   }
@@ -188,13 +228,14 @@ export class Hub {
     members?.delete(member)
     if (members !== undefined && members.size === 0) {
       this.local.delete(room)
+      if (!isInternal(room)) this.appRooms--
       this.subscriptions.delete(room)
       await this.transition(room, async () => {
         // Someone may have joined while the unsubscribe waited its turn.
         if (!this.local.has(room)) await this.broker.unsubscribe(room)
       })
     }
-    if (!room.startsWith(INTERNAL_PREFIX)) {
+    if (!isInternal(room)) {
       await this.broker.presenceRemove(room, member.id)
       if (announce) await this.broker.publish(room, notice(room, 'leave', member, null), { history: false })
     }
@@ -261,7 +302,23 @@ export class Hub {
       if (member.id === message.except) continue
       const waiting = member.pending.get(message.room)
       if (waiting !== undefined) waiting.push(message)
-      else this.deliver(member, frame)
+      else this.deliverGuarded(member, frame)
+    }
+  }
+
+  /**
+   * Delivery from the broker's events (a message, a loss), outside any member's own request: a
+   * failure no rule foresaw closes that member with 1011, logged with its request id; the others
+   * still get the message.
+   */
+  private deliverGuarded (member: Member, frame: SharedFrame): void {
+    try {
+      this.deliver(member, frame)
+    } catch (error) {
+      const connection = member.connection
+      connection.request.log.error({ err: error, connectionId: member.id }, 'realtime: unexpected failure delivering a room message; closing the connection with 1011')
+      this.metrics.internalErrors++
+      void connection.close({ code: CloseCode.INTERNAL_ERROR, reason: 'Internal error' })
     }
   }
 
@@ -284,13 +341,13 @@ export class Hub {
 
   private onLost (room: string, position: Position): void {
     // Internal rooms keep no history, so there is nothing a client could reload for them.
-    if (room.startsWith(INTERNAL_PREFIX)) return
+    if (isInternal(room)) return
     const members = this.local.get(room)
     if (members === undefined) return
     const frame = new SharedFrame(JSON.stringify({ type: '$lost', data: { room, epoch: position.epoch, offset: position.offset } }))
     for (const member of members) {
       this.stats.lostNotices++
-      this.deliver(member, frame)
+      this.deliverGuarded(member, frame)
     }
   }
 }

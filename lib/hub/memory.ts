@@ -3,6 +3,8 @@ import {
   defaultHistoryLimits, roomEnvelope, type Broker, type BrokerEvents, type HistoryLimits, type HistoryPage, type HistoryQuery,
   type Position, type PresenceEntry, type PublishOptions, type Recovery, type RoomMessage
 } from './broker.js'
+import { errors } from '../errors.js'
+import { optionalInteger } from '../options.js'
 
 interface Room {
   epoch: string
@@ -17,6 +19,14 @@ interface Room {
 
 export interface MemoryBrokerOptions {
   history?: Partial<HistoryLimits>
+  /**
+   * Rooms kept at once. A room stays for `history.ttlMs` after its last message, also once empty,
+   * so that its epoch and history serve recovery; past this many, creating one drops the oldest room
+   * with no member and no subscription (a client recovering from it then gets `recovered: false`).
+   * When every room is in use, the new one is refused with FST_RT_TOO_MANY_ROOMS.
+   * @default 200000
+   */
+  maxRooms?: number
 }
 
 /**
@@ -26,11 +36,13 @@ export interface MemoryBrokerOptions {
 export class MemoryBroker implements Broker {
   private readonly rooms = new Map<string, Room>()
   private readonly limits: HistoryLimits
+  private readonly maxRooms: number
   private events: BrokerEvents | null = null
   private lastSweep = Date.now()
 
   constructor (options: MemoryBrokerOptions = {}) {
     this.limits = { ...defaultHistoryLimits, ...options.history }
+    this.maxRooms = optionalInteger('maxRooms', options.maxRooms, 1, Number.MAX_SAFE_INTEGER, 200_000)
   }
 
   attach (events: BrokerEvents): void {
@@ -41,10 +53,24 @@ export class MemoryBroker implements Broker {
     this.sweep(now)
     let room = this.rooms.get(name)
     if (room === undefined) {
+      if (this.rooms.size >= this.maxRooms && !this.dropIdleRoom()) {
+        throw new errors.FST_RT_TOO_MANY_ROOMS(`the memory broker keeps ${this.maxRooms} rooms, the most its maxRooms allows, and each has members`)
+      }
       room = { epoch: randomUUID(), offset: 0, history: [], presence: new Map(), subscribed: false, keepUntil: now + this.limits.ttlMs }
       this.rooms.set(name, room)
     }
     return room
+  }
+
+  /** Drops the oldest room with no member and no subscription; rooms in use move to the back, so each is passed over once. */
+  private dropIdleRoom (): boolean {
+    for (let left = this.rooms.size; left > 0; left--) {
+      const [name, room] = this.rooms.entries().next().value as [string, Room]
+      this.rooms.delete(name)
+      if (room.presence.size === 0 && !room.subscribed) return true
+      this.rooms.set(name, room)
+    }
+    return false
   }
 
   /** Now and then, every room is trimmed, so rooms nobody touches again are dropped too. */

@@ -3,6 +3,7 @@ import { TypeCompiler, type TypeCheck } from '@sinclair/typebox/compiler'
 import fastJson from 'fast-json-stringify'
 import { errors } from '../errors.js'
 import { clientSpec, isTypeBoxSchema, type Contract } from './contract.js'
+import { compileClientCheck, type ClientCheck } from './client-check.js'
 
 /** Names the handler map uses for lifecycle handlers, so no message type may take them. */
 export const LIFECYCLE = new Set(['open', 'close', 'error', 'binary'])
@@ -11,7 +12,7 @@ const REPLY_SUFFIX = ':reply'
 const SYSTEM_PREFIX = '$'
 
 export interface CompiledClientType {
-  readonly check: TypeCheck<TSchema>
+  readonly check: ClientCheck
   readonly reply: CompiledOutgoing | null
   /** `<type>:reply`, built once. */
   readonly replyType: string
@@ -64,7 +65,7 @@ export function compileContract (contract: Contract): CompiledContract {
     if (type.startsWith(SYSTEM_PREFIX)) throw new errors.FST_RT_INVALID_CONTRACT(`client message type "${type}" is reserved: names starting with "$" belong to the plugin`)
     const { data, reply } = clientSpec(spec)
     client.set(type, {
-      check: TypeCompiler.Compile(schemaOf(`client.${type}`, data)),
+      check: compileClientCheck(`client.${type}`, schemaOf(`client.${type}`, data)),
       reply: reply === undefined ? null : compileOutgoing(schemaOf(`client.${type}.reply`, reply)),
       replyType: type + REPLY_SUFFIX
     })

@@ -4,17 +4,25 @@ import type { WSMessage } from '../connection/messages.js'
 import { errors } from '../errors.js'
 import { optionalInteger } from '../options.js'
 import { LIFECYCLE, type CompiledClientType, type CompiledContract } from './compile.js'
+import type { ClientCheck } from './client-check.js'
 import { compiledFor, describeErrors, serializeOutgoing } from './outgoing.js'
 import type { ClientData, ClientType, Contract, HandlerResult, ServerData, ServerType } from './contract.js'
 import { MessageError } from './message-error.js'
-import { Type, type TSchema } from '@sinclair/typebox'
-import { TypeCompiler, type TypeCheck } from '@sinclair/typebox/compiler'
+import { closeReason, cutEcho, errorEnvelope, listErrors, type ValidationErrors } from './error-envelope.js'
+import { nestsDeeperThan } from './json-depth.js'
+import { isId, MAX_ID_LENGTH, type Id } from './request-id.js'
+import { authenticate, type AuthOptions } from './auth.js'
+import { RateLimiter, rateLimitSettings, type RateLimitOptions, type RateLimitSettings } from './rate-limit.js'
+import { Type } from '@sinclair/typebox'
+import { TypeCompiler } from '@sinclair/typebox/compiler'
 import type { HistoryPage, HistoryQuery, PresenceEntry } from '../hub/broker.js'
 import { Hub, Member, type JoinOptions, type JoinResult } from '../hub/hub.js'
 import { kHub } from '../symbols.js'
 import { CloseCode } from '../close-codes.js'
-import type { RealtimeMetrics } from '../metrics.js'
 import { DeadlineClock, type DeadlineOwner } from '../connection/timers.js'
+
+export type { AuthOptions } from './auth.js'
+export type { RateLimitOptions } from './rate-limit.js'
 
 /** Rooms clients join and leave themselves, with `$join` and `$leave` messages. */
 export interface ClientRoomsOptions<C extends Contract = Contract> {
@@ -24,24 +32,17 @@ export interface ClientRoomsOptions<C extends Contract = Contract> {
   notices?: boolean | ((room: string) => boolean)
 }
 
-/** First-message authentication: the client's first message must be `{ "type": "$auth", "data": token }`. */
-export interface AuthOptions {
-  /** Returns the user id for a valid token, or null to refuse it (close 4501, terminal). The token is never logged. */
-  verify: (token: string, request: FastifyRequest) => string | null | Promise<string | null>
-  /** How long a new connection may stay silent before it is closed with 4401. @default 10000 */
-  timeoutMs?: number
-}
-
 /** How a contract route treats bad input and requests. */
 export interface ContractOptions<C extends Contract = Contract> {
   /** Authenticate with the first message; until then nothing the client sends is dispatched. */
   auth?: AuthOptions
   /**
-   * Messages per connection: a token bucket of `burst` refilled at `perSecond`. A message over it gets
+   * Messages per connection, counted and in bytes: token buckets of `burst` messages refilled at
+   * `perSecond`, and of `bytesBurst` bytes refilled at `bytesPerSecond`. A message over either gets
    * FST_RT_RATE_LIMITED and is dropped; a client that keeps going for another burst is closed with 1008.
-   * @default { perSecond: 100, burst: 200 }
+   * @default { perSecond: 100, burst: 200, bytesPerSecond: 1048576, bytesBurst: 4194304 }
    */
-  rateLimit?: { perSecond: number, burst: number } | false
+  rateLimit?: RateLimitOptions | false
   /** Let clients join rooms with `$join` (and leave with `$leave`), each join checked by `authorize`. */
   rooms?: ClientRoomsOptions<C>
   /** The user behind a connection (for presence and `toUser`); null for anonymous. @default () => null */
@@ -52,8 +53,17 @@ export interface ContractOptions<C extends Contract = Contract> {
   requestTimeout?: number
   /** Check outgoing messages and replies against their schemas at run time too (on in tests, off in production). @default false */
   validateOutgoing?: boolean
-  /** Validation errors listed in one error envelope. @default 10 */
+  /** Validation errors listed in one error envelope (fewer when their paths are long: see the README's error envelope reference). @default 10 */
   maxErrors?: number
+  /**
+   * How deeply a message's `data` may nest objects and arrays (`{}` is one level). A message nested
+   * deeper is refused with FST_RT_MESSAGE_TOO_DEEP before it is parsed, so no check, error listing or
+   * serialization ever walks deeper than this.
+   * @default 64
+   */
+  maxDepth?: number
+  /** Client-chosen strings an error repeats (a message type, a room, a property name in a path) are cut to this many characters. @default 64 */
+  maxEchoLength?: number
   /** Handlers running at once for one connection; above it, reading waits. @default 32 */
   maxInFlight?: number
 }
@@ -114,10 +124,9 @@ export type MessageHandlers<C extends Contract> = { [K in ClientType<C>]: Messag
 }
 
 type AnyHandler = (this: FastifyInstance, ...args: unknown[]) => unknown
-type Id = string | number
 
 interface Settings {
-  readonly rateLimit: { perSecond: number, burst: number } | null
+  readonly rateLimit: RateLimitSettings | null
   readonly auth: Required<AuthOptions> | null
   readonly rooms: ClientRoomsOptions | null
   readonly userId: ((request: FastifyRequest) => string | null | Promise<string | null>) | null
@@ -126,9 +135,14 @@ interface Settings {
   readonly validateOutgoing: boolean
   readonly maxErrors: number
   readonly maxInFlight: number
+  readonly maxDepth: number
+  readonly maxEchoLength: number
 }
 
-const MAX_ID_LENGTH = 128
+// Bounds of the options: deeper data could overflow the stack in a recursive schema's error listing,
+// and longer echoes defeat their purpose.
+const MAX_DEPTH = 256
+const MAX_ECHO_LENGTH = 1024
 
 type ClientEntry = CompiledClientType
 
@@ -166,12 +180,8 @@ function settingsOf (options: ContractOptions): Settings {
   if (options.validateOutgoing !== undefined && typeof options.validateOutgoing !== 'boolean') {
     throw new errors.FST_RT_INVALID_OPTION('"validateOutgoing"', `expected a boolean, got ${String(options.validateOutgoing)}`)
   }
-  const rate = options.rateLimit ?? { perSecond: 100, burst: 200 }
-  if (rate !== false && (typeof rate !== 'object' || rate === null)) {
-    throw new errors.FST_RT_INVALID_OPTION('"rateLimit"', 'expected { perSecond, burst } or false')
-  }
   return {
-    rateLimit: rate === false ? null : { perSecond: positive('rateLimit.perSecond', rate.perSecond, 100), burst: positive('rateLimit.burst', rate.burst, 200) },
+    rateLimit: rateLimitSettings(options.rateLimit),
     auth: auth === null ? null : { verify: auth.verify, timeoutMs: positive('auth.timeoutMs', auth.timeoutMs, 10_000) },
     rooms,
     userId: options.userId ?? null,
@@ -179,7 +189,9 @@ function settingsOf (options: ContractOptions): Settings {
     requestTimeout: positive('requestTimeout', options.requestTimeout, 30_000),
     validateOutgoing: options.validateOutgoing ?? false,
     maxErrors: positive('maxErrors', options.maxErrors, 10),
-    maxInFlight: positive('maxInFlight', options.maxInFlight, 32)
+    maxInFlight: positive('maxInFlight', options.maxInFlight, 32),
+    maxDepth: optionalInteger('maxDepth', options.maxDepth, 1, MAX_DEPTH, 64),
+    maxEchoLength: optionalInteger('maxEchoLength', options.maxEchoLength, 1, MAX_ECHO_LENGTH, 64)
   }
 }
 
@@ -196,15 +208,6 @@ function checkHandlers (compiled: CompiledContract, handlers: Record<string, unk
   }
 }
 
-type ValidationErrors = Array<{ path: string, message: string }>
-
-/** The error envelope for a coded error, with validation errors (or none) and MessageError details. */
-function errorEnvelope (error: { code: string, message: string, details?: unknown }, id: Id | undefined, list: ValidationErrors = []): string {
-  const data: Record<string, unknown> = { code: error.code, message: error.message, errors: list }
-  if (error.details !== undefined) data.details = error.details
-  return JSON.stringify({ type: 'error', data, id })
-}
-
 /**
  * Builds the handler of a contract route: every schema is compiled now, once; each connection then
  * parses, validates and dispatches every message to its handler, and answers requests.
@@ -217,7 +220,7 @@ export function contractHandler<C extends Contract> (contract: C, handlers: NoIn
     const hub = (this as unknown as { [kHub]: Hub })[kHub]
     let userId = settings.userId === null ? null : await settings.userId(request)
     if (settings.auth !== null) {
-      const verified = await authenticate(connection, request, settings.auth, hub.metrics)
+      const verified = await authenticate(connection, request, settings.auth, hub.metrics, settings.maxDepth)
       if (verified === null) return
       userId = verified
     }
@@ -227,59 +230,11 @@ export function contractHandler<C extends Contract> (contract: C, handlers: NoIn
   }
 }
 
-/**
- * Reads the first message as `{ "type": "$auth", "data": token, "id"? }` and verifies it. Returns the
- * user id, or null after closing the connection (4401 silent too long, 4501 refused).
- */
+// A reply to a client that left has nobody to reach.
 function ignoreGone (): void {}
 
 function isThenable (value: unknown): value is PromiseLike<unknown> {
   return typeof (value as { then?: unknown } | null)?.then === 'function'
-}
-
-type AuthEnvelope = { type?: unknown, data?: unknown, id?: unknown }
-
-async function authenticate (connection: RealtimeConnection, request: FastifyRequest, auth: Required<AuthOptions>, metrics: RealtimeMetrics): Promise<string | null> {
-  let message
-  try {
-    message = await connection.receive({ timeout: auth.timeoutMs })
-  } catch {
-    metrics.authFailures++
-    await connection.close({ code: CloseCode.AUTH_TIMEOUT, reason: 'Authentication timed out' })
-    return null
-  }
-  if (message.type !== 'text') {
-    if (message.type === 'binary') {
-      metrics.authFailures++
-      await connection.close({ code: CloseCode.AUTH_FAILED, reason: 'The first message must be $auth' })
-    }
-    return null
-  }
-  let envelope: AuthEnvelope | null = null
-  try {
-    envelope = JSON.parse(message.data) as AuthEnvelope | null
-  } catch {}
-  if (envelope?.type !== '$auth' || typeof envelope.data !== 'string') {
-    metrics.authFailures++
-    await connection.close({ code: CloseCode.AUTH_FAILED, reason: 'The first message must be $auth' })
-    return null
-  }
-  let userId: string | null
-  try {
-    userId = await auth.verify(envelope.data, request)
-  } catch (error) {
-    request.log.error({ err: error }, 'realtime: auth.verify failed')
-    userId = null
-  }
-  if (typeof userId !== 'string') {
-    metrics.authFailures++
-    request.log.info('realtime: authentication refused')
-    await connection.close({ code: CloseCode.AUTH_FAILED, reason: 'Authentication failed' })
-    return null
-  }
-  const id = typeof envelope.id === 'string' || typeof envelope.id === 'number' ? envelope.id : undefined
-  await connection.sendText(JSON.stringify({ type: '$auth:reply', data: { userId }, id }))
-  return userId
 }
 
 function noticesFor (rooms: ClientRoomsOptions, room: string): boolean {
@@ -345,13 +300,26 @@ class SessionRooms implements RoomsApi<Contract> {
   }
 }
 
-class Session implements DeadlineOwner {
+/**
+ * The request clock's hold on a session. The clock keeps a cancelled entry until its time comes
+ * (up to requestTimeout), so it holds this small object, and the session is let go when its
+ * connection ends.
+ */
+class RequestDeadlines implements DeadlineOwner {
+  constructor (public session: Session | null) {}
+
+  onDeadline (now: number): number {
+    // A cancelled owner is never called: the session is still there.
+    return (this.session as Session).onDeadline(now)
+  }
+}
+
+class Session {
   private inFlight = 0
   /** Requests awaiting their handler's promise, in the order they started. */
   private pending: Set<PendingRequest> | null = null
-  private tokens: number
-  private refilledAt = Date.now()
-  private strikes = 0
+  private readonly limiter: RateLimiter | null
+  private readonly deadlines = new RequestDeadlines(this)
   /** The last of this connection's $join and $leave requests, which run in order. */
   private roomRequests: Promise<void> | null = null
   /** The reason in the peer's close frame, for the close handler. */
@@ -369,7 +337,7 @@ class Session implements DeadlineOwner {
     readonly member: Member
   ) {
     this.context = { connection, request, userId: member.userId, send: (type, data) => this.send(type, data), rooms: new SessionRooms(this) }
-    this.tokens = settings.rateLimit?.burst ?? 0
+    this.limiter = settings.rateLimit === null ? null : new RateLimiter(settings.rateLimit)
     // A handler only runs for a matched route, so its URL is always known.
     this.routeUrl = request.routeOptions.url as string
   }
@@ -406,20 +374,27 @@ class Session implements DeadlineOwner {
     // message, and a read that brings several frames dispatches them all in its own turn.
     connection.attach(this)
     await connection.whenClosed()
-    requestClock.cancel(this)
+    requestClock.cancel(this.deadlines)
+    this.deadlines.session = null
     if (handlers.close !== undefined) await this.guard('close', () => handlers.close?.call(this.app, context, this.connection.closeCode, this.closeReason))
   }
 
-  /** @internal Each message of the connection, in order, while reading is not held back (maxInFlight). */
+  /**
+   * @internal Each message of the connection, in order, while reading is not held back (maxInFlight).
+   * The one entry from the socket's events into the router: nothing thrown here reaches ws or the
+   * process. What no rule foresaw ends this connection with 1011; every other connection goes on.
+   */
   accept (message: WSMessage): void {
+    try {
+      this.take(message)
+    } catch (error) {
+      this.crash(error)
+    }
+  }
+
+  private take (message: WSMessage): void {
     if (message.type === 'text' || message.type === 'binary') {
-      if (!this.admit()) {
-        // Closing starts at once: the connection takes no more messages, queued ones are dropped.
-        if (this.strikes > (this.settings.rateLimit as { burst: number }).burst) {
-          void this.connection.close({ code: CloseCode.POLICY_VIOLATION, reason: 'Rate limit exceeded' })
-        }
-        return
-      }
+      if (this.limiter !== null && !this.admit(this.limiter, message.type === 'text' ? Buffer.byteLength(message.data) : message.data.length)) return
       if (message.type === 'text') {
         const outcome = this.dispatchText(message.data)
         if (outcome !== true) this.occupy(outcome)
@@ -436,22 +411,14 @@ class Session implements DeadlineOwner {
     }
   }
 
-  /** Takes a token for one message; without one, the message is answered FST_RT_RATE_LIMITED and dropped. */
-  private admit (): boolean {
-    const rate = this.settings.rateLimit
-    if (rate === null) return true
-    const now = Date.now()
-    this.tokens = Math.min(rate.burst, this.tokens + (now - this.refilledAt) * rate.perSecond / 1000)
-    this.refilledAt = now
-    if (this.tokens >= 1) {
-      this.tokens -= 1
-      this.strikes = 0
-      return true
-    }
-    this.strikes++
+  /** Lets a message of `size` bytes through the rate limit, or answers FST_RT_RATE_LIMITED and drops it. */
+  private admit (limiter: RateLimiter, size: number): boolean {
+    if (limiter.admit(size)) return true
     this.hub.metrics.rateLimitHits++
     // One envelope per burst of refusals: answering each would let a flood amplify itself.
-    if (this.strikes === 1) this.writeNow(errorEnvelope(new errors.FST_RT_RATE_LIMITED(rate.perSecond, rate.burst), undefined))
+    if (limiter.strikes === 1) this.writeNow(errorEnvelope(limiter.refusal(), undefined))
+    // Closing starts at once: the connection takes no more messages, queued ones are dropped.
+    if (limiter.flooding) void this.connection.close({ code: CloseCode.POLICY_VIOLATION, reason: 'Rate limit exceeded' })
     return false
   }
 
@@ -460,6 +427,10 @@ class Session implements DeadlineOwner {
    * requests) a promise of false when the connection is being closed.
    */
   private dispatchText (text: string): true | Promise<boolean> {
+    // `data` sits one level inside the envelope.
+    if (nestsDeeperThan(text, this.settings.maxDepth + 1)) {
+      return this.refuse(new errors.FST_RT_MESSAGE_TOO_DEEP(this.settings.maxDepth), undefined)
+    }
     let parsed: unknown
     try {
       parsed = JSON.parse(text)
@@ -471,7 +442,7 @@ class Session implements DeadlineOwner {
     }
     const envelope = parsed as { type?: unknown, data?: unknown, id?: unknown }
     const id = envelope.id
-    if (id !== undefined && !((typeof id === 'string' && id.length <= MAX_ID_LENGTH) || (typeof id === 'number' && Number.isFinite(id)))) {
+    if (id !== undefined && !isId(id)) {
       return this.refuse(new errors.FST_RT_MESSAGE_NOT_ENVELOPE(`"id" must be a string of at most ${MAX_ID_LENGTH} characters or a finite number`), undefined)
     }
     if (typeof envelope.type !== 'string') {
@@ -484,35 +455,30 @@ class Session implements DeadlineOwner {
       return true
     }
     if (this.settings.rooms !== null && (type === '$join' || type === '$leave')) {
-      return this.roomRequest(type, envelope.data, id)
+      return this.roomRequest(type, envelope.data, id, text.length)
     }
     const entry = this.compiled.client.get(type)
     if (entry === undefined) {
-      return this.refuse(new errors.FST_RT_UNKNOWN_MESSAGE_TYPE(JSON.stringify(type.length > 40 ? `${type.slice(0, 40)}...` : type)), id)
+      return this.refuse(new errors.FST_RT_UNKNOWN_MESSAGE_TYPE(JSON.stringify(cutEcho(type, this.settings.maxEchoLength))), id)
     }
     const data = envelope.data
     if (!entry.check.Check(data)) {
-      return this.refuse(new errors.FST_RT_INVALID_MESSAGE_DATA(JSON.stringify(type)), id, this.validationErrors(entry.check, data))
+      return this.refuse(new errors.FST_RT_INVALID_MESSAGE_DATA(JSON.stringify(type)), id, this.validationErrors(entry.check, data, text.length))
     }
     this.handle(type, entry, data, id)
     return true
   }
 
-  /** The first maxErrors failures of a check that failed: paths and messages only, never values. */
-  private validationErrors (check: TypeCheck<TSchema>, data: unknown): Array<{ path: string, message: string }> {
-    const list: Array<{ path: string, message: string }> = []
-    for (const error of check.Errors(data)) {
-      if (list.length === this.settings.maxErrors) break
-      list.push({ path: error.path === '' ? '/' : error.path, message: error.message })
-    }
-    return list
+  /** The failures of a check that failed, bounded (see listErrors) by the size of the message, `messageLength`. */
+  private validationErrors (check: ClientCheck, data: unknown, messageLength: number): ValidationErrors {
+    return listErrors(check.Errors(data), this.settings.maxErrors, this.settings.maxEchoLength, messageLength)
   }
 
   /** A client's own `$join` or `$leave`: checked, authorized, answered with `<type>:reply`. */
-  private roomRequest (type: '$join' | '$leave', data: unknown, id: Id | undefined): true | Promise<boolean> {
+  private roomRequest (type: '$join' | '$leave', data: unknown, id: Id | undefined, messageLength: number): true | Promise<boolean> {
     const check = type === '$join' ? JoinData : LeaveData
     if (!check.Check(data)) {
-      return this.refuse(new errors.FST_RT_INVALID_MESSAGE_DATA(JSON.stringify(type)), id, this.validationErrors(check, data))
+      return this.refuse(new errors.FST_RT_INVALID_MESSAGE_DATA(JSON.stringify(type)), id, this.validationErrors(check, data, messageLength))
     }
     const request = data as { room: string, epoch?: string, offset?: number, meta?: unknown }
     try {
@@ -537,8 +503,10 @@ class Session implements DeadlineOwner {
   private async clientJoin (request: { room: string, epoch?: string, offset?: number, meta?: unknown }, id: Id | undefined): Promise<void> {
     const rooms = this.settings.rooms as ClientRoomsOptions
     try {
+      // Before authorize, which may be costly: a join over the bounds is refused either way.
+      this.hub.checkCapacity(this.member, request.room)
       if (await rooms.authorize.call(this.app, request.room, this.context) !== true) {
-        await this.sendError(new errors.FST_RT_JOIN_FORBIDDEN(JSON.stringify(request.room)), id)
+        await this.sendError(new errors.FST_RT_JOIN_FORBIDDEN(JSON.stringify(cutEcho(request.room, this.settings.maxEchoLength))), id)
         return
       }
       const options: JoinOptions = {
@@ -550,7 +518,11 @@ class Session implements DeadlineOwner {
       if (request.epoch !== undefined) options.recover = { epoch: request.epoch, offset: request.offset as number }
       await this.hub.join(this.member, request.room, options)
     } catch (error) {
-      await this.failed('$join', error as Error, id)
+      const code = (error as { code?: unknown }).code
+      // The client left meanwhile: nobody to tell, and its join left nothing behind (see Hub.join).
+      if (code === 'FST_RT_CONNECTION_CLOSED') return
+      if (code === 'FST_RT_TOO_MANY_ROOMS') await this.sendError(error as Error & { code: string }, id)
+      else await this.failed('$join', error as Error, id)
     }
   }
 
@@ -565,13 +537,25 @@ class Session implements DeadlineOwner {
 
   /** Counts `task` as running (reading waits above maxInFlight) until it settles; it is not awaited. */
   private occupy (task: Promise<unknown>): void {
-    this.take()
-    // A task never rejects by design; should one, it is logged, never left to crash the process.
-    task.then(undefined, (error: Error) => { this.request.log.error({ err: error }, 'realtime: message task failed') }).then(() => { this.release() })
+    this.start()
+    // A task never rejects by design; one that does is a failure no rule foresaw, as a throw in accept().
+    task.then(undefined, (error: unknown) => { this.crash(error) }).then(() => { this.release() })
+  }
+
+  /**
+   * A failure no rule foresaw, while handling this connection's messages: logged with the request id,
+   * reported to the error handler, and the connection is closed with 1011. Nothing else is touched.
+   */
+  private crash (error: unknown): void {
+    this.request.log.error({ err: error }, 'realtime: unexpected failure while handling a message; closing the connection with 1011')
+    this.hub.metrics.internalErrors++
+    // close() only throws for a bad code or reason, and these are fixed.
+    void this.connection.close({ code: CloseCode.INTERNAL_ERROR, reason: 'Internal error' })
+    void this.report(error instanceof Error ? error : new Error(String(error)))
   }
 
   /** One more task running; at maxInFlight reading waits, so the peer is held back too. */
-  private take (): void {
+  private start (): void {
     if (++this.inFlight === this.settings.maxInFlight) this.connection.holdMessages(true)
   }
 
@@ -619,15 +603,16 @@ class Session implements DeadlineOwner {
   private awaitResult (type: string, entry: ClientEntry, result: PromiseLike<unknown>, id: Id | undefined): void {
     // Only a request (with an id) has a deadline; an event's handler may take as long as it takes.
     const pending: PendingRequest = { type, id, deadline: id === undefined ? Infinity : Date.now() + this.settings.requestTimeout, timedOut: false }
-    this.take()
-    if (id !== undefined) {
+    this.start()
+    // A request dispatched after its connection ended (it waited behind maxInFlight) has nobody to time out for.
+    if (id !== undefined && this.deadlines.session !== null) {
       (this.pending ??= new Set()).add(pending)
-      requestClock.schedule(this, pending.deadline)
+      requestClock.schedule(this.deadlines, pending.deadline)
     }
     Promise.resolve(result).then(
       async (value) => { await this.settle(pending, entry, value, null) },
       async (error: Error) => { await this.settle(pending, entry, undefined, error) }
-    ).catch((error: Error) => { this.request.log.error({ err: error }, 'realtime: message task failed') })
+    ).catch((error: unknown) => { this.crash(error) })
   }
 
   /** Answers a request whose handler's promise settled (or reports the failure of an event handler). */
@@ -702,13 +687,24 @@ class Session implements DeadlineOwner {
   }
 
   private async failed (type: string, error: Error, id: Id | undefined): Promise<void> {
-    if (error instanceof MessageError) {
-      await this.write(errorEnvelope(error, id))
+    const envelope = error instanceof MessageError ? this.messageErrorEnvelope(type, error, id) : null
+    if (envelope !== null) {
+      await this.write(envelope)
     } else {
       this.request.log.error({ err: error, messageType: type }, 'realtime: message handler failed')
       await this.sendError(new errors.FST_RT_HANDLER_FAILED(JSON.stringify(type)), id)
     }
     await this.report(error)
+  }
+
+  /** A MessageError's envelope, or null (logged) when its details have no JSON form: the client then gets FST_RT_HANDLER_FAILED. */
+  private messageErrorEnvelope (type: string, error: MessageError, id: Id | undefined): string | null {
+    try {
+      return errorEnvelope(error, id)
+    } catch (failure) {
+      this.request.log.error({ err: failure, messageType: type, code: error.code }, 'realtime: a MessageError could not be sent: its details are not JSON')
+      return null
+    }
   }
 
   private async failedLate (type: string, error: Error): Promise<void> {
@@ -733,8 +729,7 @@ class Session implements DeadlineOwner {
       await this.write(errorEnvelope(error, id, list))
       return true
     }
-    const reason = error.message.length > 120 ? `${error.message.slice(0, 117)}...` : error.message
-    await this.connection.close({ code: this.settings.onInvalid, reason })
+    await this.connection.close({ code: this.settings.onInvalid, reason: closeReason(error.message) })
     return false
   }
 

@@ -5,6 +5,7 @@
  */
 import t from 'tap'
 import { Random, frameCase, fuzzSettings, jsonCase, runFuzz } from '../fuzz.js'
+import '../process-guard.js'
 
 const { seed, iterations } = fuzzSettings(400)
 
