@@ -171,3 +171,12 @@ t.test('every relative link of the README and docs/ reaches a file, and a headin
   }
   t.same(broken, [])
 })
+
+t.test('every test the security page names as a proof exists', async (t) => {
+  const cited = [...page('docs/security.md').matchAll(/`(test\/[\w/.-]+\.test\.ts)`: “([^”]+)”/g)]
+  t.ok(cited.length >= 15, `the threats table cites its tests (${cited.length})`)
+  for (const [, file = '', title = ''] of cited) {
+    const source = await readFile(join(root, file), 'utf8')
+    t.ok(source.includes(title), `${file} has a test "${title}"`)
+  }
+})
