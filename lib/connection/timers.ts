@@ -10,18 +10,42 @@ interface Entry {
 }
 
 /**
- * One timer for every connection's heartbeat, receive and close deadlines.
+ * Owners one pass wakes at most. A burst of due deadlines (thousands of heartbeats) is worked off
+ * in passes of this size with the poll phase in between, so it cannot block the event loop in one
+ * go, and what arrives meanwhile (pongs) is read before the next owners are judged.
+ */
+export const PASS_LIMIT = 256
+/**
+ * A pass that starts this much later than it was queued ran after something blocked the event loop
+ * in the same turn (a stall in an I/O callback or an earlier immediate): bytes that arrived during
+ * the block are still unread, so the pass waits for one more poll phase before judging anyone.
+ */
+export const STALL_MS = 20
+
+/**
+ * One timer for every connection's heartbeat, receive and close deadlines (and, as other instances,
+ * for handshakes and requests).
  *
  * Owners only move their deadlines later on activity (a received byte pushes the heartbeat out),
  * so activity costs a timestamp write, not a timer reset: an entry that fires early is answered
  * by the owner with its real, later deadline and pushed again. Entries for an owner that has
  * scheduled an earlier deadline since are stale and skipped.
+ *
+ * The timer only queues a pass with `setImmediate`: the pass runs in the check phase, after the poll
+ * phase has read what arrived, so a deadline is never judged on data that came but was not read
+ * (after an event-loop stall the timers phase would otherwise run before the pending pongs are
+ * read). The timer is armed for the earliest entry whenever no pass is queued; a pass re-arms it
+ * for the earliest entry left when it ends.
  */
 export class DeadlineClock {
   private readonly heap: Entry[] = []
   private readonly scheduled = new Map<DeadlineOwner, number>()
   private timer: NodeJS.Timeout | null = null
   private timerAt = Infinity
+  /** When the queued pass was queued, or -1 while none is. */
+  private passQueuedAt = -1
+  /** The queued pass already waited a turn for a stall: it runs whatever happens. */
+  private passWaited = false
 
   /** Makes sure `owner` is woken at `at` or earlier. */
   schedule (owner: DeadlineOwner, at: number): void {
@@ -30,7 +54,8 @@ export class DeadlineClock {
     if (current !== undefined && current <= at) return
     this.scheduled.set(owner, at)
     this.push({ at, owner })
-    if (at < this.timerAt) this.arm(at)
+    // A queued pass arms the timer for the earliest entry once it is done.
+    if (this.passQueuedAt < 0 && at < this.timerAt) this.arm(at)
   }
 
   /** Forgets `owner`; its pending entries become stale. */
@@ -50,20 +75,45 @@ export class DeadlineClock {
     this.timer.unref()
   }
 
-  /** @internal called by the timer */
-  run (): void {
+  /** @internal called by the timer: the pass waits for the poll phase. */
+  wake (): void {
     this.timer = null
     this.timerAt = Infinity
+    this.queuePass()
+  }
+
+  private queuePass (): void {
+    this.passQueuedAt = Date.now()
+    setImmediate(pass, this)
+  }
+
+  /** @internal called by the queued pass */
+  run (): void {
     const now = Date.now()
-    while (this.heap.length > 0 && (this.heap[0] as Entry).at <= now) {
+    if (!this.passWaited && now - this.passQueuedAt > STALL_MS) {
+      this.passWaited = true
+      this.queuePass()
+      return
+    }
+    this.passWaited = false
+    let budget = PASS_LIMIT
+    const heap = this.heap
+    while (heap.length > 0 && (heap[0] as Entry).at <= now) {
+      if (budget === 0) {
+        // The rest after the next poll phase; an immediate queued from an immediate waits for it.
+        this.queuePass()
+        return
+      }
       const entry = this.pop()
       if (this.scheduled.get(entry.owner) !== entry.at) continue
       this.scheduled.delete(entry.owner)
+      budget--
       // A deadline at or before `now` waits for the next turn, so an owner cannot spin the loop.
       this.schedule(entry.owner, Math.max(entry.owner.onDeadline(now), now + 1))
     }
-    const next = this.heap[0]
-    if (next !== undefined && this.timer === null) this.arm(next.at)
+    this.passQueuedAt = -1
+    const next = heap[0]
+    if (next !== undefined) this.arm(next.at)
   }
 
   private push (entry: Entry): void {
@@ -100,7 +150,10 @@ export class DeadlineClock {
   }
 }
 
-// Module-level so the clock's timer needs no closure.
+// Module-level so the clock's timer and pass need no closure.
 function fire (clock: DeadlineClock): void {
+  clock.wake()
+}
+function pass (clock: DeadlineClock): void {
   clock.run()
 }
