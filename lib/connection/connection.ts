@@ -323,10 +323,20 @@ export class RealtimeConnection implements DeadlineOwner {
     return true
   }
 
-  /** Drops the TCP connection at once, without a close frame. */
+  /** Drops the TCP connection at once, without a close frame; what was sent before it still goes out first. */
   terminate (): void {
     if (this.state === 'closed') return
     this.state = 'closing'
+    this.drop()
+  }
+
+  /**
+   * Destroys the socket after letting this turn's frames go: without a cork ws would have written
+   * them already, so a send (or close frame) made before the drop is written, and its promise
+   * resolves, or is refused with FST_RT_CONNECTION_CLOSED where the kernel did not take it.
+   */
+  private drop (): void {
+    this.uncork()
     this.ws.terminate()
   }
 
@@ -436,8 +446,9 @@ export class RealtimeConnection implements DeadlineOwner {
     if (corkedThisTurn.push(this) === 1) process.nextTick(uncorkAll)
   }
 
-  /** @internal */
+  /** @internal Lets this turn's frames go (at the end of the turn, or before the socket is dropped). */
   uncork (): void {
+    if (!this.corked) return
     this.corked = false
     this.turnBytes = 0
     this.socket.uncork()
@@ -575,7 +586,7 @@ export class RealtimeConnection implements DeadlineOwner {
     if (now >= this.closeDeadline) {
       this.closeDeadline = Infinity
       this.fail(new errors.FST_RT_CLOSE_TIMEOUT(this.settings.closeTimeout))
-      this.ws.terminate()
+      this.drop()
       return Infinity
     }
     const waiter = this.waiter
@@ -591,7 +602,7 @@ export class RealtimeConnection implements DeadlineOwner {
           this.host.metrics.heartbeatKills++
           this.fail(new errors.FST_RT_HEARTBEAT_TIMEOUT(heartbeat / 2))
           this.state = 'closing'
-          this.ws.terminate()
+          this.drop()
           return Infinity
         }
       } else if (now >= this.lastReceivedAt + heartbeat) {
