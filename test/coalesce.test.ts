@@ -1,5 +1,6 @@
-import t from 'tap'
+import t, { type Test } from 'tap'
 import type { Socket } from 'node:net'
+import type { RealtimeConnection } from '../lib/index.js'
 import { build, client, deferred } from './helpers.js'
 
 // Coalesced writes rely on two things this file pins: ws writes an uncompressed frame to the socket
@@ -87,36 +88,42 @@ t.test('a burst published to a room in one turn does not make a fast member a sl
 
 type Coded = Error & { code?: string }
 /** What each promise came to: 'sent', or the error code it was refused with. */
-async function outcomes (promises: Array<Promise<void>>): Promise<string[]> {
+async function outcomes (promises: Array<Promise<unknown>>): Promise<string[]> {
   return await Promise.all(promises.map(async (promise) => await promise.then(() => 'sent', (error: Coded) => error.code ?? error.message)))
 }
 
-/** Every message, ping and the close a client sees, in order. */
-function record (ws: import('ws').WebSocket): { events: string[], closed: Promise<void> } {
-  const events: string[] = []
-  ws.on('message', (data: Buffer) => { events.push(data.toString()) })
-  ws.on('ping', (data: Buffer) => { events.push(`ping ${data.toString()}`) })
-  const closed = new Promise<void>((resolve) => { ws.once('close', (code: number) => { events.push(`close ${code}`); resolve() }) })
-  return { events, closed }
-}
-
-t.test('terminate() in the turn that sent frames writes them first: every send and ping resolves and the peer gets them before the drop', async (t) => {
+/**
+ * A route with writeLimit 0 (every send after the first waits until it is written, so each has a
+ * promise to settle) that runs `turn` in one event-loop turn on the client's first message. Resolves
+ * with what the client saw, in order (messages, pings, its close code), and how each promise `turn`
+ * returned settled.
+ */
+async function oneTurn (t: Test, turn: (conn: RealtimeConnection) => Array<Promise<unknown>>): Promise<{ events: string[], sends: string[] }> {
   const result = deferred<string[]>()
   const { url } = await build(t, (app) => {
-    // writeLimit 0: every send after the first waits until it is written, so each has a promise to settle.
     app.get('/', { realtime: { writeLimit: 0 } }, async (conn) => {
       await conn.receive()
-      const sends = [conn.sendText('a'), conn.sendText('b'), conn.ping('c'), conn.sendBinary(Buffer.from('d'))]
-      conn.terminate()
-      result.resolve(await outcomes(sends))
+      result.resolve(await outcomes(turn(conn)))
     })
   })
   const c = await client(t, url)
-  const seen = record(c.ws)
+  const events: string[] = []
+  c.ws.on('message', (data: Buffer) => { events.push(data.toString()) })
+  c.ws.on('ping', (data: Buffer) => { events.push(`ping ${data.toString()}`) })
+  const closed = new Promise<void>((resolve) => { c.ws.once('close', (code: number) => { events.push(`close ${code}`); resolve() }) })
   c.ws.send('go')
-  await seen.closed
-  t.same(seen.events, ['a', 'b', 'ping c', 'd', 'close 1006'], 'all of it, in order, then the drop without a close frame')
-  t.same(await result.promise, ['sent', 'sent', 'sent', 'sent'])
+  await closed
+  return { events, sends: await result.promise }
+}
+
+t.test('terminate() in the turn that sent frames writes them first: every send and ping resolves and the peer gets them before the drop', async (t) => {
+  const { events, sends } = await oneTurn(t, (conn) => {
+    const sent = [conn.sendText('a'), conn.sendText('b'), conn.ping('c'), conn.sendBinary(Buffer.from('d'))]
+    conn.terminate()
+    return sent
+  })
+  t.same(events, ['a', 'b', 'ping c', 'd', 'close 1006'], 'all of it, in order, then the drop without a close frame')
+  t.same(sends, ['sent', 'sent', 'sent', 'sent'])
 })
 
 t.test('terminate() while the peer reads nothing settles every pending send: refused with FST_RT_CONNECTION_CLOSED where it was not written', async (t) => {
@@ -146,38 +153,20 @@ t.test('terminate() while the peer reads nothing settles every pending send: ref
 })
 
 t.test('close() in the turn that sent frames loses none: they reach the peer in order before the close frame, and every send resolves', async (t) => {
-  const result = deferred<{ sends: string[], closed: boolean }>()
-  const { url } = await build(t, (app) => {
-    app.get('/', { realtime: { writeLimit: 0 } }, async (conn) => {
-      await conn.receive()
-      const sends = [conn.sendText('m0'), conn.sendText('m1'), conn.ping('p'), conn.sendText('m2')]
-      const closed = conn.close({ code: 4001, reason: 'done' })
-      result.resolve({ sends: await outcomes(sends), closed: await closed })
-    })
-  })
-  const c = await client(t, url)
-  const seen = record(c.ws)
-  c.ws.send('go')
-  await seen.closed
-  t.same(seen.events, ['m0', 'm1', 'ping p', 'm2', 'close 4001'])
-  t.same(await result.promise, { sends: ['sent', 'sent', 'sent', 'sent'], closed: true })
+  const { events, sends } = await oneTurn(t, (conn) => [
+    conn.sendText('m0'), conn.sendText('m1'), conn.ping('p'), conn.sendText('m2'), conn.close({ code: 4001, reason: 'done' })
+  ])
+  t.same(events, ['m0', 'm1', 'ping p', 'm2', 'close 4001'])
+  t.same(sends, ['sent', 'sent', 'sent', 'sent', 'sent'])
 })
 
 t.test('close() then terminate() in one turn: the frames and the close frame before the drop still go out', async (t) => {
-  const result = deferred<string[]>()
-  const { url } = await build(t, (app) => {
-    app.get('/', { realtime: { writeLimit: 0 } }, async (conn) => {
-      await conn.receive()
-      const sends = [conn.sendText('x'), conn.sendText('y')]
-      void conn.close({ code: 4002 })
-      conn.terminate()
-      result.resolve(await outcomes(sends))
-    })
+  const { events, sends } = await oneTurn(t, (conn) => {
+    const sent = [conn.sendText('x'), conn.sendText('y')]
+    void conn.close({ code: 4002 })
+    conn.terminate()
+    return sent
   })
-  const c = await client(t, url)
-  const seen = record(c.ws)
-  c.ws.send('go')
-  await seen.closed
-  t.same(seen.events, ['x', 'y', 'close 4002'], 'the peer read the close frame before the drop')
-  t.same(await result.promise, ['sent', 'sent'])
+  t.same(events, ['x', 'y', 'close 4002'], 'the peer read the close frame before the drop')
+  t.same(sends, ['sent', 'sent'])
 })
