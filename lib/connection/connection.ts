@@ -89,6 +89,8 @@ export class RealtimeConnection implements DeadlineOwner {
   private lastReceivedAt: number
   private lastFrameAt: number
   private pingSentAt = 0
+  /** A heartbeat ping is held by this turn's cork: its pong window starts when the cork lets it go. */
+  private pingCorked = false
   private closeDeadline = Infinity
   private knownCloseCode: number | null = null
   private whenClosedPromise: Promise<void> | null = null
@@ -452,6 +454,11 @@ export class RealtimeConnection implements DeadlineOwner {
     this.corked = false
     this.turnBytes = 0
     this.socket.uncork()
+    if (this.pingCorked) {
+      // A turn can run long (a stall, a busy pass): the peer has half a heartbeat from now.
+      this.pingCorked = false
+      this.pingSentAt = Date.now()
+    }
   }
 
   // ---- receiving ----
@@ -607,6 +614,7 @@ export class RealtimeConnection implements DeadlineOwner {
         }
       } else if (now >= this.lastReceivedAt + heartbeat) {
         this.pingSentAt = now
+        this.pingCorked = true
         this.coalesce()
         this.ws.ping(EMPTY)
       }

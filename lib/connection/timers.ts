@@ -10,11 +10,13 @@ interface Entry {
 }
 
 /**
- * Owners one pass wakes at most. A burst of due deadlines (thousands of heartbeats) is worked off
- * in passes of this size with the poll phase in between, so it cannot block the event loop in one
- * go, and what arrives meanwhile (pongs) is read before the next owners are judged.
+ * How long one pass may wake owners, in ms. A burst of due deadlines (thousands of heartbeats) is
+ * worked off in passes of about this length with the poll phase in between, so it cannot block the
+ * event loop in one go, and what arrives meanwhile (pongs) is read before the next owners are
+ * judged. A bound on time rather than on owners: a busy process that gets few turns still wakes as
+ * many owners per second as it has time for.
  */
-export const PASS_LIMIT = 256
+export const PASS_BUDGET_MS = 10
 /**
  * A pass that starts this much later than it was queued ran after something blocked the event loop
  * in the same turn (a stall in an I/O callback or an earlier immediate): bytes that arrived during
@@ -96,10 +98,9 @@ export class DeadlineClock {
       return
     }
     this.passWaited = false
-    let budget = PASS_LIMIT
     const heap = this.heap
     while (heap.length > 0 && (heap[0] as Entry).at <= now) {
-      if (budget === 0) {
+      if (Date.now() - now >= PASS_BUDGET_MS) {
         // The rest after the next poll phase; an immediate queued from an immediate waits for it.
         this.queuePass()
         return
@@ -107,7 +108,6 @@ export class DeadlineClock {
       const entry = this.pop()
       if (this.scheduled.get(entry.owner) !== entry.at) continue
       this.scheduled.delete(entry.owner)
-      budget--
       // A deadline at or before `now` waits for the next turn, so an owner cannot spin the loop.
       this.schedule(entry.owner, Math.max(entry.owner.onDeadline(now), now + 1))
     }
