@@ -5,18 +5,20 @@
  *
  *   GET  /stats                       open connections, heartbeat kills, how connections ended
  *                                     (close code and exception code), CPU time (µs)
- *   GET  /kills                       each heartbeat kill: the client's port, when its last ping
- *                                     was sent and when it was dropped (ms since the epoch)
+ *   GET  /kills                       each heartbeat kill: the client's `id` (from the query
+ *                                     string), when its last ping was written to the socket and
+ *                                     when it was dropped (ms since the epoch)
  *   POST /record                      starts recording: pings sent, event-loop delay
- *   GET  /record                      stops it; per connection, the time between two pings and
- *                                     from a ping to the first byte read after it; the event-loop
+ *   GET  /record                      stops it; per connection, the time between two pings written
+ *                                     and from a ping to the first byte read after it; the event-loop
  *                                     delay (monitorEventLoopDelay) p50, p99 and max in ms
  *   POST /stall?ms=800&phase=poll     blocks the event loop for `ms`: in this request's handler
  *                                     (the poll phase), in a timer (`timers`) or in an immediate
  *                                     (`check`); answered before the stall for the last two
  *
- * The ping times come from wrapping the server socket class's `ping()`, the first byte after a ping
- * from a `data` listener on the TCP socket, as the heartbeat itself sees it. HEARTBEAT_LIB, when
+ * The ping times come from wrapping the server socket class's `ping()` (the time its frame is
+ * written, at the end of the turn), the first byte after a ping from a `data` listener on the TCP
+ * socket, as the heartbeat itself sees it. HEARTBEAT_LIB, when
  * set, is the path of another build of lib/index.ts to load (to compare two versions of the plugin).
  */
 import type { Socket } from 'node:net'
@@ -32,9 +34,9 @@ const { RealtimeSocket } = await import(new URL('connection/socket.js', lib).hre
 let open = 0
 let heartbeatKills = 0
 const endings: Record<string, number> = {}
-const kills: Array<{ port: number, pingAt: number, killedAt: number }> = []
+const kills: Array<{ id: string, pingAt: number, killedAt: number }> = []
 
-/** Per TCP socket: when the last ping was sent, and whether a byte has been read since. */
+/** Per TCP socket: when the last ping was written, and whether a byte has been read since. */
 interface PingState { sentAt: number, answered: boolean }
 const pings = new WeakMap<Socket, PingState>()
 let recording = false
@@ -44,16 +46,17 @@ const answers: number[] = []
 const ping = RealtimeSocket.prototype.ping
 RealtimeSocket.prototype.ping = function (this: InstanceType<typeof RealtimeSocket>, ...args: Parameters<typeof ping>) {
   const socket = (this as unknown as { _socket: Socket })._socket
+  // From its first ping on, the socket's first byte after each ping is timed.
+  if (!pings.has(socket)) socket.on('data', onData)
+  ping.apply(this, args)
+  // The frame leaves when the turn's corked frames are flushed, on a tick queued before this one.
+  process.nextTick(written, socket)
+}
+function written (socket: Socket): void {
   const now = Date.now()
   const last = pings.get(socket)
-  if (last === undefined) {
-    // The first ping of this socket: from now on its first byte after each ping is timed.
-    socket.on('data', onData)
-  } else if (recording) {
-    intervals.push(now - last.sentAt)
-  }
+  if (last !== undefined && recording) intervals.push(now - last.sentAt)
   pings.set(socket, { sentAt: now, answered: false })
-  ping.apply(this, args)
 }
 function onData (this: Socket): void {
   const state = pings.get(this) as PingState
@@ -67,15 +70,14 @@ const app = Fastify({ logger: false })
 await app.register(realtime, { maxConnections: 20_000, maxConnectionsPerIp: 20_000 })
 app.get('/hb', { realtime: { heartbeat } }, async (connection) => {
   const socket = connection.request.raw.socket
-  // Read now: a destroyed socket no longer knows its peer.
-  const port = socket.remotePort as number
+  const { id = '' } = connection.request.query as { id?: string }
   open++
   await connection.whenClosed()
   open--
   const code = (connection.exception as (Error & { code?: string }) | null)?.code
   if (code === 'FST_RT_HEARTBEAT_TIMEOUT') {
     heartbeatKills++
-    kills.push({ port, pingAt: pings.get(socket)?.sentAt ?? 0, killedAt: Date.now() })
+    kills.push({ id, pingAt: pings.get(socket)?.sentAt ?? 0, killedAt: Date.now() })
   }
   const key = `${String(connection.closeCode)}${code === undefined ? '' : ` ${code}`}`
   endings[key] = (endings[key] ?? 0) + 1
