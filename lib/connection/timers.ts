@@ -17,12 +17,6 @@ interface Entry {
  * many owners per second as it has time for.
  */
 export const PASS_BUDGET_MS = 10
-/**
- * A pass that starts this much later than it was queued ran after something blocked the event loop
- * in the same turn (a stall in an I/O callback or an earlier immediate): bytes that arrived during
- * the block are still unread, so the pass waits for one more poll phase before judging anyone.
- */
-export const STALL_MS = 20
 
 /**
  * One timer for every connection's heartbeat, receive and close deadlines (and, as other instances,
@@ -33,11 +27,13 @@ export const STALL_MS = 20
  * by the owner with its real, later deadline and pushed again. Entries for an owner that has
  * scheduled an earlier deadline since are stale and skipped.
  *
- * The timer only queues a pass with `setImmediate`: the pass runs in the check phase, after the poll
- * phase has read what arrived, so a deadline is never judged on data that came but was not read
- * (after an event-loop stall the timers phase would otherwise run before the pending pongs are
- * read). The timer is armed for the earliest entry whenever no pass is queued; a pass re-arms it
- * for the earliest entry left when it ends.
+ * A deadline is never judged on input that came but was not read yet (after an event-loop stall,
+ * the timers phase runs before the pending pongs are read). The timer only queues a pass with
+ * `setImmediate`, and the pass judges the deadlines due by the time it was queued, as of that
+ * time: a poll phase runs between the two, and it read everything that had arrived by then.
+ * Deadlines that came due since (during a stall between the two) wait for the next pass, after the
+ * next poll phase. The timer is armed for the earliest entry whenever no pass is queued; a pass
+ * re-arms it for the earliest entry left when it ends.
  */
 export class DeadlineClock {
   private readonly heap: Entry[] = []
@@ -46,8 +42,6 @@ export class DeadlineClock {
   private timerAt = Infinity
   /** When the queued pass was queued, or -1 while none is. */
   private passQueuedAt = -1
-  /** The queued pass already waited a turn for a stall: it runs whatever happens. */
-  private passWaited = false
 
   /** Makes sure `owner` is woken at `at` or earlier. */
   schedule (owner: DeadlineOwner, at: number): void {
@@ -84,6 +78,7 @@ export class DeadlineClock {
     this.queuePass()
   }
 
+  /** Queues a pass; an immediate queued from the timers phase or from an immediate runs after a poll phase. */
   private queuePass (): void {
     this.passQueuedAt = Date.now()
     setImmediate(pass, this)
@@ -91,28 +86,28 @@ export class DeadlineClock {
 
   /** @internal called by the queued pass */
   run (): void {
-    const now = Date.now()
-    if (!this.passWaited && now - this.passQueuedAt > STALL_MS) {
-      this.passWaited = true
-      this.queuePass()
-      return
-    }
-    this.passWaited = false
+    // Everything that had arrived by then has been read: what was due then is judged as of then.
+    const now = this.passQueuedAt
+    const start = Date.now()
     const heap = this.heap
     while (heap.length > 0 && (heap[0] as Entry).at <= now) {
-      if (Date.now() - now >= PASS_BUDGET_MS) {
-        // The rest after the next poll phase; an immediate queued from an immediate waits for it.
+      if (Date.now() - start >= PASS_BUDGET_MS) {
         this.queuePass()
         return
       }
       const entry = this.pop()
       if (this.scheduled.get(entry.owner) !== entry.at) continue
       this.scheduled.delete(entry.owner)
-      // A deadline at or before `now` waits for the next turn, so an owner cannot spin the loop.
+      // A deadline at or before `now` waits for the next pass, so an owner cannot spin the loop.
       this.schedule(entry.owner, Math.max(entry.owner.onDeadline(now), now + 1))
     }
-    this.passQueuedAt = -1
     const next = heap[0]
+    if (next !== undefined && next.at <= Date.now()) {
+      // Came due during this pass or a stall before it: judged after the next poll phase.
+      this.queuePass()
+      return
+    }
+    this.passQueuedAt = -1
     if (next !== undefined) this.arm(next.at)
   }
 
