@@ -6,8 +6,9 @@
  *   GET  /stats                       open connections, heartbeat kills, how connections ended
  *                                     (close code and exception code), CPU time (µs)
  *   GET  /kills                       each heartbeat kill: the client's `id` (from the query
- *                                     string), when its last ping was written to the socket and
- *                                     when it was dropped (ms since the epoch)
+ *                                     string), when its last ping was asked for (the earliest it
+ *                                     can have been written) and when it was dropped (ms since
+ *                                     the epoch)
  *   POST /record                      starts recording: pings sent, event-loop delay
  *   GET  /record                      stops it; per connection, the time between two pings written
  *                                     and from a ping to the first byte read after it; the event-loop
@@ -36,8 +37,12 @@ let heartbeatKills = 0
 const endings: Record<string, number> = {}
 const kills: Array<{ id: string, pingAt: number, killedAt: number }> = []
 
-/** Per TCP socket: when the last ping was written, and whether a byte has been read since. */
-interface PingState { sentAt: number, answered: boolean }
+/**
+ * Per TCP socket: when the last ping was asked for (the earliest it can have left), when it was
+ * written (measured at the end of its turn, so up to a few ms late), and whether a byte has been
+ * read since.
+ */
+interface PingState { askedAt: number, sentAt: number, answered: boolean }
 const pings = new WeakMap<Socket, PingState>()
 let recording = false
 const intervals: number[] = []
@@ -48,15 +53,16 @@ RealtimeSocket.prototype.ping = function (this: InstanceType<typeof RealtimeSock
   const socket = (this as unknown as { _socket: Socket })._socket
   // From its first ping on, the socket's first byte after each ping is timed.
   if (!pings.has(socket)) socket.on('data', onData)
+  const askedAt = Date.now()
   ping.apply(this, args)
   // The frame leaves when the turn's corked frames are flushed, on a tick queued before this one.
-  process.nextTick(written, socket)
+  process.nextTick(written, socket, askedAt)
 }
-function written (socket: Socket): void {
+function written (socket: Socket, askedAt: number): void {
   const now = Date.now()
   const last = pings.get(socket)
   if (last !== undefined && recording) intervals.push(now - last.sentAt)
-  pings.set(socket, { sentAt: now, answered: false })
+  pings.set(socket, { askedAt, sentAt: now, answered: false })
 }
 function onData (this: Socket): void {
   const state = pings.get(this) as PingState
@@ -77,7 +83,7 @@ app.get('/hb', { realtime: { heartbeat } }, async (connection) => {
   const code = (connection.exception as (Error & { code?: string }) | null)?.code
   if (code === 'FST_RT_HEARTBEAT_TIMEOUT') {
     heartbeatKills++
-    kills.push({ id, pingAt: pings.get(socket)?.sentAt ?? 0, killedAt: Date.now() })
+    kills.push({ id, pingAt: pings.get(socket)?.askedAt ?? 0, killedAt: Date.now() })
   }
   const key = `${String(connection.closeCode)}${code === undefined ? '' : ` ${code}`}`
   endings[key] = (endings[key] ?? 0) + 1

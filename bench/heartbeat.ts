@@ -180,9 +180,10 @@ const stallKills = (await http<Kill[]>(server.port, 'GET', '/kills')).slice(kill
 const statsEnd = await http<Stats>(server.port, 'GET', '/stats')
 endPhase('end')
 /**
- * A kill is false when the client's pong left less than half a heartbeat after the ping was written:
- * it was in the server's socket before the verdict was due. Otherwise the pong left late, or the
- * ping never arrived: this process fell behind (its event-loop delay is in the report).
+ * A kill is false when the client's pong left less than half a heartbeat after the server asked for
+ * the ping (the earliest the ping can have been written): it was in the server's socket before the
+ * verdict was due, whenever in that turn the ping left. Otherwise the pong left late, or the ping
+ * never arrived: this process fell behind (its event-loop delay is in the report).
  */
 const isFalse = (kill: Kill): boolean => {
   const pongAt = lastPingAt.get(kill.id) ?? 0
