@@ -209,7 +209,7 @@ const pongWaits = silent.map((peer) => peer.closed - peer.pinged)
 const serverCpu = (statsWindow.cpu - statsBefore.cpu) / 1000 / windowMs
 const within = (value: number): string => Math.abs(value - 1) <= 0.05 ? 'within 5% of 1' : 'not within 5% of 1'
 
-console.log(`${machine()}; ${gitState()}.`)
+console.log(`${machine()}; ${process.env.HEARTBEAT_LIB === undefined ? gitState() : `lib from HEARTBEAT_LIB=${process.env.HEARTBEAT_LIB}`}.`)
 console.log(`${CONNECTIONS.toLocaleString('en-US')} idle connections to a raw route with \`heartbeat: ${HEARTBEAT_MS}\`, opened 100 at a time, ` +
   `the clients answering pings (ws does by default); ${harness.placement}. Steady window ${(windowMs / 1000).toFixed(1)} s from ${WARM_MS / 1000} s after the last connection opened` +
   `${reopened > 0 ? ` (${reopened} connections dropped before it, this process being too busy to answer, were opened again first)` : ''}; ` +
