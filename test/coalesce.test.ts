@@ -1,5 +1,6 @@
-import t from 'tap'
+import t, { type Test } from 'tap'
 import type { Socket } from 'node:net'
+import type { RealtimeConnection } from '../lib/index.js'
 import { build, client, deferred } from './helpers.js'
 
 // Coalesced writes rely on two things this file pins: ws writes an uncompressed frame to the socket
@@ -83,4 +84,89 @@ t.test('a burst published to a room in one turn does not make a fast member a sl
   await Promise.all(Array.from({ length: 40 }, () => app.realtime.publish(news, 'feed', 'item', text)))
   for (let i = 0; i < 40; i++) t.equal(JSON.parse(await c.text()).data.length, 16 * 1024)
   t.equal(app.realtime.metrics.slowConsumerCloses, 0)
+})
+
+type Coded = Error & { code?: string }
+/** What each promise came to: 'sent', or the error code it was refused with. */
+async function outcomes (promises: Array<Promise<unknown>>): Promise<string[]> {
+  return await Promise.all(promises.map(async (promise) => await promise.then(() => 'sent', (error: Coded) => error.code ?? error.message)))
+}
+
+/**
+ * A route with writeLimit 0 (every send after the first waits until it is written, so each has a
+ * promise to settle) that runs `turn` in one event-loop turn on the client's first message. Resolves
+ * with what the client saw, in order (messages, pings, its close code), and how each promise `turn`
+ * returned settled.
+ */
+async function oneTurn (t: Test, turn: (conn: RealtimeConnection) => Array<Promise<unknown>>): Promise<{ events: string[], sends: string[] }> {
+  const result = deferred<string[]>()
+  const { url } = await build(t, (app) => {
+    app.get('/', { realtime: { writeLimit: 0 } }, async (conn) => {
+      await conn.receive()
+      result.resolve(await outcomes(turn(conn)))
+    })
+  })
+  const c = await client(t, url)
+  const events: string[] = []
+  c.ws.on('message', (data: Buffer) => { events.push(data.toString()) })
+  c.ws.on('ping', (data: Buffer) => { events.push(`ping ${data.toString()}`) })
+  const closed = new Promise<void>((resolve) => { c.ws.once('close', (code: number) => { events.push(`close ${code}`); resolve() }) })
+  c.ws.send('go')
+  await closed
+  return { events, sends: await result.promise }
+}
+
+t.test('terminate() in the turn that sent frames writes them first: every send and ping resolves and the peer gets them before the drop', async (t) => {
+  const { events, sends } = await oneTurn(t, (conn) => {
+    const sent = [conn.sendText('a'), conn.sendText('b'), conn.ping('c'), conn.sendBinary(Buffer.from('d'))]
+    conn.terminate()
+    return sent
+  })
+  t.same(events, ['a', 'b', 'ping c', 'd', 'close 1006'], 'all of it, in order, then the drop without a close frame')
+  t.same(sends, ['sent', 'sent', 'sent', 'sent'])
+})
+
+t.test('terminate() while the peer reads nothing settles every pending send: refused with FST_RT_CONNECTION_CLOSED where it was not written', async (t) => {
+  const filled = deferred()
+  const result = deferred<string[]>()
+  const { url } = await build(t, (app) => {
+    app.get('/', { realtime: { writeLimit: 1024 } }, async (conn) => {
+      await conn.receive()
+      const chunk = Buffer.alloc(64 * 1024)
+      // Until the kernel takes no more: what stays buffered past a turn is what the peer did not read.
+      for (let i = 0; i < 2000 && conn.bufferedAmount <= 1024; i++) {
+        await conn.sendBinary(chunk)
+        await new Promise((resolve) => setImmediate(resolve))
+      }
+      filled.resolve()
+      const sends = [conn.sendBinary(chunk), conn.ping(), conn.sendText('last')]
+      conn.terminate()
+      result.resolve(await outcomes(sends))
+    })
+  })
+  const c = await client(t, url)
+  const socket = (c.ws as unknown as { _socket: Socket })._socket
+  c.ws.send('go')
+  socket.pause()
+  await filled.promise
+  t.same(await result.promise, ['FST_RT_CONNECTION_CLOSED', 'FST_RT_CONNECTION_CLOSED', 'FST_RT_CONNECTION_CLOSED'])
+})
+
+t.test('close() in the turn that sent frames loses none: they reach the peer in order before the close frame, and every send resolves', async (t) => {
+  const { events, sends } = await oneTurn(t, (conn) => [
+    conn.sendText('m0'), conn.sendText('m1'), conn.ping('p'), conn.sendText('m2'), conn.close({ code: 4001, reason: 'done' })
+  ])
+  t.same(events, ['m0', 'm1', 'ping p', 'm2', 'close 4001'])
+  t.same(sends, ['sent', 'sent', 'sent', 'sent', 'sent'])
+})
+
+t.test('close() then terminate() in one turn: the frames and the close frame before the drop still go out', async (t) => {
+  const { events, sends } = await oneTurn(t, (conn) => {
+    const sent = [conn.sendText('x'), conn.sendText('y')]
+    void conn.close({ code: 4002 })
+    conn.terminate()
+    return sent
+  })
+  t.same(events, ['x', 'y', 'close 4002'], 'the peer read the close frame before the drop')
+  t.same(sends, ['sent', 'sent'])
 })

@@ -94,6 +94,8 @@ export class RealtimeConnection implements DeadlineOwner {
   private lastReceivedAt: number
   private lastFrameAt: number
   private pingSentAt = 0
+  /** A heartbeat ping is held by this turn's cork: its pong window starts when the cork lets it go. */
+  private pingCorked = false
   private closeDeadline = Infinity
   private knownCloseCode: number | null = null
   private whenClosedPromise: Promise<void> | null = null
@@ -334,10 +336,20 @@ export class RealtimeConnection implements DeadlineOwner {
     return true
   }
 
-  /** Drops the TCP connection at once, without a close frame. */
+  /** Drops the TCP connection at once, without a close frame; what was sent before it still goes out first. */
   terminate (): void {
     if (this.state === 'closed') return
     this.state = 'closing'
+    this.drop()
+  }
+
+  /**
+   * Destroys the socket after letting this turn's frames go: without a cork ws would have written
+   * them already, so a send (or close frame) made before the drop is written, and its promise
+   * resolves, or is refused with FST_RT_CONNECTION_CLOSED where the kernel did not take it.
+   */
+  private drop (): void {
+    this.uncork()
     this.ws.terminate()
   }
 
@@ -447,11 +459,17 @@ export class RealtimeConnection implements DeadlineOwner {
     if (corkedThisTurn.push(this) === 1) process.nextTick(uncorkAll)
   }
 
-  /** @internal */
+  /** @internal Lets this turn's frames go (at the end of the turn, or before the socket is dropped). */
   uncork (): void {
+    if (!this.corked) return
     this.corked = false
     this.turnBytes = 0
     this.socket.uncork()
+    if (this.pingCorked) {
+      // A turn can run long (a stall, a busy pass): the peer has half a heartbeat from now.
+      this.pingCorked = false
+      this.pingSentAt = Date.now()
+    }
   }
 
   // ---- receiving ----
@@ -580,7 +598,7 @@ export class RealtimeConnection implements DeadlineOwner {
     if (now >= this.closeDeadline) {
       this.closeDeadline = Infinity
       this.fail(new errors.FST_RT_CLOSE_TIMEOUT(this.settings.closeTimeout))
-      this.ws.terminate()
+      this.drop()
       return Infinity
     }
     const waiter = this.waiter
@@ -596,11 +614,12 @@ export class RealtimeConnection implements DeadlineOwner {
           this.host.metrics.heartbeatKills++
           this.fail(new errors.FST_RT_HEARTBEAT_TIMEOUT(heartbeat / 2))
           this.state = 'closing'
-          this.ws.terminate()
+          this.drop()
           return Infinity
         }
       } else if (now >= this.lastReceivedAt + heartbeat) {
         this.pingSentAt = now
+        this.pingCorked = true
         this.coalesce()
         this.ws.ping(EMPTY)
       }
