@@ -36,10 +36,10 @@ export { defineContract } from './messages/contract.js'
 export type {
   ClientData, ClientMessageSpec, ClientType, Contract, ContractDefinition, Envelope, ErrorEnvelope, ReplyData, ServerData, ServerType
 } from './messages/contract.js'
-export { contractHandler } from './messages/router.js'
-export type { ContractOptions, MessageContext, MessageHandler, MessageHandlers, RequestContext } from './messages/router.js'
+export { contractHandler } from './messages/contract-handler.js'
+export type { ContractOptions, MessageContext, MessageHandler, MessageHandlers, RequestContext } from './messages/types.js'
 export { MessageError } from './messages/message-error.js'
-export type { AuthOptions, ClientRoomsOptions, RateLimitOptions, RoomsApi } from './messages/router.js'
+export type { AuthOptions, ClientRoomsOptions, RateLimitOptions, RoomsApi } from './messages/types.js'
 export { MemoryBroker } from './hub/memory.js'
 export type { MemoryBrokerOptions } from './hub/memory.js'
 export { roomEnvelope, defaultHistoryLimits } from './hub/broker.js'
