@@ -13,8 +13,9 @@ import { backstopCloseTimeout } from './connection/ws-internals.js'
 import { DeadlineClock } from './connection/timers.js'
 import { errors } from './errors.js'
 import { defaultSettings, normalizeOptions, optionalInteger, type RealtimePluginOptions, type RealtimeRouteOptions } from './options.js'
-import { convertRealtimeRoute, markPlainRoute, type RouteHost } from './route.js'
-import { kHub, kOfferedExtensions, kPlainRoute, kProtocol } from './symbols.js'
+import { convertRealtimeRoute, markPlainRoute } from './route.js'
+import type { PluginContext } from './context.js'
+import { kOfferedExtensions, kPlainRoute, kProtocol } from './symbols.js'
 import { Handshakes, watchServer } from './handshake/handshakes.js'
 import { ConnectionSlots } from './handshake/slots.js'
 import { redactUpgradeRequests, redactUrl, requestSerializerOf } from './handshake/redaction.js'
@@ -203,9 +204,10 @@ const fastifyRealtime: FastifyPluginAsync<RealtimePluginOptions & RealtimeHubOpt
   const guard = guardSettings(plain)
   const clock = new DeadlineClock()
   const handshakes = new Handshakes(clock, guard.handshakeTimeout, new ConnectionSlots(guard, metrics), metrics, fastify.log)
-  const host: RouteHost & { shutdown: { code: number, reason: string } } = {
+  const plugin: PluginContext = {
     settings,
     guard,
+    hub,
     clock,
     handshakes,
     requestSerializer: requestSerializerOf(fastify.log),
@@ -217,15 +219,14 @@ const fastifyRealtime: FastifyPluginAsync<RealtimePluginOptions & RealtimeHubOpt
     throw new errors.FST_RT_INVALID_OPTION('"metricsRoute"', `expected a path starting with "/", got ${String(options.metricsRoute)}`)
   }
   fastify.decorateRequest('realtimeUser', null)
-  fastify.decorate(kHub, hub)
   fastify.decorate('realtime', createDecorator(hub, metrics, () => {
-    host.shutdown = { code: CloseCode.SERVICE_RESTART, reason: 'Server restarting' }
+    plugin.shutdown = { code: CloseCode.SERVICE_RESTART, reason: 'Server restarting' }
   }))
 
   // Added before @fastify/websocket registers its own onRoute hook, so it sees the converted route.
   fastify.addHook('onRoute', (routeOptions) => {
     markPlainRoute(routeOptions)
-    convertRealtimeRoute(routeOptions, host)
+    convertRealtimeRoute(routeOptions, plugin)
   })
   redactUpgradeRequests(fastify.log, guard.redactQuery)
 
@@ -245,8 +246,8 @@ const fastifyRealtime: FastifyPluginAsync<RealtimePluginOptions & RealtimeHubOpt
     } satisfies Omit<ServerOptions, 'WebSocket'> & { WebSocket: typeof RealtimeSocket, closeTimeout: number } as unknown as WebsocketPluginOptions['options'],
     preClose: async function closeConnections (this: FastifyInstance) {
       // Fastify already answers new requests, upgrades included, with 503 (see Handshakes.answered).
-      await Promise.all([...host.connections].map(async (connection) => {
-        await connection.close(host.shutdown)
+      await Promise.all([...plugin.connections].map(async (connection) => {
+        await connection.close(plugin.shutdown)
         await connection.whenClosed()
       }))
       await new Promise<void>((resolve) => { this.websocketServer.close(() => { resolve() }) })

@@ -1,8 +1,7 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify'
 import type { RealtimeConnection } from '../connection/connection.js'
 import { errors } from '../errors.js'
-import { Member, type Hub } from '../hub/hub.js'
-import { kHub } from '../symbols.js'
+import { Member } from '../hub/hub.js'
 import { authenticate } from './auth.js'
 import { LIFECYCLE, type CompiledContract } from './compile.js'
 import type { Contract } from './contract.js'
@@ -33,14 +32,15 @@ export function contractHandler<C extends Contract> (contract: C, handlers: NoIn
   checkHandlers(compiled, handlers as Record<string, unknown>)
   const settings = contractSettings(options as ContractOptions)
   return async function realtimeContract (this: FastifyInstance, connection: RealtimeConnection, request: FastifyRequest): Promise<void> {
-    const hub = (this as unknown as { [kHub]: Hub })[kHub]
+    // The plugin instance the connection came through: its hub and its clock.
+    const { hub, clock } = connection.plugin
     let userId = settings.userId === null ? null : await settings.userId(request)
     if (settings.auth !== null) {
       const verified = await authenticate(connection, request, settings.auth, hub.metrics, settings.maxDepth)
       if (verified === null) return
       userId = verified
     }
-    const session = new Session(this, compiled, handlers as unknown as Record<string, AnyHandler>, settings, connection, request, hub, new Member(connection, userId))
+    const session = new Session(this, compiled, handlers as unknown as Record<string, AnyHandler>, settings, connection, request, hub, clock, new Member(connection, userId))
     // Returned, not awaited, so this frame is not kept for the life of the connection.
     return session.serve()
   }

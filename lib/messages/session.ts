@@ -1,7 +1,7 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify'
 import type { RealtimeConnection } from '../connection/connection.js'
 import type { WSMessage } from '../connection/messages.js'
-import { DeadlineClock, type DeadlineOwner } from '../connection/timers.js'
+import type { DeadlineClock, DeadlineOwner } from '../connection/timers.js'
 import { CloseCode } from '../close-codes.js'
 import { errors } from '../errors.js'
 import { Hub, type Member } from '../hub/hub.js'
@@ -29,9 +29,6 @@ interface PendingRequest {
   timedOut: boolean
 }
 
-/** One timer for every pending request of every connection, as connections share one for their own deadlines. */
-const requestClock = new DeadlineClock()
-
 // A reply to a client that left has nobody to reach.
 function ignoreGone (): void {}
 
@@ -40,7 +37,7 @@ function isThenable (value: unknown): value is PromiseLike<unknown> {
 }
 
 /**
- * The request clock's hold on a session. The clock keeps a cancelled entry until its time comes
+ * The clock's hold on a session's requests. The clock keeps a cancelled entry until its time comes
  * (up to requestTimeout), so it holds this small object, and the session is let go when its
  * connection ends.
  */
@@ -55,7 +52,7 @@ class RequestDeadlines implements DeadlineOwner {
 
 /**
  * One connection of a contract route: takes its messages as they arrive, checks and dispatches each
- * to its handler, answers requests (with a deadline on the request clock) and bounds what runs at once.
+ * to its handler, answers requests (with a deadline on the plugin's clock) and bounds what runs at once.
  */
 export class Session implements RoomsOwner, RoomRequestOwner {
   private inFlight = 0
@@ -77,6 +74,8 @@ export class Session implements RoomsOwner, RoomRequestOwner {
     private readonly connection: RealtimeConnection,
     readonly request: FastifyRequest,
     readonly hub: Hub,
+    /** The plugin instance's clock, which also runs its connections' deadlines. */
+    private readonly clock: DeadlineClock,
     readonly member: Member
   ) {
     this.context = { connection, request, userId: member.userId, send: (type, data) => this.send(type, data), rooms: new SessionRooms(this) }
@@ -118,7 +117,7 @@ export class Session implements RoomsOwner, RoomRequestOwner {
     // message, and a read that brings several frames dispatches them all in its own turn.
     connection.attach(this)
     await connection.whenClosed()
-    requestClock.cancel(this.deadlines)
+    this.clock.cancel(this.deadlines)
     this.deadlines.session = null
     if (handlers.close !== undefined) await this.guard('close', () => handlers.close?.call(this.app, context, this.connection.closeCode, this.closeReason))
   }
@@ -249,7 +248,7 @@ export class Session implements RoomsOwner, RoomRequestOwner {
   /**
    * Runs the handler of a checked message. A handler that returns a plain value is answered in this
    * turn, with no promise, timer or task: the common, cheap case. A promise becomes a task, and for a
-   * request it gets a deadline on the shared request clock.
+   * request it gets a deadline on the plugin's clock.
    */
   private handle (type: string, entry: ClientEntry, data: unknown, id: Id | undefined): void {
     const handler = this.handlers[type] as AnyHandler
@@ -290,7 +289,7 @@ export class Session implements RoomsOwner, RoomRequestOwner {
     // A request dispatched after its connection ended (it waited behind maxInFlight) has nobody to time out for.
     if (id !== undefined && this.deadlines.session !== null) {
       (this.pending ??= new Set()).add(pending)
-      requestClock.schedule(this.deadlines, pending.deadline)
+      this.clock.schedule(this.deadlines, pending.deadline)
     }
     Promise.resolve(result).then(
       async (value) => { await this.settle(pending, entry, value, null) },
@@ -325,7 +324,7 @@ export class Session implements RoomsOwner, RoomRequestOwner {
     }
   }
 
-  /** @internal The request clock: answers every request past its deadline with FST_RT_REQUEST_TIMEOUT. */
+  /** @internal The clock: answers every request past its deadline with FST_RT_REQUEST_TIMEOUT. */
   onDeadline (now: number): number {
     // Requests start in order with one timeout, so deadlines are in insertion order.
     const list = this.pending as Set<PendingRequest>
