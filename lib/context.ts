@@ -1,10 +1,10 @@
 import type { RealtimeConnection } from './connection/connection.js'
 import type { DeadlineClock } from './connection/timers.js'
-import type { GuardSettings } from './handshake/guard.js'
+import type { GuardSettings } from './options/plugin.js'
 import type { Handshakes } from './handshake/handshakes.js'
 import type { Hub } from './hub/hub.js'
 import type { RealtimeMetrics } from './metrics.js'
-import type { RouteSettings } from './options.js'
+import type { RouteSettings } from './options/route.js'
 
 /**
  * What one registration of the plugin owns: built once in index.ts, handed to each of its routes,

@@ -1,6 +1,6 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest, RouteOptions } from 'fastify'
 import { errors } from './errors.js'
-import { normalizeOptions } from './options.js'
+import { normalizeOptions } from './options/route.js'
 import type { PluginContext } from './context.js'
 import { RealtimeConnection } from './connection/connection.js'
 import type { RealtimeSocket } from './connection/socket.js'

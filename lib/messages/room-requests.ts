@@ -1,11 +1,12 @@
 import type { FastifyInstance } from 'fastify'
-import { Type } from '@sinclair/typebox'
 import { TypeCompiler } from '@sinclair/typebox/compiler'
 import { errors } from '../errors.js'
+import { envelope, JOIN, JOIN_REPLY, LEAVE_REPLY, type JoinData as JoinRequest, type LEAVE } from '../protocol.js'
+import { JoinData, LeaveData } from '../protocol-schemas.js'
 import type { Hub, JoinOptions, Member } from '../hub/hub.js'
 import type { ClientCheck } from './client-check.js'
 import type { Contract } from './contract.js'
-import type { ContractSettings } from './contract-settings.js'
+import type { ContractSettings } from '../options/contract.js'
 import { cutEcho, type ValidationErrors } from './error-envelope.js'
 import type { Id } from './request-id.js'
 import type { ClientRoomsOptions, MessageContext } from './types.js'
@@ -28,16 +29,9 @@ export interface RoomRequestOwner {
   occupy (task: Promise<unknown>): void
 }
 
-const JoinData = TypeCompiler.Compile(Type.Object({
-  room: Type.String(),
-  epoch: Type.Optional(Type.String({ maxLength: 64 })),
-  offset: Type.Optional(Type.Integer({ minimum: 0 })),
-  meta: Type.Optional(Type.Unknown())
-}))
-const LeaveData = TypeCompiler.Compile(Type.Object({ room: Type.String() }))
+const checkJoin = TypeCompiler.Compile(JoinData)
+const checkLeave = TypeCompiler.Compile(LeaveData)
 const MAX_META_BYTES = 1024
-
-interface RoomRequest { room: string, epoch?: string, offset?: number, meta?: unknown }
 
 function noticesFor (rooms: ClientRoomsOptions, room: string): boolean {
   return typeof rooms.notices === 'function' ? rooms.notices(room) : rooms.notices === true
@@ -51,19 +45,19 @@ export class RoomRequests {
   constructor (private readonly session: RoomRequestOwner, private readonly rooms: ClientRoomsOptions) {}
 
   /** Takes one request; returns true, or for bad input a promise of false when the connection is being closed. */
-  take (type: '$join' | '$leave', data: unknown, id: Id | undefined, messageLength: number): true | Promise<boolean> {
+  take (type: typeof JOIN | typeof LEAVE, data: unknown, id: Id | undefined, messageLength: number): true | Promise<boolean> {
     const session = this.session
-    const check = type === '$join' ? JoinData : LeaveData
+    const check = type === JOIN ? checkJoin : checkLeave
     if (!check.Check(data)) {
       return session.refuse(new errors.FST_RT_INVALID_MESSAGE_DATA(JSON.stringify(type)), id, session.validationErrors(check, data, messageLength))
     }
-    const request = data as RoomRequest
+    const request = data as JoinRequest
     try {
       session.hub.checkRoom(request.room)
     } catch (error) {
       return session.refuse(error as Error & { code: string }, id)
     }
-    if (type === '$join' && (request.epoch === undefined) !== (request.offset === undefined)) {
+    if (type === JOIN && (request.epoch === undefined) !== (request.offset === undefined)) {
       return session.refuse(new errors.FST_RT_INVALID_MESSAGE_DATA(JSON.stringify(type)), id, [{ path: '/offset', message: 'epoch and offset go together' }])
     }
     if (request.meta !== undefined && Buffer.byteLength(JSON.stringify(request.meta)) > MAX_META_BYTES) {
@@ -72,12 +66,12 @@ export class RoomRequests {
     // A connection's room requests run one after another, in the order they came: a $leave sent
     // right after a $join applies to the room joined. Neither ever rejects.
     const previous = this.last ?? Promise.resolve()
-    this.last = previous.then(async () => { await (type === '$join' ? this.join(request, id) : this.leave(request.room, id)) })
+    this.last = previous.then(async () => { await (type === JOIN ? this.join(request, id) : this.leave(request.room, id)) })
     session.occupy(this.last)
     return true
   }
 
-  private async join (request: RoomRequest, id: Id | undefined): Promise<void> {
+  private async join (request: JoinRequest, id: Id | undefined): Promise<void> {
     const { session, rooms } = this
     try {
       // Before authorize, which may be costly: a join over the bounds is refused either way.
@@ -90,7 +84,7 @@ export class RoomRequests {
         meta: request.meta,
         notice: noticesFor(rooms, request.room),
         // The reply goes out before the replay and the live messages, so the client knows where it stands.
-        beforeDelivery: (result) => session.write(JSON.stringify({ type: '$join:reply', data: result, id }))
+        beforeDelivery: (result) => session.write(envelope(JOIN_REPLY, result, id))
       }
       if (request.epoch !== undefined) options.recover = { epoch: request.epoch, offset: request.offset as number }
       await session.hub.join(session.member, request.room, options)
@@ -107,7 +101,7 @@ export class RoomRequests {
     const session = this.session
     try {
       const left = await session.hub.leave(session.member, room)
-      await session.write(JSON.stringify({ type: '$leave:reply', data: { room, left }, id }))
+      await session.write(envelope(LEAVE_REPLY, { room, left }, id))
     } catch (error) {
       await session.failed('$leave', error as Error, id)
     }

@@ -8,7 +8,7 @@ import { Hub, type Member } from '../hub/hub.js'
 import type { ClientCheck } from './client-check.js'
 import type { CompiledClientType, CompiledContract } from './compile.js'
 import type { Contract } from './contract.js'
-import type { ContractSettings } from './contract-settings.js'
+import type { ContractSettings } from '../options/contract.js'
 import { closeReason, cutEcho, errorEnvelope, listErrors, type ValidationErrors } from './error-envelope.js'
 import { nestsDeeperThan } from './json-depth.js'
 import { MessageError } from './message-error.js'
@@ -16,6 +16,7 @@ import { describeErrors, serializeOutgoing } from './outgoing.js'
 import { RateLimiter } from './rate-limit.js'
 import { isId, MAX_ID_LENGTH, type Id } from './request-id.js'
 import { RoomRequests, type RoomRequestOwner } from './room-requests.js'
+import { envelope, JOIN, LEAVE, PING, PONG } from '../protocol.js'
 import { SessionRooms, type RoomsOwner } from './session-rooms.js'
 import type { AnyHandler, MessageContext, RequestContext } from './types.js'
 
@@ -183,28 +184,28 @@ export class Session implements RoomsOwner, RoomRequestOwner {
     if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) {
       return this.refuse(new errors.FST_RT_MESSAGE_NOT_ENVELOPE(`got ${Array.isArray(parsed) ? 'an array' : parsed === null ? 'null' : typeof parsed}`), undefined)
     }
-    const envelope = parsed as { type?: unknown, data?: unknown, id?: unknown }
-    const id = envelope.id
+    const received = parsed as { type?: unknown, data?: unknown, id?: unknown }
+    const id = received.id
     if (id !== undefined && !isId(id)) {
       return this.refuse(new errors.FST_RT_MESSAGE_NOT_ENVELOPE(`"id" must be a string of at most ${MAX_ID_LENGTH} characters or a finite number`), undefined)
     }
-    if (typeof envelope.type !== 'string') {
+    if (typeof received.type !== 'string') {
       return this.refuse(new errors.FST_RT_MESSAGE_NOT_ENVELOPE('"type" must be a string'), id)
     }
-    const type = envelope.type
-    if (type === '$ping') {
+    const type = received.type
+    if (type === PING) {
       // Liveness for clients that cannot see WebSocket pings (browsers).
-      this.writeNow(JSON.stringify({ type: '$pong', data: null, id }))
+      this.writeNow(envelope(PONG, null, id))
       return true
     }
-    if (this.roomRequests !== null && (type === '$join' || type === '$leave')) {
-      return this.roomRequests.take(type, envelope.data, id, text.length)
+    if (this.roomRequests !== null && (type === JOIN || type === LEAVE)) {
+      return this.roomRequests.take(type, received.data, id, text.length)
     }
     const entry = this.compiled.client.get(type)
     if (entry === undefined) {
       return this.refuse(new errors.FST_RT_UNKNOWN_MESSAGE_TYPE(JSON.stringify(cutEcho(type, this.settings.maxEchoLength))), id)
     }
-    const data = envelope.data
+    const data = received.data
     if (!entry.check.Check(data)) {
       return this.refuse(new errors.FST_RT_INVALID_MESSAGE_DATA(JSON.stringify(type)), id, this.validationErrors(entry.check, data, text.length))
     }

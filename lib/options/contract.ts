@@ -1,9 +1,9 @@
 import type { FastifyRequest } from 'fastify'
 import { errors } from '../errors.js'
-import { optionalInteger } from '../options.js'
-import type { AuthOptions } from './auth.js'
-import { defaultRateLimit, type RateLimitOptions, type RateLimitSettings } from './rate-limit.js'
-import type { ClientRoomsOptions, ContractOptions } from './types.js'
+import type { AuthOptions } from '../messages/auth.js'
+import { defaultRateLimit, type RateLimitOptions, type RateLimitSettings } from '../messages/rate-limit.js'
+import type { ClientRoomsOptions, ContractOptions } from '../messages/types.js'
+import { check, optionalInteger } from './server-checks.js'
 
 /** The checked options of one contract route. */
 export interface ContractSettings {
@@ -32,15 +32,40 @@ function rateLimitSettings (option: RateLimitOptions | false | undefined): RateL
   if (typeof rate !== 'object' || rate === null) {
     throw new errors.FST_RT_INVALID_OPTION('"rateLimit"', 'expected { perSecond, burst, bytesPerSecond?, bytesBurst? } or false')
   }
+  check.object('rateLimit', rate, Object.keys(defaultRateLimit), 'an object { perSecond, burst, bytesPerSecond?, bytesBurst? }')
   const positive = (name: keyof RateLimitSettings): number => optionalInteger(`rateLimit.${name}`, rate[name], 1, Number.MAX_SAFE_INTEGER, defaultRateLimit[name])
   return { perSecond: positive('perSecond'), burst: positive('burst'), bytesPerSecond: positive('bytesPerSecond'), bytesBurst: positive('bytesBurst') }
 }
 
+/** The options of `contractHandler()` with their defaults (docs/contracts.md and docs/rooms.md list them; a test keeps them equal). */
+export const defaultContractOptions = Object.freeze({
+  auth: null,
+  rateLimit: defaultRateLimit,
+  rooms: null,
+  userId: null,
+  onInvalid: 'reply',
+  requestTimeout: 30_000,
+  validateOutgoing: false,
+  maxErrors: 10,
+  maxDepth: 64,
+  maxEchoLength: 64,
+  maxInFlight: 32
+})
+
+const CONTRACT_KEYS = Object.keys(defaultContractOptions)
+
 /** Checks the options of `contractHandler()`; throws FST_RT_INVALID_OPTION on the first problem. */
-export function contractSettings (options: ContractOptions): ContractSettings {
+export function contractSettings (input: ContractOptions): ContractSettings {
+  const options = check.object('options', input, CONTRACT_KEYS, 'an object of contract options') as ContractOptions
   const rooms = options.rooms ?? null
   if (rooms !== null && (typeof rooms !== 'object' || typeof rooms.authorize !== 'function')) {
     throw new errors.FST_RT_INVALID_OPTION('"rooms"', 'expected { authorize: (room, context) => boolean, notices?: boolean }')
+  }
+  if (rooms !== null) {
+    check.object('rooms', rooms, ['authorize', 'notices'], 'an object { authorize, notices? }')
+    if (rooms.notices !== undefined && typeof rooms.notices !== 'boolean' && typeof rooms.notices !== 'function') {
+      check.fail('rooms.notices', 'a boolean or a function (room) => boolean', rooms.notices)
+    }
   }
   if (options.userId !== undefined && typeof options.userId !== 'function') {
     throw new errors.FST_RT_INVALID_OPTION('"userId"', 'expected a function (request) => string | null')
@@ -49,6 +74,7 @@ export function contractSettings (options: ContractOptions): ContractSettings {
   if (auth !== null && (typeof auth !== 'object' || typeof auth.verify !== 'function')) {
     throw new errors.FST_RT_INVALID_OPTION('"auth"', 'expected { verify: (token, request) => userId | null, timeoutMs? }')
   }
+  if (auth !== null) check.object('auth', auth, ['verify', 'timeoutMs'], 'an object { verify, timeoutMs? }')
   if (auth !== null && options.userId !== undefined) {
     throw new errors.FST_RT_INVALID_OPTION('"userId"', 'with "auth", the user id is what auth.verify returns')
   }
@@ -66,11 +92,11 @@ export function contractSettings (options: ContractOptions): ContractSettings {
     rooms,
     userId: options.userId ?? null,
     onInvalid,
-    requestTimeout: positive('requestTimeout', options.requestTimeout, 30_000),
+    requestTimeout: positive('requestTimeout', options.requestTimeout, defaultContractOptions.requestTimeout),
     validateOutgoing: options.validateOutgoing ?? false,
-    maxErrors: positive('maxErrors', options.maxErrors, 10),
-    maxInFlight: positive('maxInFlight', options.maxInFlight, 32),
-    maxDepth: optionalInteger('maxDepth', options.maxDepth, 1, MAX_DEPTH, 64),
-    maxEchoLength: optionalInteger('maxEchoLength', options.maxEchoLength, 1, MAX_ECHO_LENGTH, 64)
+    maxErrors: positive('maxErrors', options.maxErrors, defaultContractOptions.maxErrors),
+    maxInFlight: positive('maxInFlight', options.maxInFlight, defaultContractOptions.maxInFlight),
+    maxDepth: optionalInteger('maxDepth', options.maxDepth, 1, MAX_DEPTH, defaultContractOptions.maxDepth),
+    maxEchoLength: optionalInteger('maxEchoLength', options.maxEchoLength, 1, MAX_ECHO_LENGTH, defaultContractOptions.maxEchoLength)
   }
 }
