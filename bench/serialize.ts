@@ -51,7 +51,7 @@ const cases: Case[] = [
 
 type Serialize = (envelope: { type: string, data: unknown }) => string
 
-/** Runs `iterations` serializations of a fresh envelope (as router.ts builds one per send); returns ns/op. */
+/** Runs `iterations` serializations of a fresh envelope (as the session builds one per send); returns ns/op. */
 function measure (serialize: Serialize, type: string, data: unknown, iterations: number): number {
   let sink = 0
   const start = process.hrtime.bigint()

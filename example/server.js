@@ -116,14 +116,15 @@ app.post('/login', {
   return { user: name, token: issued }
 })
 
-// The page, and the browser client as ES modules: /lib/client/index.js imports /lib/close-codes.js.
+// The page, and the browser client as ES modules: /lib/client/index.js imports /lib/close-codes.js,
+// /lib/protocol.js and /lib/options/checks.js.
 const here = (path) => fileURLToPath(new URL(path, import.meta.url))
 await app.register(fastifyStatic, { root: here('./public/') })
 await app.register(fastifyStatic, {
   root: here('../dist/'),
   prefix: '/lib/',
   decorateReply: false,
-  allowedPath: (path) => path.startsWith('/client/') || path === '/close-codes.js'
+  allowedPath: (path) => path.startsWith('/client/') || path === '/close-codes.js' || path === '/protocol.js' || path === '/options/checks.js'
 })
 
 // ---- shutdown ----

@@ -12,19 +12,20 @@ import { RealtimeSocket } from './connection/socket.js'
 import { backstopCloseTimeout } from './connection/ws-internals.js'
 import { DeadlineClock } from './connection/timers.js'
 import { errors } from './errors.js'
-import { defaultSettings, normalizeOptions, optionalInteger, type RealtimePluginOptions, type RealtimeRouteOptions } from './options.js'
-import { convertRealtimeRoute, markPlainRoute, type RouteHost } from './route.js'
-import { kHub, kOfferedExtensions, kPlainRoute, kProtocol } from './symbols.js'
+import type { RealtimePluginOptions, RealtimeRouteOptions } from './options/route.js'
+import { pluginSettings } from './options/plugin.js'
+import { convertRealtimeRoute, markPlainRoute } from './route.js'
+import type { PluginContext } from './context.js'
+import { kOfferedExtensions, kPlainRoute, kProtocol } from './symbols.js'
 import { Handshakes, watchServer } from './handshake/handshakes.js'
 import { ConnectionSlots } from './handshake/slots.js'
 import { redactUpgradeRequests, redactUrl, requestSerializerOf } from './handshake/redaction.js'
 import { CloseCode } from './close-codes.js'
 import { createMetrics, prometheusText } from './metrics.js'
-import { GUARD_KEYS, guardSettings } from './handshake/guard.js'
 import type {} from './handshake/token-auth.js'
 import type { Broker, HistoryLimits } from './hub/broker.js'
 import { MemoryBroker } from './hub/memory.js'
-import { defaultHubSettings, Hub, type HubSettings } from './hub/hub.js'
+import { Hub } from './hub/hub.js'
 import { createDecorator, type RealtimeDecorator } from './hub/decorator.js'
 
 export { RealtimeConnection } from './connection/connection.js'
@@ -36,10 +37,10 @@ export { defineContract } from './messages/contract.js'
 export type {
   ClientData, ClientMessageSpec, ClientType, Contract, ContractDefinition, Envelope, ErrorEnvelope, ReplyData, ServerData, ServerType
 } from './messages/contract.js'
-export { contractHandler } from './messages/router.js'
-export type { ContractOptions, MessageContext, MessageHandler, MessageHandlers, RequestContext } from './messages/router.js'
+export { contractHandler } from './messages/contract-handler.js'
+export type { ContractOptions, MessageContext, MessageHandler, MessageHandlers, RequestContext } from './messages/types.js'
 export { MessageError } from './messages/message-error.js'
-export type { AuthOptions, ClientRoomsOptions, RateLimitOptions, RoomsApi } from './messages/router.js'
+export type { AuthOptions, ClientRoomsOptions, RateLimitOptions, RoomsApi } from './messages/types.js'
 export { MemoryBroker } from './hub/memory.js'
 export type { MemoryBrokerOptions } from './hub/memory.js'
 export { roomEnvelope, defaultHistoryLimits } from './hub/broker.js'
@@ -54,7 +55,7 @@ export type { TokenAuthOptions, TokenSource } from './handshake/token-auth.js'
 export { roomHistoryRoute } from './hub/history-route.js'
 export type { HistoryQuerystring, HistoryResponse, HistoryRouteOptions } from './hub/history-route.js'
 export type { RealtimeErrorCode } from './errors.js'
-export type { CompressOptions, OriginCheck, OriginRule, RealtimePluginOptions, RealtimeRouteOptions } from './options.js'
+export type { CompressOptions, OriginCheck, OriginRule, RealtimePluginOptions, RealtimeRouteOptions } from './options/route.js'
 
 /** A realtime route handler: gets the connection and the Fastify request; the connection closes with 1000 when it returns. */
 export type RealtimeHandler<
@@ -114,11 +115,6 @@ declare module 'fastify' {
   }
 }
 
-// Keys Fastify itself reads from register() options; they are not ours to check.
-const REGISTER_KEYS = new Set(['prefix', 'logLevel', 'logSerializers'])
-// Keys of the plugin itself (rooms, metrics), checked here rather than as route options.
-const PLUGIN_KEYS = new Set(['broker', 'history', 'metricsRoute', ...Object.keys(defaultHubSettings)])
-
 /** Options of the plugin beyond the route defaults: where rooms live and their bounds. */
 export interface RealtimeHubOptions {
   /** Carries rooms, history and presence; a MemoryBroker (one process) when not given. Closed with the app. */
@@ -159,21 +155,6 @@ export interface RealtimeHubOptions {
   metricsRoute?: string
 }
 
-function hubSettings (options: Record<string, unknown>): HubSettings {
-  // Every hub setting is a positive integer.
-  const names = Object.keys(defaultHubSettings) as Array<keyof HubSettings>
-  return Object.fromEntries(names.map((name) => [name, optionalInteger(name, options[name], 1, Number.MAX_SAFE_INTEGER, defaultHubSettings[name])])) as unknown as HubSettings
-}
-
-function brokerOf (options: Record<string, unknown>): Broker {
-  if (options.broker === undefined) return new MemoryBroker({ history: options.history as Partial<HistoryLimits> | undefined })
-  const broker = options.broker as Partial<Broker> | null
-  if (typeof broker?.publish !== 'function' || typeof broker.attach !== 'function') {
-    throw new errors.FST_RT_INVALID_OPTION('"broker"', 'expected a Broker (MemoryBroker, RedisBroker or your own)')
-  }
-  return broker as Broker
-}
-
 type RawWithHandshake = IncomingMessage & { [kProtocol]?: string, [kOfferedExtensions]?: string }
 
 /**
@@ -195,17 +176,16 @@ function selectProtocol (_offered: Set<string>, request: IncomingMessage): strin
 }
 
 const fastifyRealtime: FastifyPluginAsync<RealtimePluginOptions & RealtimeHubOptions> = async (fastify, options) => {
-  const own = Object.fromEntries(Object.entries(options).filter(([key]) => !REGISTER_KEYS.has(key) && !PLUGIN_KEYS.has(key) && !GUARD_KEYS.has(key)))
-  const settings = normalizeOptions(own, defaultSettings)
-  const plain = options as Record<string, unknown>
+  const checked = pluginSettings(options as Record<string, unknown>)
+  const { route: settings, guard, metricsRoute } = checked
   const metrics = createMetrics()
-  const hub = new Hub(brokerOf(plain), hubSettings(plain), fastify.log, metrics)
-  const guard = guardSettings(plain)
+  const hub = new Hub(checked.broker ?? new MemoryBroker({ history: checked.history }), checked.hub, fastify.log, metrics)
   const clock = new DeadlineClock()
   const handshakes = new Handshakes(clock, guard.handshakeTimeout, new ConnectionSlots(guard, metrics), metrics, fastify.log)
-  const host: RouteHost & { shutdown: { code: number, reason: string } } = {
+  const plugin: PluginContext = {
     settings,
     guard,
+    hub,
     clock,
     handshakes,
     requestSerializer: requestSerializerOf(fastify.log),
@@ -213,19 +193,15 @@ const fastifyRealtime: FastifyPluginAsync<RealtimePluginOptions & RealtimeHubOpt
     metrics,
     shutdown: { code: CloseCode.GOING_AWAY, reason: 'Server shutting down' }
   }
-  if (options.metricsRoute !== undefined && (typeof options.metricsRoute !== 'string' || !options.metricsRoute.startsWith('/'))) {
-    throw new errors.FST_RT_INVALID_OPTION('"metricsRoute"', `expected a path starting with "/", got ${String(options.metricsRoute)}`)
-  }
   fastify.decorateRequest('realtimeUser', null)
-  fastify.decorate(kHub, hub)
   fastify.decorate('realtime', createDecorator(hub, metrics, () => {
-    host.shutdown = { code: CloseCode.SERVICE_RESTART, reason: 'Server restarting' }
+    plugin.shutdown = { code: CloseCode.SERVICE_RESTART, reason: 'Server restarting' }
   }))
 
   // Added before @fastify/websocket registers its own onRoute hook, so it sees the converted route.
   fastify.addHook('onRoute', (routeOptions) => {
     markPlainRoute(routeOptions)
-    convertRealtimeRoute(routeOptions, host)
+    convertRealtimeRoute(routeOptions, plugin)
   })
   redactUpgradeRequests(fastify.log, guard.redactQuery)
 
@@ -245,8 +221,8 @@ const fastifyRealtime: FastifyPluginAsync<RealtimePluginOptions & RealtimeHubOpt
     } satisfies Omit<ServerOptions, 'WebSocket'> & { WebSocket: typeof RealtimeSocket, closeTimeout: number } as unknown as WebsocketPluginOptions['options'],
     preClose: async function closeConnections (this: FastifyInstance) {
       // Fastify already answers new requests, upgrades included, with 503 (see Handshakes.answered).
-      await Promise.all([...host.connections].map(async (connection) => {
-        await connection.close(host.shutdown)
+      await Promise.all([...plugin.connections].map(async (connection) => {
+        await connection.close(plugin.shutdown)
         await connection.whenClosed()
       }))
       await new Promise<void>((resolve) => { this.websocketServer.close(() => { resolve() }) })
@@ -272,10 +248,10 @@ const fastifyRealtime: FastifyPluginAsync<RealtimePluginOptions & RealtimeHubOpt
     }
     done()
   })
-  if (options.metricsRoute !== undefined) {
+  if (metricsRoute !== null) {
     fastify.route({
       method: 'GET',
-      url: options.metricsRoute,
+      url: metricsRoute,
       handler: async (_request: FastifyRequest, reply: FastifyReply) => {
         await reply.type('text/plain; version=0.0.4').send(prometheusText(metrics, hub.stats))
       }

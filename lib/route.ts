@@ -1,25 +1,16 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest, RouteOptions } from 'fastify'
 import { errors } from './errors.js'
-import { normalizeOptions, type RouteSettings } from './options.js'
-import { RealtimeConnection, type ConnectionHost } from './connection/connection.js'
+import { normalizeOptions } from './options/route.js'
+import type { PluginContext } from './context.js'
+import { RealtimeConnection } from './connection/connection.js'
 import type { RealtimeSocket } from './connection/socket.js'
 import { releaseUpgrade } from './connection/ws-internals.js'
 import { handshakeHook } from './handshake/hook.js'
-import type { GuardSettings } from './handshake/guard.js'
-import type { Handshakes } from './handshake/handshakes.js'
 import { redactingSerializer } from './handshake/redaction.js'
 import { checkHandshake, looksLikeHandshake } from './handshake/validate.js'
 import { kPlainRoute } from './symbols.js'
 
 export type RealtimeHandlerFunction = (this: FastifyInstance, connection: RealtimeConnection, request: FastifyRequest) => unknown
-
-export interface RouteHost extends ConnectionHost {
-  readonly settings: RouteSettings
-  readonly guard: GuardSettings
-  readonly handshakes: Handshakes
-  /** The app logger's `req` serializer (Fastify's fields when the logger is not pino). */
-  readonly requestSerializer: (request: object) => unknown
-}
 
 type LogSerializers = NonNullable<RouteOptions['logSerializers']>
 
@@ -36,11 +27,11 @@ export function markPlainRoute (routeOptions: RouteOptions & { realtime?: unknow
 }
 
 /** The route's serializers with `req` (the route's own, or the app's) shown a redacted URL. */
-function redactedSerializers (routeOptions: RouteOptions, host: RouteHost): LogSerializers {
+function redactedSerializers (routeOptions: RouteOptions, plugin: PluginContext): LogSerializers {
   const own = routeOptions.logSerializers
-  const serialize = (own?.req as ((request: object) => unknown) | undefined) ?? host.requestSerializer
+  const serialize = (own?.req as ((request: object) => unknown) | undefined) ?? plugin.requestSerializer
   // Fastify has already chained the plugin contexts' serializers through this object's prototype.
-  return Object.assign(Object.create(own ?? null) as LogSerializers, { req: redactingSerializer(serialize, host.guard.redactQuery) })
+  return Object.assign(Object.create(own ?? null) as LogSerializers, { req: redactingSerializer(serialize, plugin.guard.redactQuery) })
 }
 
 type Hooks = NonNullable<RouteOptions['onRequest']>
@@ -79,7 +70,7 @@ async function runHandler (this: FastifyInstance, handler: RealtimeHandlerFuncti
  * Turns a route declared with `realtime` into a @fastify/websocket route: the handshake hook
  * goes first among the route's onRequest hooks, plain HTTP gets 426, the handler gets a connection.
  */
-export function convertRealtimeRoute (routeOptions: RouteOptions & { realtime?: unknown }, host: RouteHost): void {
+export function convertRealtimeRoute (routeOptions: RouteOptions & { realtime?: unknown }, plugin: PluginContext): void {
   const realtime = routeOptions.realtime
   if (realtime === undefined || realtime === false) return
   const methods = Array.isArray(routeOptions.method) ? routeOptions.method : [routeOptions.method]
@@ -88,21 +79,21 @@ export function convertRealtimeRoute (routeOptions: RouteOptions & { realtime?: 
   }
   // Fastify has already refused a route without a handler function.
   const handler = routeOptions.handler as unknown as RealtimeHandlerFunction
-  const settings = normalizeOptions(realtime, host.settings)
+  const settings = normalizeOptions(realtime, plugin.settings)
   routeOptions.handler = httpFallback
   // Query tokens (browsers cannot set headers on a WebSocket) must not reach the request log line,
   // on the automatic HEAD route too (Fastify copied the GET route's options before this hook).
-  routeOptions.logSerializers = redactedSerializers(routeOptions, host)
+  routeOptions.logSerializers = redactedSerializers(routeOptions, plugin)
   // Fastify's automatic HEAD route can never be upgraded.
   if (methods.every((method) => method === 'HEAD')) return
-  routeOptions.onRequest = [handshakeHook(settings, host.handshakes, host.metrics) as Hook, ...hookList(routeOptions.onRequest)]
+  routeOptions.onRequest = [handshakeHook(settings, plugin.handshakes, plugin.metrics) as Hook, ...hookList(routeOptions.onRequest)]
   routeOptions.wsHandler = function realtimeUpgrade (this: FastifyInstance, socket, request) {
     // An open connection keeps its request, so it lets go of what only the upgrade needed: the
     // ServerResponse, and @fastify/websocket's 'error' listener, whose closure holds the reply
     // (the connection listens for errors itself).
     releaseUpgrade(request.raw)
     socket.removeAllListeners('error')
-    const connection = new RealtimeConnection(socket as RealtimeSocket, request, settings, host)
+    const connection = new RealtimeConnection(socket as RealtimeSocket, request, settings, plugin)
     // Not returned: @fastify/websocket would hang a closure holding the reply on the promise. It
     // never rejects: the handler's failure is answered inside, and close() with these codes cannot fail.
     void runHandler.call(this, handler, connection)

@@ -11,7 +11,7 @@ import { build, client, connect, deferred, handshake } from './helpers.js'
 // next one earlier, then later, than the one before) on the same clock. Which moment a deadline
 // starts from is known to lie between two readings of the clock (`from` and `to`); it is due its
 // duration after that. A trigger (below) makes the clock move a deadline far away during a pass
-// while the ones under test wait. Requests have a clock of their own, of the same class; the
+// while the ones under test wait. Requests run on the same clock, the plugin instance's; the
 // DeadlineClock's own tests (timers.test.ts) check it with many more deadlines in every order.
 
 /** Generous for a loaded machine; a missed re-arm of the clock costs a whole far deadline. */
@@ -205,4 +205,37 @@ t.test('request deadlines fire at their times, for timeouts set in any order', a
   checkFired(t, fired, DURATIONS.length)
   t.same(new Set(fired.map((f) => f.what)), new Set(['request (FST_RT_REQUEST_TIMEOUT)']))
   far.ws.terminate()
+})
+
+t.test("a request's deadline runs on the clock of the plugin instance its connection came through", async (t) => {
+  const contract = defineContract({
+    client: { wait: { data: Type.Null(), reply: Type.Null() }, waiting: { data: Type.Null(), reply: Type.Number() } },
+    server: {}
+  })
+  const never = new Promise<null>(() => {})
+  const clocks: Array<{ readonly size: number }> = []
+  const route = (app: FastifyInstance): void => {
+    app.get('/', { realtime: true }, contractHandler(contract, {
+      async wait () { return await never },
+      // Owners waiting on this connection's clock.
+      waiting: (_data, context) => context.connection.plugin.clock.size,
+      open (context) { clocks.push(context.connection.plugin.clock) }
+    }, { requestTimeout: 150 }))
+  }
+  const first = await build(t, route)
+  const second = await build(t, route)
+  const other = await client(t, second.url)
+  const c = await client(t, first.url)
+  const ask = async (id: number): Promise<unknown> => {
+    c.ws.send(JSON.stringify({ type: 'waiting', data: null, id }))
+    return (JSON.parse(await c.text()) as { data: unknown }).data
+  }
+  const before = await ask(1) as number
+  c.ws.send(JSON.stringify({ type: 'wait', data: null, id: 2 }))
+  t.equal(await ask(3), before + 1, "the pending request waits on its plugin's clock")
+  t.equal(clocks.length, 2)
+  t.not(clocks[0], clocks[1], 'each plugin instance has its own clock')
+  t.equal((JSON.parse(await c.text()) as { data: { code: string } }).data.code, 'FST_RT_REQUEST_TIMEOUT')
+  t.equal(await ask(4), before, 'and leaves it once answered')
+  other.ws.terminate()
 })

@@ -1,7 +1,7 @@
 import Fastify from 'fastify'
 import t, { type Test } from 'tap'
 import realtime, { type RealtimeConnection } from '../lib/index.js'
-import { defaultSettings, normalizeOptions } from '../lib/options.js'
+import { defaultSettings, normalizeOptions } from '../lib/options/route.js'
 import { assertEchoes, build, client, echoHandler, once } from './helpers.js'
 
 interface Invalid {

@@ -1,6 +1,6 @@
 // What a client sees: the contract's types through `import type` from lib/messages/contract.ts, the
 // module behind the package's "./contract" export. That module imports only @sinclair/typebox, so
-// nothing here needs fastify, ws or the router.
+// nothing here needs fastify, ws or the server.
 import type { TArray, TObject, TString } from '@sinclair/typebox'
 import { describe, expect, test } from 'tstyche'
 import type {

@@ -2,6 +2,8 @@ import { CloseCode, shouldReconnect } from '../close-codes.js'
 import type { ClientData, ClientType, Contract, ReplyData, ServerData, ServerType } from '../messages/contract.js'
 import { backoffDelay } from './backoff.js'
 import { RealtimeClientError } from './errors.js'
+import { checkers, describe } from '../options/checks.js'
+import { AUTH, envelope, ERROR, JOIN, JOIN_REPLY, LEAVE, LEAVE_REPLY, LOST, PING, PONG, PRESENCE, type LostData } from '../protocol.js'
 
 /**
  * An event handler slot of a socket. The client only ever assigns to these, never calls them, so a
@@ -113,15 +115,15 @@ interface RoomState {
 type Listener<A extends unknown[]> = (...args: A) => void
 
 const OPEN = 1
-const LOST = 1006
+// The close code of a connection that ended without a close frame.
+const DROPPED = 1006
 
-function positive (name: string, value: number | undefined, fallback: number): number {
-  if (value === undefined) return fallback
-  if (typeof value !== 'number' || Number.isNaN(value) || value <= 0) {
-    throw new RealtimeClientError('FST_RT_CLIENT_INVALID_OPTION', `${name} must be a positive number, got ${String(value)}`)
-  }
-  return value
-}
+// The server's option checkers, throwing the client's own error.
+const check = checkers((name, expected, value) => {
+  throw new RealtimeClientError('FST_RT_CLIENT_INVALID_OPTION', `${name} must be ${expected}, got ${describe(value)}`)
+})
+const positive = check.optionalPositive
+const OPTION_KEYS = ['url', 'token', 'WebSocket', 'protocols', 'backoff', 'pingIntervalMs', 'pongTimeoutMs', 'requestTimeoutMs', 'queue', 'random', 'autoConnect']
 
 /**
  * A typed, reconnecting client for a contract route. `send` accepts only the contract's client
@@ -168,6 +170,16 @@ export class RealtimeClient<C extends Contract> {
   private readonly onOffline = (): void => { this.offline() }
 
   constructor (options: ClientOptions) {
+    check.object('options', options, OPTION_KEYS, 'an object of client options')
+    if (options.backoff !== undefined) check.object('backoff', options.backoff, ['baseMs', 'capMs', 'maxRetries', 'resetAfterMs'], 'an object { baseMs?, capMs?, maxRetries?, resetAfterMs? }')
+    if (options.queue !== undefined) check.object('queue', options.queue, ['maxSize', 'maxAgeMs', 'overflow'], 'an object { maxSize?, maxAgeMs?, overflow? }')
+    if (options.token !== undefined && typeof options.token !== 'string' && typeof options.token !== 'function') check.fail('token', 'a string or a function', options.token)
+    if (options.protocols !== undefined && typeof options.protocols !== 'string' && !(Array.isArray(options.protocols) && options.protocols.every((item) => typeof item === 'string'))) {
+      check.fail('protocols', 'a string or an array of strings', options.protocols)
+    }
+    if (options.random !== undefined) check.func('random', options.random, 'a function () => number in [0, 1)')
+    if (options.autoConnect !== undefined) check.boolean('autoConnect', options.autoConnect)
+    if (options.WebSocket !== undefined) check.func('WebSocket', options.WebSocket, 'a WebSocket class')
     this.options = options
     const Impl = options.WebSocket ?? (globalThis as { WebSocket?: WebSocketClass }).WebSocket
     if (Impl === undefined) throw new RealtimeClientError('FST_RT_CLIENT_INVALID_OPTION', 'No WebSocket class: pass one as the WebSocket option (e.g. ws in Node)')
@@ -184,11 +196,7 @@ export class RealtimeClient<C extends Contract> {
     this.requestTimeoutMs = positive('requestTimeoutMs', options.requestTimeoutMs, 10_000)
     this.queueMax = positive('queue.maxSize', options.queue?.maxSize, 100)
     this.queueMaxAge = positive('queue.maxAgeMs', options.queue?.maxAgeMs, 30_000)
-    const overflow = options.queue?.overflow ?? 'reject'
-    if (overflow !== 'reject' && overflow !== 'drop-oldest') {
-      throw new RealtimeClientError('FST_RT_CLIENT_INVALID_OPTION', `queue.overflow must be 'reject' or 'drop-oldest', got ${String(overflow)}`)
-    }
-    this.overflow = overflow
+    this.overflow = check.oneOf('queue.overflow', options.queue?.overflow ?? 'reject', ['reject', 'drop-oldest'] as const)
     this.random = options.random ?? Math.random
     const events = globalThis as { addEventListener?: (type: string, listener: () => void) => void }
     if (typeof events.addEventListener === 'function') {
@@ -240,7 +248,7 @@ export class RealtimeClient<C extends Contract> {
 
   /** Sends a client message of the contract now, or queues it while the client is not open. */
   send<K extends ClientType<C>>(type: K, data: ClientData<C, K>): void {
-    this.transmit(JSON.stringify({ type, data }))
+    this.transmit(envelope(type, data))
   }
 
   /** Sends a request and resolves with its typed reply; rejects with a RealtimeClientError. */
@@ -276,7 +284,7 @@ export class RealtimeClient<C extends Contract> {
 
   async leave (room: string, options?: { timeoutMs?: number }): Promise<void> {
     if (!this.rooms.delete(room)) return
-    if (this.currentState === 'open') await this.call('$leave', { room }, options?.timeoutMs)
+    if (this.currentState === 'open') await this.call(LEAVE, { room }, options?.timeoutMs)
   }
 
   /** Connects (again) if not connected; done at construction unless autoConnect is false. */
@@ -319,7 +327,7 @@ export class RealtimeClient<C extends Contract> {
       token = typeof this.options.token === 'function' ? await this.options.token() : this.options.token ?? null
     } catch (error) {
       this.report(error as Error)
-      this.scheduleReconnect(LOST, 'url or token provider failed')
+      this.scheduleReconnect(DROPPED, 'url or token provider failed')
       return
     }
     if (this.stopped) return
@@ -336,7 +344,7 @@ export class RealtimeClient<C extends Contract> {
     this.armLiveness()
     if (token !== null) {
       try {
-        await this.call('$auth', token, undefined, socket)
+        await this.call(AUTH, token, undefined, socket)
       } catch (error) {
         this.authFailed(socket, error as RealtimeClientError)
         return
@@ -378,7 +386,7 @@ export class RealtimeClient<C extends Contract> {
     }
     this.report(new RealtimeClientError('FST_RT_CLIENT_AUTH_FAILED', `$auth was not answered: ${error.message}`))
     abandon(socket)
-    this.dropped(socket, LOST, '$auth was not answered')
+    this.dropped(socket, DROPPED, '$auth was not answered')
   }
 
   /** The current socket is gone (its handlers are only ever attached to the current one). */
@@ -432,12 +440,12 @@ export class RealtimeClient<C extends Contract> {
       if (now >= this.pingSentAt + this.pongTimeoutMs) {
         // A dead server never completes a close handshake: drop the socket and go on at once.
         abandon(socket)
-        this.dropped(socket, LOST, 'no answer to $ping')
+        this.dropped(socket, DROPPED, 'no answer to $ping')
         return
       }
     } else if (now >= this.lastMessageAt + this.pingIntervalMs && socket.readyState === OPEN) {
       this.pingSentAt = now
-      socket.send(JSON.stringify({ type: '$ping', data: null }))
+      socket.send(envelope(PING, null))
     }
     this.armLiveness()
   }
@@ -455,7 +463,7 @@ export class RealtimeClient<C extends Contract> {
     const socket = this.socket
     if (socket === null) return
     abandon(socket)
-    this.dropped(socket, LOST, 'the browser went offline')
+    this.dropped(socket, DROPPED, 'the browser went offline')
   }
 
   // ---- receiving ----
@@ -472,22 +480,22 @@ export class RealtimeClient<C extends Contract> {
     const type = message.type
     if (typeof type !== 'string') return
     if (message.id !== undefined && this.settle(String(message.id), type, message.data)) return
-    if (type === 'error') {
+    if (type === ERROR) {
       this.report(new RealtimeClientError('FST_RT_CLIENT_SERVER_ERROR', errorMessage(message.data), message.data))
       return
     }
-    if (type === '$presence') {
+    if (type === PRESENCE) {
       emit(this.presenceListeners, message.data)
       return
     }
-    if (type === '$lost') {
-      const lost = message.data as { room: string, epoch: string, offset: number }
+    if (type === LOST) {
+      const lost = message.data as LostData
       const state = this.rooms.get(lost.room)
       if (state !== undefined) state.position = { epoch: lost.epoch, offset: lost.offset }
       emit(this.lostListeners, lost)
       return
     }
-    if (type === '$pong' || type === '$join:reply' || type === '$leave:reply') return
+    if (type === PONG || type === JOIN_REPLY || type === LEAVE_REPLY) return
     const meta: MessageMeta = typeof message.room === 'string'
       ? { room: message.room, epoch: message.epoch as string, offset: message.offset as number }
       : {}
@@ -511,7 +519,7 @@ export class RealtimeClient<C extends Contract> {
     if (pending === undefined) return false
     this.pending.delete(id)
     clearTimeout(pending.timer)
-    if (type === 'error') {
+    if (type === ERROR) {
       pending.reject(new RealtimeClientError('FST_RT_CLIENT_SERVER_ERROR', errorMessage(data), data))
       return true
     }
@@ -530,7 +538,7 @@ export class RealtimeClient<C extends Contract> {
       data.epoch = from.epoch
       data.offset = from.offset
     }
-    return await this.call('$join', data, timeoutMs, socket, (reply) => { this.joined(state, reply as JoinOutcome, from) }) as JoinOutcome
+    return await this.call(JOIN, data, timeoutMs, socket, (reply) => { this.joined(state, reply as JoinOutcome, from) }) as JoinOutcome
   }
 
   /**
@@ -560,7 +568,7 @@ export class RealtimeClient<C extends Contract> {
         reject(new RealtimeClientError('FST_RT_CLIENT_REQUEST_TIMEOUT', `No reply to ${type} within ${timeout} ms`))
       }, timeout)
       this.pending.set(id, onReply === undefined ? { resolve, reject, timer } : { resolve, reject, timer, onReply })
-      const text = JSON.stringify({ type, data, id })
+      const text = envelope(type, data, id)
       try {
         if (socket !== undefined) socket.send(text)
         else this.transmit(text, id)

@@ -3,22 +3,15 @@ import type { Socket } from 'node:net'
 import { WebSocket } from 'ws'
 import { errors, closeCodeOf } from '../errors.js'
 import { CloseCode, isSendableCloseCode } from '../close-codes.js'
-import type { RouteSettings } from '../options.js'
-import type { RealtimeMetrics } from '../metrics.js'
+import type { RouteSettings } from '../options/route.js'
+import type { PluginContext } from '../context.js'
 import { kConnection, kPeerClose } from '../symbols.js'
 import { MessageQueue } from './message-queue.js'
 import { CLOSED_MESSAGE, CLOSING_MESSAGE, type WSMessage } from './messages.js'
 import type { RealtimeSocket } from './socket.js'
-import type { DeadlineClock, DeadlineOwner } from './timers.js'
+import type { DeadlineOwner } from './timers.js'
 import { applyRouteSettings, deflateNegotiated, senderIdle } from './ws-internals.js'
 import { nestsDeeperThan } from '../messages/json-depth.js'
-
-/** Where a connection registers itself while open. */
-export interface ConnectionHost {
-  readonly clock: DeadlineClock
-  readonly connections: Set<RealtimeConnection>
-  readonly metrics: RealtimeMetrics
-}
 
 export interface ReceiveOptions {
   /** Overrides the route's receiveTimeout for this call, in ms. */
@@ -81,7 +74,6 @@ export class RealtimeConnection implements DeadlineOwner {
 
   private readonly ws: RealtimeSocket
   private readonly settings: RouteSettings
-  private readonly host: ConnectionHost
   private readonly queue = new MessageQueue()
   private state: State = 'open'
   private failure: Error | null = null
@@ -101,11 +93,14 @@ export class RealtimeConnection implements DeadlineOwner {
   private whenClosedPromise: Promise<void> | null = null
   private resolveClosed: (() => void) | null = null
 
-  constructor (ws: RealtimeSocket, request: FastifyRequest, settings: RouteSettings, host: ConnectionHost) {
+  /** @internal The plugin instance this connection belongs to: its hub, clock and metrics. */
+  readonly plugin: PluginContext
+
+  constructor (ws: RealtimeSocket, request: FastifyRequest, settings: RouteSettings, plugin: PluginContext) {
     this.ws = ws
     this.request = request
     this.settings = settings
-    this.host = host
+    this.plugin = plugin
     this.protocol = ws.protocol === '' ? null : ws.protocol
     this.lastReceivedAt = this.lastFrameAt = Date.now()
     applyRouteSettings(ws, settings)
@@ -121,10 +116,10 @@ export class RealtimeConnection implements DeadlineOwner {
     socket.on('data', onSocketData)
     // A plain property: defining one with attributes can turn the socket's properties into a dictionary.
     ;(socket as Socket & { [kConnection]?: RealtimeConnection })[kConnection] = this
-    host.connections.add(this)
+    plugin.connections.add(this)
     this.route = request.routeOptions.url as string
     // Its connection slot was taken at the handshake and is given back when the socket closes (handshake/slots.ts).
-    host.metrics.connections[this.route] = (host.metrics.connections[this.route] ?? 0) + 1
+    plugin.metrics.connections[this.route] = (plugin.metrics.connections[this.route] ?? 0) + 1
     this.reschedule()
   }
 
@@ -369,7 +364,7 @@ export class RealtimeConnection implements DeadlineOwner {
     const limit = this.settings.maxBufferedBytes
     if (limit > 0 && this.backlog > limit) {
       // A peer that does not read would otherwise grow this process's memory without bound.
-      this.host.metrics.slowConsumerCloses++
+      this.plugin.metrics.slowConsumerCloses++
       void this.close({ code: CloseCode.SLOW_CONSUMER, reason: 'Slow consumer' })
       return Promise.reject(new errors.FST_RT_SLOW_CONSUMER(operation, limit))
     }
@@ -409,7 +404,7 @@ export class RealtimeConnection implements DeadlineOwner {
 
   /** Counts a message of `size` bytes leaving in this turn's cork, flushing every TURN_FLUSH_BYTES. */
   private account (size: number): void {
-    const metrics = this.host.metrics
+    const metrics = this.plugin.metrics
     metrics.messagesOut++
     metrics.bytesOut += size
     this.coalesce()
@@ -518,8 +513,8 @@ export class RealtimeConnection implements DeadlineOwner {
   /** @internal */
   onMessage (data: Buffer, isBinary: boolean): void {
     if (this.state !== 'open') return
-    this.host.metrics.messagesIn++
-    this.host.metrics.bytesIn += data.length
+    this.plugin.metrics.messagesIn++
+    this.plugin.metrics.bytesIn += data.length
     if (isBinary) this.deliver({ type: 'binary', data, extra: null }, data.length)
     else this.deliver({ type: 'text', data: data.toString('utf8'), extra: null }, data.length)
   }
@@ -565,9 +560,9 @@ export class RealtimeConnection implements DeadlineOwner {
   /** @internal */
   onClose (code: number): void {
     this.state = 'closed'
-    this.host.clock.cancel(this)
-    this.host.connections.delete(this)
-    const metrics = this.host.metrics
+    this.plugin.clock.cancel(this)
+    this.plugin.connections.delete(this)
+    const metrics = this.plugin.metrics
     metrics.connections[this.route] = (metrics.connections[this.route] as number) - 1
     if (this.knownCloseCode === null) {
       this.knownCloseCode = code
@@ -611,7 +606,7 @@ export class RealtimeConnection implements DeadlineOwner {
       if (this.pausedByQueue) this.lastReceivedAt = now
       if (this.pingSentAt > this.lastReceivedAt) {
         if (now >= this.pingSentAt + heartbeat / 2) {
-          this.host.metrics.heartbeatKills++
+          this.plugin.metrics.heartbeatKills++
           this.fail(new errors.FST_RT_HEARTBEAT_TIMEOUT(heartbeat / 2))
           this.state = 'closing'
           this.drop()
@@ -641,7 +636,7 @@ export class RealtimeConnection implements DeadlineOwner {
   }
 
   private reschedule (): void {
-    this.host.clock.schedule(this, this.nextDeadline())
+    this.plugin.clock.schedule(this, this.nextDeadline())
   }
 }
 

@@ -19,8 +19,8 @@ interface Entry {
 export const PASS_BUDGET_MS = 10
 
 /**
- * One timer for every connection's heartbeat, receive and close deadlines (and, as other instances,
- * for handshakes and requests).
+ * One timer per plugin instance for every deadline: its connections' heartbeat, receive and close
+ * deadlines, its handshakes' and its contract routes' requests.
  *
  * Owners only move their deadlines later on activity (a received byte pushes the heartbeat out),
  * so activity costs a timestamp write, not a timer reset: an entry that fires early is answered

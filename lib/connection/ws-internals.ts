@@ -1,7 +1,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import * as wsModule from 'ws'
 import type { WebSocket } from 'ws'
-import type { RouteSettings } from '../options.js'
+import type { RouteSettings } from '../options/route.js'
 
 /*
  * ws keeps maxPayload, autoPong, the close timer and zlib settings per server, but routes need

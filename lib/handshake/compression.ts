@@ -1,4 +1,4 @@
-import type { NormalizedCompress } from '../options.js'
+import type { NormalizedCompress } from '../options/route.js'
 
 type Params = Map<string, string | true>
 

@@ -1,7 +1,7 @@
 import type {} from '@fastify/websocket'
 import type { FastifyReply, FastifyRequest, HookHandlerDoneFunction } from 'fastify'
 import { errors } from '../errors.js'
-import type { RouteSettings } from '../options.js'
+import type { RouteSettings } from '../options/route.js'
 import { kOfferedExtensions, kProtocol } from '../symbols.js'
 import { negotiateDeflate } from './compression.js'
 import { checkOrigin } from './origin.js'

@@ -1,6 +1,6 @@
 import type { FastifyRequest } from 'fastify'
 import { errors } from '../errors.js'
-import type { OriginCheck } from '../options.js'
+import type { OriginCheck } from '../options/route.js'
 import type { RealtimeMetrics } from '../metrics.js'
 import { shown } from './validate.js'
 

@@ -1,5 +1,6 @@
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import { errors } from '../errors.js'
+import { check } from '../options/server-checks.js'
 
 /** Where a handshake token may come from. */
 export type TokenSource = 'header' | 'query' | 'cookie' | 'protocol'
@@ -70,9 +71,10 @@ export function tokenAuth (options: TokenAuthOptions) {
   if (!Array.isArray(from) || from.length === 0 || !from.every((source) => SOURCES.has(source))) {
     throw new errors.FST_RT_INVALID_OPTION('"from"', `expected some of ${[...SOURCES].join(', ')}`)
   }
-  const queryParam = options.queryParam ?? 'token'
-  const cookieName = options.cookieName ?? 'token'
-  const marker = options.protocolMarker ?? 'access_token'
+  check.object('tokenAuth', options, ['verify', 'from', 'queryParam', 'cookieName', 'protocolMarker'], 'an object { verify, from?, queryParam?, cookieName?, protocolMarker? }')
+  const queryParam = options.queryParam === undefined ? 'token' : check.string('queryParam', options.queryParam)
+  const cookieName = options.cookieName === undefined ? 'token' : check.token('cookieName', options.cookieName)
+  const marker = options.protocolMarker === undefined ? 'access_token' : check.token('protocolMarker', options.protocolMarker)
   return async function realtimeTokenAuth (request: FastifyRequest, _reply: FastifyReply): Promise<void> {
     let token: string | null = null
     for (const source of from) {

@@ -1,6 +1,7 @@
 import { Type, type Static } from '@sinclair/typebox'
 import type { FastifyInstance, FastifyReply, FastifyRequest, RouteShorthandOptions } from 'fastify'
 import { errors } from '../errors.js'
+import { check } from '../options/server-checks.js'
 import type { HistoryPage } from './broker.js'
 
 const Querystring = Type.Object({
@@ -42,8 +43,9 @@ export function roomHistoryRoute (options: HistoryRouteOptions): RouteShorthandO
   if (typeof options?.authorize !== 'function') {
     throw new errors.FST_RT_INVALID_OPTION('"authorize"', 'expected a function (room, request) => boolean')
   }
+  check.object('roomHistoryRoute', options, ['authorize', 'maxLimit'], 'an object { authorize, maxLimit? }')
   const maxLimit = options.maxLimit ?? 100
-  if (!Number.isInteger(maxLimit) || maxLimit < 1) throw new errors.FST_RT_INVALID_OPTION('"maxLimit"', `expected a positive integer, got ${String(maxLimit)}`)
+  check.integer('maxLimit', maxLimit, 1, Number.MAX_SAFE_INTEGER)
   return {
     schema: { querystring: Querystring, response: { 200: Page } },
     async handler (this: FastifyInstance, request: FastifyRequest) {

@@ -5,6 +5,7 @@ import { textFrame } from '../connection/ws-internals.js'
 import { CloseCode } from '../close-codes.js'
 import type { RealtimeMetrics } from '../metrics.js'
 import { errors } from '../errors.js'
+import { lostNotice, presenceNotice } from '../protocol.js'
 import type { Broker, HistoryPage, HistoryQuery, Position, PresenceEntry, RoomMessage } from './broker.js'
 
 export interface HubSettings {
@@ -81,7 +82,7 @@ function stillOpen (member: Member): void {
 const CONTROL = /[\u0000-\u001f\u007f]/
 
 function notice (room: string, event: 'join' | 'leave', member: Member, meta: unknown): string {
-  return JSON.stringify({ type: '$presence', data: { room, event, connectionId: member.id, userId: member.userId, meta } })
+  return presenceNotice({ room, event, connectionId: member.id, userId: member.userId, meta })
 }
 
 /**
@@ -344,7 +345,7 @@ export class Hub {
     if (isInternal(room)) return
     const members = this.local.get(room)
     if (members === undefined) return
-    const frame = new SharedFrame(JSON.stringify({ type: '$lost', data: { room, epoch: position.epoch, offset: position.offset } }))
+    const frame = new SharedFrame(lostNotice({ room, epoch: position.epoch, offset: position.offset }))
     for (const member of members) {
       this.stats.lostNotices++
       this.deliverGuarded(member, frame)

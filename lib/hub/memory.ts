@@ -1,10 +1,11 @@
 import { randomUUID } from 'node:crypto'
 import {
-  defaultHistoryLimits, roomEnvelope, type Broker, type BrokerEvents, type HistoryLimits, type HistoryPage, type HistoryQuery,
+  roomEnvelope, type Broker, type BrokerEvents, type HistoryLimits, type HistoryPage, type HistoryQuery,
   type Position, type PresenceEntry, type PublishOptions, type Recovery, type RoomMessage
 } from './broker.js'
 import { errors } from '../errors.js'
-import { optionalInteger } from '../options.js'
+import { historyLimits } from '../options/history.js'
+import { optionalInteger } from '../options/server-checks.js'
 
 interface Room {
   epoch: string
@@ -41,7 +42,7 @@ export class MemoryBroker implements Broker {
   private lastSweep = Date.now()
 
   constructor (options: MemoryBrokerOptions = {}) {
-    this.limits = { ...defaultHistoryLimits, ...options.history }
+    this.limits = historyLimits('history', options.history)
     this.maxRooms = optionalInteger('maxRooms', options.maxRooms, 1, Number.MAX_SAFE_INTEGER, 200_000)
   }
 

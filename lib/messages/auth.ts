@@ -4,6 +4,7 @@ import { CloseCode } from '../close-codes.js'
 import type { RealtimeMetrics } from '../metrics.js'
 import { nestsDeeperThan } from './json-depth.js'
 import { isId } from './request-id.js'
+import { AUTH, AUTH_REPLY, envelope } from '../protocol.js'
 
 /** First-message authentication: the client's first message must be `{ "type": "$auth", "data": token }`. */
 export interface AuthOptions {
@@ -21,13 +22,13 @@ const NOT_AUTH = 'The first message must be $auth'
 function authEnvelope (text: string, maxDepth: number): { token: string, id: string | number | undefined } | null {
   // `{ "type", "data": token, "id" }` has no nesting at all: deeper text is not worth parsing.
   if (nestsDeeperThan(text, maxDepth)) return null
-  let envelope: AuthEnvelope | null = null
+  let parsed: AuthEnvelope | null = null
   try {
-    envelope = JSON.parse(text) as AuthEnvelope | null
+    parsed = JSON.parse(text) as AuthEnvelope | null
   } catch {}
-  if (envelope?.type !== '$auth' || typeof envelope.data !== 'string') return null
-  if (envelope.id !== undefined && !isId(envelope.id)) return null
-  return { token: envelope.data, id: envelope.id }
+  if (parsed?.type !== AUTH || typeof parsed.data !== 'string') return null
+  if (parsed.id !== undefined && !isId(parsed.id)) return null
+  return { token: parsed.data, id: parsed.id }
 }
 
 /**
@@ -51,15 +52,15 @@ export async function authenticate (connection: RealtimeConnection, request: Fas
     }
     return null
   }
-  const envelope = authEnvelope(message.data, maxDepth)
-  if (envelope === null) {
+  const first = authEnvelope(message.data, maxDepth)
+  if (first === null) {
     metrics.authFailures++
     await connection.close({ code: CloseCode.AUTH_FAILED, reason: NOT_AUTH })
     return null
   }
   let userId: string | null
   try {
-    userId = await auth.verify(envelope.token, request)
+    userId = await auth.verify(first.token, request)
   } catch (error) {
     request.log.error({ err: error }, 'realtime: auth.verify failed')
     userId = null
@@ -72,6 +73,6 @@ export async function authenticate (connection: RealtimeConnection, request: Fas
     await connection.close({ code: CloseCode.AUTH_FAILED, reason: 'Authentication failed' })
     return null
   }
-  await connection.sendText(JSON.stringify({ type: '$auth:reply', data: { userId }, id: envelope.id }))
+  await connection.sendText(envelope(AUTH_REPLY, { userId }, first.id))
   return userId
 }

@@ -4,12 +4,10 @@ import fastJson from 'fast-json-stringify'
 import { errors } from '../errors.js'
 import { clientSpec, isTypeBoxSchema, type Contract } from './contract.js'
 import { compileClientCheck, type ClientCheck } from './client-check.js'
+import { ERROR, REPLY_SUFFIX, replyType, SYSTEM_PREFIX } from '../protocol.js'
 
 /** Names the handler map uses for lifecycle handlers, so no message type may take them. */
 export const LIFECYCLE = new Set(['open', 'close', 'error', 'binary'])
-const REPLY_SUFFIX = ':reply'
-// $join, $leave, $presence, $lost: the rooms protocol.
-const SYSTEM_PREFIX = '$'
 
 export interface CompiledClientType {
   readonly check: ClientCheck
@@ -67,15 +65,15 @@ export function compileContract (contract: Contract): CompiledContract {
     client.set(type, {
       check: compileClientCheck(`client.${type}`, schemaOf(`client.${type}`, data)),
       reply: reply === undefined ? null : compileOutgoing(schemaOf(`client.${type}.reply`, reply)),
-      replyType: type + REPLY_SUFFIX
+      replyType: replyType(type)
     })
   }
   const server = new Map<string, CompiledOutgoing>()
   for (const [type, schema] of Object.entries(contract.server)) {
     // The client tells replies and errors apart from server messages by these names.
     if (type.startsWith(SYSTEM_PREFIX)) throw new errors.FST_RT_INVALID_CONTRACT(`server message type "${type}" is reserved: names starting with "$" belong to the plugin`)
-    if (type === 'error' || type.endsWith(REPLY_SUFFIX)) {
-      throw new errors.FST_RT_INVALID_CONTRACT(`server message type "${type}" is reserved for ${type === 'error' ? 'error envelopes' : 'replies'}`)
+    if (type === ERROR || type.endsWith(REPLY_SUFFIX)) {
+      throw new errors.FST_RT_INVALID_CONTRACT(`server message type "${type}" is reserved for ${type === ERROR ? 'error envelopes' : 'replies'}`)
     }
     server.set(type, compileOutgoing(schemaOf(`server.${type}`, schema)))
   }

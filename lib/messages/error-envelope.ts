@@ -5,6 +5,7 @@
  */
 
 import type { Id } from './request-id.js'
+import { envelope, ERROR } from '../protocol.js'
 
 export type ValidationErrors = Array<{ path: string, message: string }>
 
@@ -48,7 +49,7 @@ export function closeReason (text: string): string {
 export function errorEnvelope (error: { code: string, message: string, details?: unknown }, id: Id | undefined, list: ValidationErrors = []): string {
   const data: Record<string, unknown> = { code: error.code, message: error.message, errors: list }
   if (error.details !== undefined) data.details = error.details
-  return JSON.stringify({ type: 'error', data, id })
+  return envelope(ERROR, data, id)
 }
 
 /**

@@ -1,5 +1,5 @@
 import type { FastifyRequest } from 'fastify'
-import { errors } from './errors.js'
+import { check } from './server-checks.js'
 
 /** permessage-deflate parameters (RFC 7692) and zlib tuning. */
 export interface CompressOptions {
@@ -88,8 +88,6 @@ export interface RouteSettings {
   readonly maxBufferedBytes: number
 }
 
-// Node timers overflow above this (about 24.8 days) and fire at once.
-const MAX_DELAY = 2 ** 31 - 1
 const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/
 
 export const defaultSettings: RouteSettings = Object.freeze({
@@ -121,47 +119,10 @@ const defaultCompress: NormalizedCompress = Object.freeze({
 const optionNames = new Set<string>(Object.keys(defaultSettings))
 const compressNames = new Set<string>(Object.keys(defaultCompress))
 
-function describe (value: unknown): string {
-  if (typeof value === 'string') return JSON.stringify(value)
-  // JSON shows Infinity and NaN as null, and a RegExp in an array as {}: the message would name the wrong value.
-  if (typeof value === 'number' || typeof value === 'bigint') return String(value)
-  if (Array.isArray(value)) return `[${value.map(describe).join(',')}]`
-  if (typeof value === 'function') return 'a function'
-  if (value instanceof RegExp) return String(value)
-  try {
-    return JSON.stringify(value) ?? String(value)
-  } catch {
-    return String(value)
-  }
-}
+const { duration, integer, boolean } = check
 
 function fail (name: string, value: unknown, expected: string): never {
-  throw new errors.FST_RT_INVALID_OPTION(`"${name}"`, `expected ${expected}, got ${describe(value)}`)
-}
-
-function duration (name: string, value: unknown, nullable: boolean): number | null {
-  if (value === null && nullable) return null
-  if (typeof value !== 'number' || !Number.isFinite(value) || value <= 0 || value > MAX_DELAY) {
-    fail(name, value, `${nullable ? 'null or ' : ''}a duration in ms between 1 and ${MAX_DELAY}`)
-  }
-  return value
-}
-
-function integer (name: string, value: unknown, min: number, max: number): number {
-  if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > max) {
-    fail(name, value, `an integer from ${min} to ${max}`)
-  }
-  return value
-}
-
-/** `fallback` when `value` is undefined, else `value` checked as an integer in [min, max] (FST_RT_INVALID_OPTION otherwise). */
-export function optionalInteger (name: string, value: unknown, min: number, max: number, fallback: number): number {
-  return value === undefined ? fallback : integer(name, value, min, max)
-}
-
-function boolean (name: string, value: unknown): boolean {
-  if (typeof value !== 'boolean') fail(name, value, 'a boolean')
-  return value
+  return check.fail(name, expected, value)
 }
 
 function protocols (name: string, value: unknown): readonly string[] {

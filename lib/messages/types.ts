@@ -1,0 +1,114 @@
+import type { FastifyInstance, FastifyRequest } from 'fastify'
+import type { RealtimeConnection } from '../connection/connection.js'
+import type { HistoryPage, HistoryQuery, PresenceEntry } from '../hub/broker.js'
+import type { JoinOptions, JoinResult } from '../hub/hub.js'
+import type { AuthOptions } from './auth.js'
+import type { ClientData, ClientType, Contract, HandlerResult, ServerData, ServerType } from './contract.js'
+import type { RateLimitOptions } from './rate-limit.js'
+
+// The public types of contract routes: their options, the context handlers get, the handler map.
+
+export type { AuthOptions } from './auth.js'
+export type { RateLimitOptions } from './rate-limit.js'
+
+/** Rooms clients join and leave themselves, with `$join` and `$leave` messages. */
+export interface ClientRoomsOptions<C extends Contract = Contract> {
+  /** Decides every client join; required, so no room is open to clients by accident. */
+  authorize: (this: FastifyInstance, room: string, context: MessageContext<C>) => boolean | Promise<boolean>
+  /** Publish `$presence` join and leave notices, for every room or the rooms a function picks (each costs a fan-out). @default false */
+  notices?: boolean | ((room: string) => boolean)
+}
+
+/** How a contract route treats bad input and requests. */
+export interface ContractOptions<C extends Contract = Contract> {
+  /** Authenticate with the first message; until then nothing the client sends is dispatched. */
+  auth?: AuthOptions
+  /**
+   * Messages per connection, counted and in bytes: token buckets of `burst` messages refilled at
+   * `perSecond`, and of `bytesBurst` bytes refilled at `bytesPerSecond`. A message over either gets
+   * FST_RT_RATE_LIMITED and is dropped; a client that keeps going for another burst is closed with 1008.
+   * @default { perSecond: 100, burst: 200, bytesPerSecond: 1048576, bytesBurst: 4194304 }
+   */
+  rateLimit?: RateLimitOptions | false
+  /** Let clients join rooms with `$join` (and leave with `$leave`), each join checked by `authorize`. */
+  rooms?: ClientRoomsOptions<C>
+  /** The user behind a connection (for presence and `toUser`); null for anonymous. @default () => null */
+  userId?: (request: FastifyRequest) => string | null | Promise<string | null>
+  /** Bad messages get an error envelope ('reply', the connection stays open) or close the connection with 1007 or 1008. @default 'reply' */
+  onInvalid?: 'reply' | 1007 | 1008
+  /** How long a request (a message with an `id`) may take before it gets a timeout error, in ms. @default 30000 */
+  requestTimeout?: number
+  /** Check outgoing messages and replies against their schemas at run time too (on in tests, off in production). @default false */
+  validateOutgoing?: boolean
+  /** Validation errors listed in one error envelope (fewer when their paths are long: see the README's error envelope reference). @default 10 */
+  maxErrors?: number
+  /**
+   * How deeply a message's `data` may nest objects and arrays (`{}` is one level). A message nested
+   * deeper is refused with FST_RT_MESSAGE_TOO_DEEP before it is parsed, so no check, error listing or
+   * serialization ever walks deeper than this.
+   * @default 64
+   */
+  maxDepth?: number
+  /** Client-chosen strings an error repeats (a message type, a room, a property name in a path) are cut to this many characters. @default 64 */
+  maxEchoLength?: number
+  /** Handlers running at once for one connection; above it, reading waits. @default 32 */
+  maxInFlight?: number
+}
+
+/** Rooms, presence and history from inside a handler; sends are typed by the contract. */
+export interface RoomsApi<C extends Contract> {
+  /** This connection's id in presence and in `except`. */
+  readonly connectionId: string
+  /** The rooms this connection is in. */
+  readonly joined: ReadonlySet<string>
+  /** Joins a room; with `recover`, replays what the client missed or reports `recovered: false`. */
+  join (room: string, options?: Pick<JoinOptions, 'meta' | 'recover' | 'notice'>): Promise<JoinResult>
+  leave (room: string, options?: { notice?: boolean }): Promise<boolean>
+  /** Sends to every member of the rooms, on every instance, this connection included. */
+  publish<K extends ServerType<C>>(rooms: string | readonly string[], type: K, data: ServerData<C, K>): Promise<void>
+  /** Sends to every member of the rooms except this connection. */
+  broadcast<K extends ServerType<C>>(rooms: string | readonly string[], type: K, data: ServerData<C, K>): Promise<void>
+  /** Sends to every connection of a user, on every instance (not kept in history). */
+  toUser<K extends ServerType<C>>(userId: string, type: K, data: ServerData<C, K>): Promise<void>
+  /** Sends to every connection of this route, on every instance (not kept in history). */
+  toRoute<K extends ServerType<C>>(type: K, data: ServerData<C, K>): Promise<void>
+  presence (room: string): Promise<PresenceEntry[]>
+  presenceCount (room: string): Promise<number>
+  history (room: string, query?: HistoryQuery): Promise<HistoryPage>
+}
+
+/** What every handler gets beside its data. */
+export interface MessageContext<C extends Contract> {
+  readonly connection: RealtimeConnection
+  readonly request: FastifyRequest
+  /** The user id from the route's `userId` option, or null. */
+  readonly userId: string | null
+  /** Sends a server-to-client message of the contract, typed by its schema. */
+  send<K extends ServerType<C>>(type: K, data: ServerData<C, K>): Promise<void>
+  readonly rooms: RoomsApi<C>
+}
+
+/** The context of one client message: its type and, for a request, its id. */
+export interface RequestContext<C extends Contract, K extends ClientType<C>> extends MessageContext<C> {
+  readonly type: K
+  /** The request id the client sent, or undefined for a plain event. */
+  readonly id: string | number | undefined
+}
+
+export type MessageHandler<C extends Contract, K extends ClientType<C>> =
+  (this: FastifyInstance, data: ClientData<C, K>, context: RequestContext<C, K>) => HandlerResult<C, K>
+
+/** One handler per client message type, plus optional lifecycle handlers. */
+export type MessageHandlers<C extends Contract> = { [K in ClientType<C>]: MessageHandler<C, K> } & {
+  /** After the upgrade, before any message is dispatched. */
+  open?: (this: FastifyInstance, context: MessageContext<C>) => unknown
+  /** After the connection ended: the close code (null if unknown) and the peer's reason. */
+  close?: (this: FastifyInstance, context: MessageContext<C>, code: number | null, reason: string) => unknown
+  /** A handler failed or the connection failed (the error is also logged). */
+  error?: (this: FastifyInstance, context: MessageContext<C>, error: Error) => unknown
+  /** Binary messages; without it they are refused with FST_RT_BINARY_NOT_ACCEPTED. */
+  binary?: (this: FastifyInstance, data: Buffer, context: MessageContext<C>) => unknown
+}
+
+/** A handler of the map, as the session calls it. */
+export type AnyHandler = (this: FastifyInstance, ...args: unknown[]) => unknown
