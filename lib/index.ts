@@ -23,6 +23,7 @@ import { createMetrics, prometheusText } from './metrics.js'
 import { GUARD_KEYS, guardSettings } from './handshake/guard.js'
 import type {} from './handshake/token-auth.js'
 import type { Broker, HistoryLimits } from './hub/broker.js'
+import { MemoryPresence, type PresenceStore } from './hub/presence.js'
 import { MemoryBroker } from './hub/memory.js'
 import { defaultHubSettings, Hub, type HubSettings } from './hub/hub.js'
 import { createDecorator, type RealtimeDecorator } from './hub/decorator.js'
@@ -43,7 +44,12 @@ export type { AuthOptions, ClientRoomsOptions, RateLimitOptions, RoomsApi } from
 export { MemoryBroker } from './hub/memory.js'
 export type { MemoryBrokerOptions } from './hub/memory.js'
 export { roomEnvelope, defaultHistoryLimits } from './hub/broker.js'
-export type { Broker, BrokerEvents, HistoryLimits, HistoryPage, HistoryQuery, Position, PresenceEntry, PublishOptions, Recovery, RoomMessage } from './hub/broker.js'
+export type { Broker, BrokerEvents, HistoryLimits, HistoryPage, HistoryQuery, Position, PublishOptions, RoomMessage } from './hub/broker.js'
+export { MemoryPresence } from './hub/presence.js'
+export type { PresenceEntry, PresenceStore } from './hub/presence.js'
+export { OrderedDelivery } from './hub/ordered-delivery.js'
+export type { ReadRoom } from './hub/ordered-delivery.js'
+export type { Recovery } from './hub/recovery.js'
 export { SLOW_CONSUMER_CLOSE } from './hub/hub.js'
 export type { HubSettings, HubStats, JoinOptions, JoinResult } from './hub/hub.js'
 export type { RealtimeDecorator } from './hub/decorator.js'
@@ -117,12 +123,17 @@ declare module 'fastify' {
 // Keys Fastify itself reads from register() options; they are not ours to check.
 const REGISTER_KEYS = new Set(['prefix', 'logLevel', 'logSerializers'])
 // Keys of the plugin itself (rooms, metrics), checked here rather than as route options.
-const PLUGIN_KEYS = new Set(['broker', 'history', 'metricsRoute', ...Object.keys(defaultHubSettings)])
+const PLUGIN_KEYS = new Set(['broker', 'presence', 'history', 'metricsRoute', ...Object.keys(defaultHubSettings)])
 
 /** Options of the plugin beyond the route defaults: where rooms live and their bounds. */
 export interface RealtimeHubOptions {
-  /** Carries rooms, history and presence; a MemoryBroker (one process) when not given. Closed with the app. */
+  /** Carries rooms' messages and history; a MemoryBroker (one process) when not given. Closed with the app. */
   broker?: Broker
+  /**
+   * Who is in which room. Closed with the app.
+   * @default the broker's own store (`RedisBroker`'s is on Redis), else a MemoryPresence (one process)
+   */
+  presence?: PresenceStore
   /** History bounds of the default MemoryBroker (a broker given in `broker` has its own). @default { size: 100, ttlMs: 300000 } */
   history?: Partial<HistoryLimits>
   /** Longest room name, in characters. @default 128 */
@@ -174,6 +185,17 @@ function brokerOf (options: Record<string, unknown>): Broker {
   return broker as Broker
 }
 
+function presenceOf (options: Record<string, unknown>, broker: Broker): PresenceStore {
+  if (options.presence === undefined) return broker.presence ?? new MemoryPresence()
+  const presence = options.presence as Partial<PresenceStore> | null
+  for (const method of ['add', 'remove', 'list', 'count', 'close'] as const) {
+    if (typeof presence?.[method] !== 'function') {
+      throw new errors.FST_RT_INVALID_OPTION('"presence"', 'expected a PresenceStore (MemoryPresence, a broker\'s presence or your own)')
+    }
+  }
+  return presence as PresenceStore
+}
+
 type RawWithHandshake = IncomingMessage & { [kProtocol]?: string, [kOfferedExtensions]?: string }
 
 /**
@@ -199,7 +221,8 @@ const fastifyRealtime: FastifyPluginAsync<RealtimePluginOptions & RealtimeHubOpt
   const settings = normalizeOptions(own, defaultSettings)
   const plain = options as Record<string, unknown>
   const metrics = createMetrics()
-  const hub = new Hub(brokerOf(plain), hubSettings(plain), fastify.log, metrics)
+  const broker = brokerOf(plain)
+  const hub = new Hub(broker, hubSettings(plain), fastify.log, metrics, presenceOf(plain, broker))
   const guard = guardSettings(plain)
   const clock = new DeadlineClock()
   const handshakes = new Handshakes(clock, guard.handshakeTimeout, new ConnectionSlots(guard, metrics), metrics, fastify.log)
@@ -284,7 +307,9 @@ const fastifyRealtime: FastifyPluginAsync<RealtimePluginOptions & RealtimeHubOpt
   fastify.addHook('onClose', async (instance) => {
     unwatch()
     // Last: every connection has closed by now (preClose), so nothing publishes any more.
-    await hub.broker.close()
+    // A broker closes its own presence store.
+    if (hub.presenceStore !== broker.presence) await hub.presenceStore.close()
+    await broker.close()
   })
 }
 

@@ -129,7 +129,7 @@ t.test("the API reference's entry points table lists what each entry point expor
     // It also exports two helpers of the router (clientSpec, isTypeBoxSchema) that the docs leave out.
     'fastify-realtime/contract': { module: await import('../lib/messages/contract.js'), complete: false },
     'fastify-realtime/client': { module: await import('../lib/client/index.js'), complete: true },
-    'fastify-realtime/redis': { module: await import('../lib/hub/redis.js'), complete: true }
+    'fastify-realtime/redis': { module: await import('../lib/hub/redis/index.js'), complete: true }
   }
   t.same([...rows.keys()].sort(), Object.keys(modules).sort())
   for (const [entry, { module, complete }] of Object.entries(modules)) {
