@@ -40,17 +40,15 @@ function ignore (): void {}
  */
 export class OrderedDelivery {
   private events: BrokerEvents = { message: ignore, lost: ignore }
-  private onError: (error: Error) => void = ignore
   private readonly rooms = new Map<string, Followed>()
-  /** Catch-ups in the background report here; each is retried with the room's next message. */
-  private readonly report = (error: Error): void => { this.onError(error) }
+  /** Catch-ups in the background report to events.error; each is retried with the room's next message. */
+  private readonly report = (error: Error): void => { this.events.error?.(error) }
 
   constructor (private readonly read: ReadRoom) {}
 
   /** Where messages, losses and the failures of background catch-ups go: the broker's `attach()` passes its events on. */
   attach (events: BrokerEvents): void {
     this.events = events
-    this.onError = events.error ?? ignore
   }
 
   /**

@@ -337,8 +337,11 @@ export function brokerChecks (options: BrokerConformanceOptions): BrokerCheck[] 
       try {
         await run(session)
       } finally {
-        await session.close()
-        await options.cleanup?.()
+        try {
+          await session.close()
+        } finally {
+          await options.cleanup?.()
+        }
       }
     }
   }))
