@@ -29,6 +29,8 @@ interface Faults {
   storeLate?: boolean
   /** history() answers newest first. */
   newestFirst?: boolean
+  /** A room idle past ttlMs keeps its epoch (its history is gone all the same). */
+  keepEpoch?: boolean
 }
 
 class ScratchBroker implements Broker {
@@ -47,7 +49,7 @@ class ScratchBroker implements Broker {
   private room (name: string): StoredRoom {
     const now = Date.now()
     let room = this.backend.rooms.get(name)
-    if (room === undefined || now - room.last > this.limits.ttlMs) {
+    if (room === undefined || (now - room.last > this.limits.ttlMs && this.faults.keepEpoch !== true)) {
       room = { epoch: this.backend.newEpoch(), offset: 0, history: [], last: now }
       this.backend.rooms.set(name, room)
     }
@@ -162,6 +164,14 @@ t.test('a broker whose history is newest first fails history-order, and recovers
   const failures = await runChecks(brokerChecks(scratch({ newestFirst: true })))
   t.match(failureOf(failures, 'history() honours since and limit, the oldest first'), { code: 'FST_RT_BROKER_RULE', rule: 'history-order' })
   t.match(failureOf(failures, 'a recovery replays every missed message'), { rule: 'no-partial-recovery', message: /from offset 1: expected \{"recovered":true/ })
+})
+
+t.test('a broker that keeps the epoch of a room whose history aged out fails epoch', async (t) => {
+  const failures = await runChecks(brokerChecks(scratch({ keepEpoch: true })))
+  t.match(failureOf(failures, 'a room idle past ttlMs comes back with a new epoch'), {
+    code: 'FST_RT_BROKER_RULE', rule: 'epoch', message: 'The broker breaks rule epoch: a new epoch tells clients the history is gone'
+  })
+  t.same(failures.map((failure) => failure.check.rule), ['epoch'], 'the one rule it breaks')
 })
 
 t.test('runChecks reports what a check threw that is not a rule, and a failing close', async (t) => {
