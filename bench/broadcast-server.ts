@@ -2,7 +2,7 @@
  * One server of bench/broadcast.ts, started by it in a child process of its own:
  *
  *   broadcast-server.ts realtime             fastify-realtime, MemoryBroker
- *   broadcast-server.ts redis <url> <prefix> fastify-realtime, RedisBroker (lib/hub/redis.ts)
+ *   broadcast-server.ts redis <url> <prefix> fastify-realtime, RedisBroker (lib/hub/redis/index.ts)
  *   broadcast-server.ts raw                  a plain ws WebSocketServer, the baseline
  *
  * Each listens on 127.0.0.1 on a free port and prints `{"port":N}` as its first stdout line.
@@ -95,7 +95,7 @@ function startRaw (): void {
   })
 }
 
-/** RedisBroker's module, loaded by path so that this file type-checks before lib/hub/redis.ts exists. */
+/** RedisBroker's module, loaded by path so that this file type-checks before lib/hub/redis/index.ts exists. */
 interface RedisModule {
   RedisBroker: new (options: { client: string, keyPrefix: string }) => Broker
 }
@@ -104,7 +104,7 @@ const [variant, redisUrl, keyPrefix] = process.argv.slice(2)
 if (variant === 'realtime') {
   await startRealtime(undefined)
 } else if (variant === 'redis' && redisUrl !== undefined && keyPrefix !== undefined) {
-  const path = '../lib/hub/redis.js'
+  const path = '../lib/hub/redis/index.js'
   const { RedisBroker } = await import(path) as RedisModule
   await startRealtime(new RedisBroker({ client: redisUrl, keyPrefix }))
 } else if (variant === 'raw') {

@@ -208,7 +208,7 @@ const variants: Variant[] = [
 ]
 
 let redis: { url: string, child: ChildProcess } | null = null
-const redisBroker = existsSync(new URL('../lib/hub/redis.ts', here))
+const redisBroker = existsSync(new URL('../lib/hub/redis/index.ts', here))
 if (redisBroker && which('redis-server')) {
   redis = await startRedis()
   const url = redis.url
@@ -223,7 +223,7 @@ if (redisBroker && which('redis-server')) {
     }
   })
 } else {
-  console.log(`(no Redis variant: ${redisBroker ? 'redis-server is not installed' : 'lib/hub/redis.ts does not exist yet'})`)
+  console.log(`(no Redis variant: ${redisBroker ? 'redis-server is not installed' : 'lib/hub/redis/index.ts does not exist yet'})`)
 }
 
 const results = new Map<string, Samples>(variants.map((variant) => [variant.name, { single: [], burst: [], cpuMicros: 0, delivered: 0 }]))

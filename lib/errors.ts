@@ -59,6 +59,9 @@ export const errors = {
   FST_RT_JOIN_FORBIDDEN: createError('FST_RT_JOIN_FORBIDDEN', 'Joining room %s is not allowed', 403),
   FST_RT_TOO_MANY_ROOMS: createError('FST_RT_TOO_MANY_ROOMS', 'Cannot join one more room: %s'),
 
+  // ---- broker kit: thrown by the conformance suite (fastify-realtime/testing) ----
+  FST_RT_BROKER_RULE: createError('FST_RT_BROKER_RULE', 'The broker breaks rule %s: %s'),
+
   // ---- message contracts: thrown to the server code that sends ----
   FST_RT_UNKNOWN_OUTGOING_TYPE: createError('FST_RT_UNKNOWN_OUTGOING_TYPE', 'The contract has no server message type %s', 500, TypeError),
   FST_RT_INVALID_OUTGOING: createError('FST_RT_INVALID_OUTGOING', 'Outgoing %s does not match its schema: %s', 500, TypeError),

@@ -24,6 +24,7 @@ import { CloseCode } from './close-codes.js'
 import { createMetrics, prometheusText } from './metrics.js'
 import type {} from './handshake/token-auth.js'
 import type { Broker, HistoryLimits } from './hub/broker.js'
+import { MemoryPresence, type PresenceStore } from './hub/presence.js'
 import { MemoryBroker } from './hub/memory.js'
 import { Hub } from './hub/hub.js'
 import { createDecorator, type RealtimeDecorator } from './hub/decorator.js'
@@ -44,7 +45,12 @@ export type { AuthOptions, ClientRoomsOptions, RateLimitOptions, RoomsApi } from
 export { MemoryBroker } from './hub/memory.js'
 export type { MemoryBrokerOptions } from './hub/memory.js'
 export { roomEnvelope, defaultHistoryLimits } from './hub/broker.js'
-export type { Broker, BrokerEvents, HistoryLimits, HistoryPage, HistoryQuery, Position, PresenceEntry, PublishOptions, Recovery, RoomMessage } from './hub/broker.js'
+export type { Broker, BrokerEvents, HistoryLimits, HistoryPage, HistoryQuery, Position, PublishOptions, RoomMessage } from './hub/broker.js'
+export { MemoryPresence } from './hub/presence.js'
+export type { PresenceEntry, PresenceStore } from './hub/presence.js'
+export { OrderedDelivery } from './hub/ordered-delivery.js'
+export type { ReadRoom } from './hub/ordered-delivery.js'
+export type { Recovery } from './hub/recovery.js'
 export { SLOW_CONSUMER_CLOSE } from './hub/hub.js'
 export type { HubSettings, HubStats, JoinOptions, JoinResult } from './hub/hub.js'
 export type { RealtimeDecorator } from './hub/decorator.js'
@@ -117,8 +123,13 @@ declare module 'fastify' {
 
 /** Options of the plugin beyond the route defaults: where rooms live and their bounds. */
 export interface RealtimeHubOptions {
-  /** Carries rooms, history and presence; a MemoryBroker (one process) when not given. Closed with the app. */
+  /** Carries rooms' messages and history; a MemoryBroker (one process) when not given. Closed with the app. */
   broker?: Broker
+  /**
+   * Who is in which room. Closed with the app.
+   * @default the broker's own store (`RedisBroker`'s is on Redis), else a MemoryPresence (one process)
+   */
+  presence?: PresenceStore
   /** History bounds of the default MemoryBroker (a broker given in `broker` has its own). @default { size: 100, ttlMs: 300000 } */
   history?: Partial<HistoryLimits>
   /** Longest room name, in characters. @default 128 */
@@ -179,7 +190,8 @@ const fastifyRealtime: FastifyPluginAsync<RealtimePluginOptions & RealtimeHubOpt
   const checked = pluginSettings(options as Record<string, unknown>)
   const { route: settings, guard, metricsRoute } = checked
   const metrics = createMetrics()
-  const hub = new Hub(checked.broker ?? new MemoryBroker({ history: checked.history }), checked.hub, fastify.log, metrics)
+  const broker: Broker = checked.broker ?? new MemoryBroker({ history: checked.history })
+  const hub = new Hub(broker, checked.hub, fastify.log, metrics, checked.presence ?? broker.presence ?? new MemoryPresence())
   const clock = new DeadlineClock()
   const handshakes = new Handshakes(clock, guard.handshakeTimeout, new ConnectionSlots(guard, metrics), metrics, fastify.log)
   const plugin: PluginContext = {
@@ -260,7 +272,9 @@ const fastifyRealtime: FastifyPluginAsync<RealtimePluginOptions & RealtimeHubOpt
   fastify.addHook('onClose', async (instance) => {
     unwatch()
     // Last: every connection has closed by now (preClose), so nothing publishes any more.
-    await hub.broker.close()
+    // A broker closes its own presence store.
+    if (hub.presenceStore !== broker.presence) await hub.presenceStore.close()
+    await broker.close()
   })
 }
 

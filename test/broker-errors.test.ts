@@ -9,7 +9,7 @@ const unavailable = redisUnavailable()
 if (unavailable !== null) t.comment(unavailable)
 
 t.test('connection errors go to onError before attach() and to the hub\'s error event after', { skip: unavailable ?? false }, async (t) => {
-  const { RedisBroker } = await import('../lib/hub/redis.js')
+  const { RedisBroker } = await import('../lib/hub/redis/index.js')
   const port = await freePort()
   const optionErrors: Error[] = []
   let first!: () => void
@@ -27,13 +27,13 @@ t.test('connection errors go to onError before attach() and to the hub\'s error 
 })
 
 t.test('closing a broker whose Redis is gone resolves: an app can always shut down', { skip: unavailable ?? false }, async (t) => {
-  const { RedisBroker } = await import('../lib/hub/redis.js')
+  const { RedisBroker } = await import('../lib/hub/redis/index.js')
   const { startRedisServer } = await import('./redis-server.js')
   const server = await startRedisServer(t)
   const broker = new RedisBroker({ client: server.url })
   broker.attach({ message () {}, lost () {}, error () {} })
   await broker.subscribe('r')
-  await broker.presenceAdd('r', { connectionId: 'c', userId: null, meta: null, joinedAt: Date.now() })
+  await broker.presence.add('r', { connectionId: 'c', userId: null, meta: null, joinedAt: Date.now() })
   await server.stop()
   await broker.close()
   t.pass('close() resolved with Redis down')

@@ -3,14 +3,21 @@ import { once } from 'node:events'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { Redis } from 'ioredis'
 import t, { type Test } from 'tap'
-import type { HistoryLimits } from '../lib/hub/broker.js'
+import type { Broker, HistoryLimits } from '../lib/hub/broker.js'
 import { MemoryBroker } from '../lib/hub/memory.js'
-import type { RedisBroker as RedisBrokerClass, RedisBrokerOptions } from '../lib/hub/redis.js'
-import { body, brokerContract, entry, Recorder, type MakeBroker } from './broker-contract.js'
+import { MemoryPresence } from '../lib/hub/presence.js'
+import { recover } from '../lib/hub/recovery.js'
+import type { RedisBroker as RedisBrokerClass, RedisBrokerOptions } from '../lib/hub/redis/index.js'
+import { brokerConformance, entry, Recorder, type BrokerConformanceOptions, type PresenceConformanceOptions } from '../lib/testing/index.js'
 import { redisServerPath, redisUnavailable, redisUrl, startRedisServer } from './redis-server.js'
 import './process-guard.js'
 
-brokerContract(t, 'MemoryBroker', async (limits) => ({ broker: new MemoryBroker({ history: limits }) }))
+const body = (n: number): string => JSON.stringify({ type: 'chat', data: { n } })
+
+/** Each conformance check as a tap subtest. */
+const tapTest = (t: Test) => (name: string, fn: () => Promise<void>) => t.test(name, fn)
+
+brokerConformance(tapTest(t), { name: 'MemoryBroker', create: (limits) => new MemoryBroker({ history: limits }) }, { name: 'MemoryPresence', create: () => new MemoryPresence() })
 
 t.test('MemoryBroker: a subscribed room publishes before attach() without failing', async (t) => {
   const broker = new MemoryBroker()
@@ -19,12 +26,12 @@ t.test('MemoryBroker: a subscribed room publishes before attach() without failin
   await broker.close()
 })
 
-// Redis: skipped loudly without redis-server or REDIS_URL. lib/hub/redis.ts is imported only when
+// Redis: skipped loudly without redis-server or REDIS_URL. lib/hub/redis/ is imported only when
 // Redis is there, so coverage does not count a file no test could load.
 const unavailable = redisUnavailable()
 if (unavailable !== null) t.comment(unavailable)
 t.test('RedisBroker', { skip: unavailable ?? false }, async (t) => {
-  const { RedisBroker } = await import('../lib/hub/redis.js')
+  const { RedisBroker } = await import('../lib/hub/redis/index.js')
   redisTests(t, RedisBroker, await redisUrl(t))
 })
 
@@ -58,19 +65,46 @@ function redisTests (t: Test, RedisBroker: typeof RedisBrokerClass, url: string)
     return ids.length
   }
 
-  const makeRedis = (extra: RedisBrokerOptions = {}): MakeBroker => async (limits: HistoryLimits) => {
-    const options = { client: url, keyPrefix: newPrefix(), history: limits, ...extra }
-    return { broker: new RedisBroker(options), second: async () => new RedisBroker(options) }
+  /** Brokers on one Redis: each new one with a key prefix of its own, a peer with its broker's. */
+  function onRedis (name: string, extra: RedisBrokerOptions = {}): BrokerConformanceOptions {
+    const optionsOf = new WeakMap<Broker, RedisBrokerOptions>()
+    const make = (options: RedisBrokerOptions): RedisBrokerClass => {
+      const made = new RedisBroker(options)
+      optionsOf.set(made, options)
+      return made
+    }
+    return {
+      name,
+      create: (limits: HistoryLimits) => make({ client: url, keyPrefix: newPrefix(), history: limits, ...extra }),
+      peer: (broker: Broker) => make(optionsOf.get(broker) as RedisBrokerOptions)
+    }
   }
-  brokerContract(t, 'RedisBroker', makeRedis())
-  brokerContract(t, 'RedisBroker (sharded pub/sub)', makeRedis({ shardedPubSub: true }))
+  /** RedisPresence stores, each of a broker closed after the check. */
+  function presenceOnRedis (): PresenceConformanceOptions {
+    const brokers: RedisBrokerClass[] = []
+    const keyPrefix = new WeakMap<object, string>()
+    const make = (prefix: string): RedisBrokerClass['presence'] => {
+      const made = new RedisBroker({ client: url, keyPrefix: prefix })
+      brokers.push(made)
+      keyPrefix.set(made.presence, prefix)
+      return made.presence
+    }
+    return {
+      name: 'RedisPresence',
+      create: () => make(newPrefix()),
+      peer: (store) => make(keyPrefix.get(store) as string),
+      cleanup: async () => { for (const made of brokers.splice(0)) await made.close() }
+    }
+  }
+  brokerConformance(tapTest(t), onRedis('RedisBroker'), presenceOnRedis())
+  brokerConformance(tapTest(t), onRedis('RedisBroker (sharded pub/sub)', { shardedPubSub: true }))
 
   t.test('RedisBroker: the key layout, with a hash tag per room', async (t) => {
     const keyPrefix = newPrefix()
     const { broker: b } = broker(t, { client: url, keyPrefix })
     const redis = admin(t)
     const message = await b.publish('lobby', body(1))
-    await b.presenceAdd('lobby', entry('c1'))
+    await b.presence.add('lobby', entry('c1'))
     t.same((await redis.keys(`${keyPrefix}*`)).sort(), [
       `${keyPrefix}room:{lobby}:meta`,
       `${keyPrefix}room:{lobby}:presence`,
@@ -125,8 +159,8 @@ function redisTests (t: Test, RedisBroker: typeof RedisBrokerClass, url: string)
     const { broker: b } = broker(t, { client: url, keyPrefix, history: { size: 0 } })
     const m1 = await b.publish('z', body(1))
     t.same(await b.history('z'), { position: { epoch: m1.epoch, offset: 1 }, messages: [] })
-    t.same(await b.recover('z', m1.epoch, 0), { recovered: false, position: { epoch: m1.epoch, offset: 1 }, messages: [] })
-    t.same(await b.recover('z', m1.epoch, 1), { recovered: true, position: { epoch: m1.epoch, offset: 1 }, messages: [] })
+    t.same(await recover(b, 'z', m1.epoch, 0), { recovered: false, position: { epoch: m1.epoch, offset: 1 }, messages: [] })
+    t.same(await recover(b, 'z', m1.epoch, 1), { recovered: true, position: { epoch: m1.epoch, offset: 1 }, messages: [] })
     t.equal(await admin(t).exists(`${keyPrefix}room:{z}:stream`), 0, 'no stream')
   })
 
@@ -278,13 +312,13 @@ function redisTests (t: Test, RedisBroker: typeof RedisBrokerClass, url: string)
     await bEvents.until(1)
     t.same(bEvents.messages, [m1], 'a publish on A reaches B')
     t.same(aEvents.messages, [], 'A did not subscribe')
-    await a.presenceAdd('room', entry('a1'))
-    await b.presenceAdd('room', entry('b1'))
-    t.same((await a.presence('room')).map((e) => e.connectionId).sort(), ['a1', 'b1'], 'presence lists the entries of both')
-    t.same(await b.recover('room', m1.epoch, 0), { recovered: true, position: { epoch: m1.epoch, offset: 1 }, messages: [m1] })
+    await a.presence.add('room', entry('a1'))
+    await b.presence.add('room', entry('b1'))
+    t.same((await a.presence.list('room')).map((e) => e.connectionId).sort(), ['a1', 'b1'], 'presence lists the entries of both')
+    t.same(await recover(b, 'room', m1.epoch, 0), { recovered: true, position: { epoch: m1.epoch, offset: 1 }, messages: [m1] })
     t.same(await b.history('room'), await a.history('room'))
     await b.close()
-    t.same((await a.presence('room')).map((e) => e.connectionId), ['a1'], 'closing B removed its own entry only')
+    t.same((await a.presence.list('room')).map((e) => e.connectionId), ['a1'], 'closing B removed its own entry only')
   })
 
   t.test('RedisBroker: a crashed instance disappears from presence within presenceTtlMs', async (t) => {
@@ -295,18 +329,18 @@ function redisTests (t: Test, RedisBroker: typeof RedisBrokerClass, url: string)
     await once(crashing, 'ready')
     const { broker: alive } = broker(t, { client: url, keyPrefix, presenceTtlMs })
     const { broker: crashed } = broker(t, { client: crashing, keyPrefix, presenceTtlMs })
-    await alive.presenceAdd('p', entry('alive'))
-    await crashed.presenceAdd('p', entry('crashed'))
-    t.equal(await alive.presenceCount('p'), 2)
+    await alive.presence.add('p', entry('alive'))
+    await crashed.presence.add('p', entry('crashed'))
+    t.equal(await alive.presence.count('p'), 2)
     // The crash: its connection is gone without removing anything (its refreshes fail from now on).
     crashing.disconnect()
     await sleep(presenceTtlMs * 1.5)
-    t.equal(await alive.presenceCount('p'), 1, 'the count ignores the expired entry')
-    t.same(await alive.presence('p'), [entry('alive')], 'the list drops it; the live one was refreshed')
+    t.equal(await alive.presence.count('p'), 1, 'the count ignores the expired entry')
+    t.same(await alive.presence.list('p'), [entry('alive')], 'the list drops it; the live one was refreshed')
     t.equal(await redis.hlen(`${keyPrefix}room:{p}:presence`), 1, 'and Redis no longer holds it')
     t.equal(await redis.zcard(`${keyPrefix}room:{p}:presence:expiry`), 1)
     await crashed.close()
-    t.equal(await alive.presenceCount('p'), 1, 'closing the crashed instance removed nothing')
+    t.equal(await alive.presence.count('p'), 1, 'closing the crashed instance removed nothing')
   })
 
   t.test('RedisBroker: a client passed in stays open; the connections it made are closed', async (t) => {
@@ -345,8 +379,8 @@ function redisTests (t: Test, RedisBroker: typeof RedisBrokerClass, url: string)
     const circular: Record<string, unknown> = {}
     circular.self = circular
     const cases: Array<[unknown, RegExp]> = [
-      ['redis://x', /"RedisBroker\.options": expected an object, got "redis:\/\/x"/],
-      [[], /"RedisBroker\.options": expected an object, got \[\]/],
+      ['redis://x', /"RedisBroker": expected an object, got "redis:\/\/x"/],
+      [[], /"RedisBroker": expected an object, got \[\]/],
       [{ url }, /"RedisBroker\.url": expected one of client, keyPrefix, history, presenceTtlMs, shardedPubSub, onError \(unknown option\)/],
       [{ client: 'http://127.0.0.1' }, /"RedisBroker\.client": expected an ioredis client or a redis:\/\/ or rediss:\/\/ URL, got "http:\/\/127\.0\.0\.1"/],
       [{ client: 'redis://[nope' }, /"RedisBroker\.client": .*got "redis:\/\/\[nope"/],
@@ -355,10 +389,10 @@ function redisTests (t: Test, RedisBroker: typeof RedisBrokerClass, url: string)
       [{ client: { duplicate () {} } }, /"RedisBroker\.client": .*got \{\}/],
       [{ client: circular }, /"RedisBroker\.client": .*got \[object Object\]/],
       [{ keyPrefix: 1 }, /"RedisBroker\.keyPrefix": expected a string, got 1/],
-      [{ keyPrefix: () => 'x' }, /"RedisBroker\.keyPrefix": expected a string, got \(\) => 'x'/],
+      [{ keyPrefix: () => 'x' }, /"RedisBroker\.keyPrefix": expected a string, got a function/],
       [{ history: 100 }, /"RedisBroker\.history": expected an object \{ size, ttlMs \}, got 100/],
       [{ history: [] }, /"RedisBroker\.history": expected an object/],
-      [{ history: { max: 1 } }, /"RedisBroker\.history\.max": expected size or ttlMs \(unknown option\), got 1/],
+      [{ history: { max: 1 } }, /"RedisBroker\.history\.max": expected one of size, ttlMs \(unknown option\), got 1/],
       [{ history: { size: -1 } }, /"RedisBroker\.history\.size": expected an integer from 0 to 9007199254740991, got -1/],
       [{ history: { size: 1.5 } }, /"RedisBroker\.history\.size": .*got 1\.5/],
       [{ history: { ttlMs: 0 } }, /"RedisBroker\.history\.ttlMs": expected an integer from 1 to 9007199254740991, got 0/],
@@ -391,7 +425,7 @@ function redisTests (t: Test, RedisBroker: typeof RedisBrokerClass, url: string)
     const { broker: publisher } = broker(t, { client: server.url, keyPrefix, onError })
     const { broker: b, events } = broker(t, { client: server.url, keyPrefix, onError, presenceTtlMs })
     await b.subscribe('r')
-    await b.presenceAdd('r', entry('c1'))
+    await b.presence.add('r', entry('c1'))
     const m1 = await publisher.publish('r', body(1))
     await events.until(1)
     await server.restart()
@@ -413,7 +447,7 @@ function redisTests (t: Test, RedisBroker: typeof RedisBrokerClass, url: string)
     t.comment(`connection errors reported while Redis was down: ${errors.length}`)
     // The refresh (every presenceTtlMs / 2) puts the instance's entries back.
     await sleep(presenceTtlMs)
-    t.same(await b.presence('r'), [entry('c1')], 'presence is back after a refresh')
+    t.same(await b.presence.list('r'), [entry('c1')], 'presence is back after a refresh')
   })
 
   t.test('RedisBroker: publish round trip on Redis (1000 messages)', async (t) => {

@@ -34,7 +34,7 @@ async function join (c: Client, room: string, extra: Record<string, unknown> = {
 }
 
 t.test('a cluster of instances on one Redis', { skip: unavailable ?? false }, async (t) => {
-  const { RedisBroker } = await import('../lib/hub/redis.js')
+  const { RedisBroker } = await import('../lib/hub/redis/index.js')
   const url = await redisUrl(t)
 
   async function instances (t: Test, count: number, redis = url, presenceTtlMs = 60_000) {

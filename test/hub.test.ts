@@ -2,8 +2,8 @@ import t, { type Test } from 'tap'
 import { Type } from '@sinclair/typebox'
 import type { FastifyInstance } from 'fastify'
 import {
-  contractHandler, defineContract, MemoryBroker, SLOW_CONSUMER_CLOSE,
-  type BrokerEvents, type ContractOptions, type MessageHandlers, type RealtimeHubOptions
+  contractHandler, defineContract, MemoryBroker, MemoryPresence, SLOW_CONSUMER_CLOSE,
+  type BrokerEvents, type ContractOptions, type HistoryQuery, type MessageHandlers, type RealtimeHubOptions
 } from '../lib/index.js'
 import { build, client, deferred, type Client } from './helpers.js'
 
@@ -332,10 +332,10 @@ t.test('members are told when the broker lost messages of their room', async (t)
 })
 
 t.test('a broker failure during a join fails that join only and leaves the member out of the room', async (t) => {
-  class Failing extends MemoryBroker {
-    override async presenceAdd (): Promise<void> { throw new Error('broker down') }
+  class Failing extends MemoryPresence {
+    override async add (): Promise<void> { throw new Error('broker down') }
   }
-  const { url } = await app(t, { broker: new Failing() })
+  const { url } = await app(t, { presence: new Failing() })
   const a = await client(t, `${url}/chat?user=ada`)
   t.match(await request(a, '$join', { room: 'lobby' }), { type: 'error', data: { code: 'FST_RT_HANDLER_FAILED' } })
   t.same((await request(a, 'mine', null)).data, [])
@@ -420,12 +420,12 @@ t.test('the decorator publishes to several rooms with one call; the connection i
 
 t.test('a broker failure while leaving is logged, answered, and does not stop the disconnect', async (t) => {
   const warnings: string[] = []
-  class Sticky extends MemoryBroker {
-    override async presenceRemove (): Promise<void> { throw new Error('broker down') }
+  class Sticky extends MemoryPresence {
+    override async remove (): Promise<void> { throw new Error('broker down') }
   }
   const { url } = await build(t, (app) => {
     app.get('/chat', { realtime: true }, chatRoute())
-  }, { broker: new Sticky() }, { logger: { level: 'warn', stream: { write (line: string) { warnings.push(JSON.parse(line).msg as string) } } } })
+  }, { presence: new Sticky() }, { logger: { level: 'warn', stream: { write (line: string) { warnings.push(JSON.parse(line).msg as string) } } } })
   const a = await client(t, `${url}/chat?user=ada`)
   await join(a, 'lobby')
   await join(a, 'lobby2')
@@ -450,10 +450,10 @@ t.test('a message published while a recovery is read is delivered once, after th
       return await super.position(room)
     }
 
-    override async recover (room: string, epoch: string, offset: number) {
-      // Another instance publishes between this member's subscription and the recovery read.
-      await sneak?.()
-      return await super.recover(room, epoch, offset)
+    override async history (room: string, query?: HistoryQuery) {
+      // Another instance publishes between this member's subscription and the recovery read (a read since an offset).
+      if (query?.since !== undefined) await sneak?.()
+      return await super.history(room, query)
     }
   }
   const { url, app: fastify } = await app(t, { broker: new Busy() })
@@ -478,9 +478,9 @@ t.test('a message published while a recovery is read is delivered once, after th
 t.test('live-only messages arriving during a recovery are delivered after the replay', async (t) => {
   let sneak: (() => Promise<unknown>) | null = null
   class Busy extends MemoryBroker {
-    override async recover (room: string, epoch: string, offset: number) {
-      await sneak?.()
-      return await super.recover(room, epoch, offset)
+    override async history (room: string, query?: HistoryQuery) {
+      if (query?.since !== undefined) await sneak?.()
+      return await super.history(room, query)
     }
   }
   const { url, app: fastify } = await app(t, { broker: new Busy() })

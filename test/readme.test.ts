@@ -105,7 +105,7 @@ t.test('the compress parameters table has every parameter with its default', asy
 
 t.test('the register()-only options are in their tables with their defaults', async (t) => {
   const rooms = optionRows('docs/options.md', '## Rooms options')
-  t.same([...rooms.keys()].sort(), ['broker', 'history', 'maxRoomNameLength', 'maxRooms', 'maxRoomsPerConnection', 'slowConsumerBytes'])
+  t.same([...rooms.keys()].sort(), ['broker', 'history', 'maxRoomNameLength', 'maxRooms', 'maxRoomsPerConnection', 'presence', 'slowConsumerBytes'])
   for (const [name, value] of Object.entries(defaultHubSettings)) t.ok(rooms.get(name)?.[1]?.startsWith(written(value)), name)
   t.equal(rooms.get('history')?.[1], `\`{ size: ${defaultHistoryLimits.size}, ttlMs: ${defaultHistoryLimits.ttlMs} }\``)
   const limits = optionRows('docs/options.md', '## Connection limits, logging and metrics')
@@ -129,7 +129,8 @@ t.test("the API reference's entry points table lists what each entry point expor
     // It also exports two helpers of the router (clientSpec, isTypeBoxSchema) that the docs leave out.
     'fastify-realtime/contract': { module: await import('../lib/messages/contract.js'), complete: false },
     'fastify-realtime/client': { module: await import('../lib/client/index.js'), complete: true },
-    'fastify-realtime/redis': { module: await import('../lib/hub/redis.js'), complete: true }
+    'fastify-realtime/redis': { module: await import('../lib/hub/redis/index.js'), complete: true },
+    'fastify-realtime/testing': { module: await import('../lib/testing/index.js'), complete: true }
   }
   t.same([...rows.keys()].sort(), Object.keys(modules).sort())
   for (const [entry, { module, complete }] of Object.entries(modules)) {

@@ -1,7 +1,7 @@
 import t, { type Test } from 'tap'
 import { Type } from '@sinclair/typebox'
 import {
-  contractHandler, defineContract, MemoryBroker, type ContractOptions, type PresenceEntry, type RealtimeHubOptions
+  contractHandler, defineContract, MemoryBroker, MemoryPresence, type ContractOptions, type PresenceEntry, type RealtimeHubOptions
 } from '../lib/index.js'
 import { build, client, deferred, type Client } from './helpers.js'
 
@@ -14,12 +14,24 @@ const rooms = defineContract({
   server: { message: Type.Object({ text: Type.String() }) }
 })
 
-/** A memory broker that records presence and subscriptions, so a test can tell what a connection left behind. */
+/** Memory presence whose writes a test can hold at a gate. */
+class GatedPresence extends MemoryPresence {
+  gate: Promise<void> | null = null
+  started = deferred()
+  added = deferred()
+
+  override async add (room: string, entry: PresenceEntry): Promise<void> {
+    this.started.resolve()
+    if (this.gate !== null) await this.gate
+    await super.add(room, entry)
+    this.added.resolve()
+  }
+}
+
+/** A memory broker that records subscriptions, with a presence store of its own, so a test can tell what a connection left behind. */
 class Recording extends MemoryBroker {
   readonly subscribed = new Map<string, number>()
-  presenceGate: Promise<void> | null = null
-  presenceStarted = deferred()
-  presenceAdded = deferred()
+  readonly presence = new GatedPresence()
 
   override async subscribe (room: string): Promise<void> {
     this.subscribed.set(room, (this.subscribed.get(room) ?? 0) + 1)
@@ -29,13 +41,6 @@ class Recording extends MemoryBroker {
   override async unsubscribe (room: string): Promise<void> {
     this.subscribed.set(room, (this.subscribed.get(room) ?? 0) - 1)
     await super.unsubscribe(room)
-  }
-
-  override async presenceAdd (room: string, entry: PresenceEntry): Promise<void> {
-    this.presenceStarted.resolve()
-    if (this.presenceGate !== null) await this.presenceGate
-    await super.presenceAdd(room, entry)
-    this.presenceAdded.resolve()
   }
 }
 
@@ -145,17 +150,17 @@ t.test('a $join whose authorize finishes after the connection closed leaves no m
 t.test('a join whose presence is being written when the connection closes takes its presence out again', async (t) => {
   const gate = deferred()
   const broker = new Recording()
-  broker.presenceGate = gate.promise
+  broker.presence.gate = gate.promise
   const { url, app: fastify } = await app(t, { broker })
   const c = await client(t, url)
   c.ws.send(JSON.stringify({ type: '$join', data: { room: 'ghost' }, id: 1 }))
-  await broker.presenceStarted.promise
+  await broker.presence.started.promise
   c.ws.close()
   await c.closed
   // The server's disconnect runs while the presence write waits; then the write lands.
   await settled(broker, 'ghost')
   gate.resolve()
-  await broker.presenceAdded.promise
+  await broker.presence.added.promise
   const deadline = Date.now() + 5000
   while ((await fastify.realtime.presence('ghost')).length > 0 && Date.now() < deadline) await new Promise((resolve) => setImmediate(resolve))
   t.same(await fastify.realtime.presence('ghost'), [], 'the late presence entry was removed')
@@ -222,10 +227,11 @@ t.test('the memory broker keeps at most maxRooms rooms: the oldest unused one ma
   broker.attach({ message () {}, lost () {} })
   const a = await broker.position('a')
   await broker.subscribe('b')
-  await broker.presenceAdd('c', { connectionId: 'x', userId: null, meta: null, joinedAt: 0 })
+  await broker.subscribe('c')
+  const c = await broker.position('c')
   await broker.position('d')
   t.not((await broker.position('a')).epoch, a.epoch, 'a, unused, was dropped for d (a new epoch now), and d for a')
-  t.equal((await broker.presence('c')).length, 1, 'c is in use and kept')
+  t.equal((await broker.position('c')).epoch, c.epoch, 'c is in use and kept')
   await broker.publish('b', '{"type":"m","data":1}')
   t.equal((await broker.history('b')).messages.length, 1, 'b is subscribed and kept')
   const full = new MemoryBroker({ maxRooms: 1 })

@@ -47,14 +47,16 @@ t.test('connection failure codes are paired with the close code 1006', async (t)
   t.equal(closeCodeOf('FST_RT_CONCURRENT_RECEIVE'), undefined)
 })
 
-t.test('the memory broker ignores leaving rooms it never had', async (t) => {
+t.test('the memory broker and presence ignore leaving rooms they never had', async (t) => {
   const { MemoryBroker } = await import('../lib/hub/memory.js')
+  const { MemoryPresence } = await import('../lib/hub/presence.js')
   const broker = new MemoryBroker()
   broker.attach({ message () {}, lost () {} })
   await broker.unsubscribe('never-seen')
-  await broker.presenceRemove('never-seen', 'x')
-  t.equal(await broker.presenceCount('never-seen'), 0)
-  t.same(await broker.presence('never-seen'), [])
+  const presence = new MemoryPresence()
+  await presence.remove('never-seen', 'x')
+  t.equal(await presence.count('never-seen'), 0)
+  t.same(await presence.list('never-seen'), [])
 })
 
 t.test('shouldReconnect follows the close-code contract', async (t) => {

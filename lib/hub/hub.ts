@@ -6,7 +6,9 @@ import { CloseCode } from '../close-codes.js'
 import type { RealtimeMetrics } from '../metrics.js'
 import { errors } from '../errors.js'
 import { lostNotice, presenceNotice } from '../protocol.js'
-import type { Broker, HistoryPage, HistoryQuery, Position, PresenceEntry, RoomMessage } from './broker.js'
+import type { Broker, HistoryPage, HistoryQuery, Position, RoomMessage } from './broker.js'
+import type { PresenceEntry, PresenceStore } from './presence.js'
+import { recover } from './recovery.js'
 
 export interface HubSettings {
   /** Longest room name, in characters. @default 128 */
@@ -100,7 +102,11 @@ export class Hub {
   /** Subscribe and unsubscribe calls per room, in order, so a quick leave and join cannot cross. */
   private readonly transitions = new Map<string, Promise<void>>()
 
-  constructor (readonly broker: Broker, readonly settings: HubSettings, private readonly log: FastifyBaseLogger, readonly metrics: RealtimeMetrics) {
+  constructor (
+    readonly broker: Broker, readonly settings: HubSettings, private readonly log: FastifyBaseLogger, readonly metrics: RealtimeMetrics,
+    /** Who is in which room (the plugin's `presence` option). */
+    readonly presenceStore: PresenceStore
+  ) {
     broker.attach({
       message: (message) => { this.fanOut(message) },
       lost: (room, position) => { this.onLost(room, position) },
@@ -188,9 +194,9 @@ export class Hub {
       // Also when another member started the subscription: a position read before it is live could miss messages.
       await subscribed
       stillOpen(member)
-      await this.broker.presenceAdd(room, { connectionId: member.id, userId: member.userId, meta: options.meta ?? null, joinedAt: Date.now() })
+      await this.presenceStore.add(room, { connectionId: member.id, userId: member.userId, meta: options.meta ?? null, joinedAt: Date.now() })
       stillOpen(member)
-      const recovery = options.recover === undefined ? null : await this.broker.recover(room, options.recover.epoch, options.recover.offset)
+      const recovery = options.recover === undefined ? null : await recover(this.broker, room, options.recover.epoch, options.recover.offset)
       const position: Position = recovery?.position ?? await this.broker.position(room)
       const result: JoinResult = recovery === null
         ? { room, epoch: position.epoch, offset: position.offset }
@@ -214,7 +220,7 @@ export class Hub {
     } catch (error) {
       member.pending.delete(room)
       // Out of the room; if the disconnect took it out first, the presence entry added since goes too.
-      if (!await this.leave(member, room)) await this.broker.presenceRemove(room, member.id)
+      if (!await this.leave(member, room)) await this.presenceStore.remove(room, member.id)
       throw error
     }
   }
@@ -237,7 +243,7 @@ export class Hub {
       })
     }
     if (!isInternal(room)) {
-      await this.broker.presenceRemove(room, member.id)
+      await this.presenceStore.remove(room, member.id)
       if (announce) await this.broker.publish(room, notice(room, 'leave', member, null), { history: false })
     }
     return true
@@ -288,11 +294,11 @@ export class Hub {
   }
 
   async presence (room: string): Promise<PresenceEntry[]> {
-    return await this.broker.presence(this.checkRoom(room))
+    return await this.presenceStore.list(this.checkRoom(room))
   }
 
   async presenceCount (room: string): Promise<number> {
-    return await this.broker.presenceCount(this.checkRoom(room))
+    return await this.presenceStore.count(this.checkRoom(room))
   }
 
   private fanOut (message: RoomMessage): void {

@@ -1,18 +1,18 @@
 import { randomUUID } from 'node:crypto'
 import {
-  roomEnvelope, type Broker, type BrokerEvents, type HistoryLimits, type HistoryPage, type HistoryQuery,
-  type Position, type PresenceEntry, type PublishOptions, type Recovery, type RoomMessage
+  roomEnvelope, wholeQueryNumber, type Broker, type BrokerEvents, type HistoryLimits, type HistoryPage, type HistoryQuery,
+  type Position, type PublishOptions, type RoomMessage
 } from './broker.js'
 import { errors } from '../errors.js'
 import { historyLimits } from '../options/history.js'
 import { optionalInteger } from '../options/server-checks.js'
+import { OrderedDelivery } from './ordered-delivery.js'
 
 interface Room {
   epoch: string
   offset: number
   /** Retained messages, oldest first. */
   history: RoomMessage[]
-  presence: Map<string, PresenceEntry>
   subscribed: boolean
   /** The room's epoch and offset are kept until then (ttlMs after its last message), as on Redis. */
   keepUntil: number
@@ -23,7 +23,7 @@ export interface MemoryBrokerOptions {
   /**
    * Rooms kept at once. A room stays for `history.ttlMs` after its last message, also once empty,
    * so that its epoch and history serve recovery; past this many, creating one drops the oldest room
-   * with no member and no subscription (a client recovering from it then gets `recovered: false`).
+   * with no subscription (the hub subscribes while a room has members here) (a client recovering from it then gets `recovered: false`).
    * When every room is in use, the new one is refused with FST_RT_TOO_MANY_ROOMS.
    * @default 200000
    */
@@ -32,13 +32,16 @@ export interface MemoryBrokerOptions {
 
 /**
  * The default broker: one process, nothing to set up. Epochs are random per process, so after a
- * restart every client's recovery correctly answers `recovered: false`.
+ * restart every client's recovery correctly answers `recovered: false`. Publishing and storing are
+ * one synchronous step, so history and offsets are atomic per room; delivery goes through
+ * OrderedDelivery like every broker's (in one process nothing is ever skipped). Presence is the
+ * plugin's default MemoryPresence: this broker offers no store of its own.
  */
 export class MemoryBroker implements Broker {
   private readonly rooms = new Map<string, Room>()
   private readonly limits: HistoryLimits
   private readonly maxRooms: number
-  private events: BrokerEvents | null = null
+  private readonly delivery = new OrderedDelivery((room, query) => this.history(room, query))
   private lastSweep = Date.now()
 
   constructor (options: MemoryBrokerOptions = {}) {
@@ -47,7 +50,7 @@ export class MemoryBroker implements Broker {
   }
 
   attach (events: BrokerEvents): void {
-    this.events = events
+    this.delivery.attach(events)
   }
 
   private room (name: string, now: number): Room {
@@ -57,18 +60,18 @@ export class MemoryBroker implements Broker {
       if (this.rooms.size >= this.maxRooms && !this.dropIdleRoom()) {
         throw new errors.FST_RT_TOO_MANY_ROOMS(`the memory broker keeps ${this.maxRooms} rooms, the most its maxRooms allows, and each has members`)
       }
-      room = { epoch: randomUUID(), offset: 0, history: [], presence: new Map(), subscribed: false, keepUntil: now + this.limits.ttlMs }
+      room = { epoch: randomUUID(), offset: 0, history: [], subscribed: false, keepUntil: now + this.limits.ttlMs }
       this.rooms.set(name, room)
     }
     return room
   }
 
-  /** Drops the oldest room with no member and no subscription; rooms in use move to the back, so each is passed over once. */
+  /** Drops the oldest room with no subscription; rooms in use move to the back, so each is passed over once. */
   private dropIdleRoom (): boolean {
     for (let left = this.rooms.size; left > 0; left--) {
       const [name, room] = this.rooms.entries().next().value as [string, Room]
       this.rooms.delete(name)
-      if (room.presence.size === 0 && !room.subscribed) return true
+      if (!room.subscribed) return true
       this.rooms.set(name, room)
     }
     return false
@@ -89,7 +92,7 @@ export class MemoryBroker implements Broker {
     while (drop < history.length && (history[drop] as RoomMessage).time <= minTime) drop++
     if (drop > 0) history.splice(0, drop)
     // A room recreated later gets a new epoch, which tells clients its history is gone: correct, and bounded.
-    if (history.length === 0 && room.presence.size === 0 && !room.subscribed && now >= room.keepUntil) this.rooms.delete(name)
+    if (history.length === 0 && !room.subscribed && now >= room.keepUntil) this.rooms.delete(name)
   }
 
   async publish (name: string, body: string, options?: PublishOptions): Promise<RoomMessage> {
@@ -104,15 +107,17 @@ export class MemoryBroker implements Broker {
       room.history.push(message)
       this.trim(name, room, now)
     }
-    if (room.subscribed) this.events?.message(options?.except === undefined ? message : { ...message, except: options.except })
+    if (room.subscribed) this.delivery.receive(options?.except === undefined ? message : { ...message, except: options.except })
     return message
   }
 
   async subscribe (name: string): Promise<void> {
     this.room(name, Date.now()).subscribed = true
+    await this.delivery.follow(name, listening, () => this.unsubscribe(name))
   }
 
   async unsubscribe (name: string): Promise<void> {
+    this.delivery.unfollow(name)
     const room = this.rooms.get(name)
     if (room === undefined) return
     room.subscribed = false
@@ -128,46 +133,17 @@ export class MemoryBroker implements Broker {
     const now = Date.now()
     const room = this.room(name, now)
     this.trim(name, room, now)
-    const since = query.since ?? 0
-    const after = room.history.filter((message) => message.offset > since)
-    const messages = query.limit === undefined ? after : after.slice(0, query.limit)
+    const since = wholeQueryNumber(query.since ?? 0)
+    const after = query.limit === 0 ? [] : room.history.filter((message) => message.offset > since)
+    const messages = query.limit === undefined ? after : after.slice(0, wholeQueryNumber(query.limit))
     return { position: { epoch: room.epoch, offset: room.offset }, messages }
   }
 
-  async recover (name: string, epoch: string, offset: number): Promise<Recovery> {
-    const now = Date.now()
-    const room = this.room(name, now)
-    this.trim(name, room, now)
-    const position = { epoch: room.epoch, offset: room.offset }
-    if (epoch !== room.epoch || !Number.isSafeInteger(offset) || offset < 0 || offset > room.offset) {
-      return { recovered: false, position, messages: [] }
-    }
-    const missed = room.history.filter((message) => message.offset > offset)
-    // Complete only if nothing between the client's offset and the oldest retained message aged out.
-    if (missed.length !== room.offset - offset) return { recovered: false, position, messages: [] }
-    return { recovered: true, position, messages: missed }
-  }
-
-  async presenceAdd (name: string, entry: PresenceEntry): Promise<void> {
-    this.room(name, Date.now()).presence.set(entry.connectionId, entry)
-  }
-
-  async presenceRemove (name: string, connectionId: string): Promise<void> {
-    const room = this.rooms.get(name)
-    if (room === undefined) return
-    room.presence.delete(connectionId)
-    this.trim(name, room, Date.now())
-  }
-
-  async presence (name: string): Promise<PresenceEntry[]> {
-    return [...(this.rooms.get(name)?.presence.values() ?? [])]
-  }
-
-  async presenceCount (name: string): Promise<number> {
-    return this.rooms.get(name)?.presence.size ?? 0
-  }
-
   async close (): Promise<void> {
+    this.delivery.clear()
     this.rooms.clear()
   }
 }
+
+/** In one process there is no transport to start: delivery follows a room as soon as it is subscribed. */
+async function listening (): Promise<void> {}

@@ -1,4 +1,5 @@
 import type { Broker, HistoryLimits } from '../hub/broker.js'
+import type { PresenceStore } from '../hub/presence.js'
 import { defaultHubSettings, type HubSettings } from '../hub/hub.js'
 import { historyLimits } from './history.js'
 import { defaultSettings, normalizeOptions, type RouteSettings } from './route.js'
@@ -36,8 +37,8 @@ export const pluginKeys = Object.freeze({
   hub: Object.freeze(Object.keys(defaultHubSettings)),
   /** Bounds on handshakes and connections, and log redaction. */
   guard: Object.freeze(Object.keys(defaultGuardSettings)),
-  /** Where rooms live, and the metrics route. */
-  plugin: Object.freeze(['broker', 'history', 'metricsRoute'])
+  /** Where rooms and presence live, and the metrics route. */
+  plugin: Object.freeze(['broker', 'presence', 'history', 'metricsRoute'])
 })
 
 /** The checked options of one registration of the plugin. */
@@ -47,6 +48,8 @@ export interface PluginSettings {
   readonly guard: GuardSettings
   /** A broker given in `broker`, or null for the default MemoryBroker. */
   readonly broker: Broker | null
+  /** A store given in `presence`, or null for the broker's own (else a MemoryPresence). */
+  readonly presence: PresenceStore | null
   /** Of the default MemoryBroker. */
   readonly history: HistoryLimits
   readonly metricsRoute: string | null
@@ -82,6 +85,15 @@ function brokerOf (value: unknown): Broker | null {
   return broker as Broker
 }
 
+function presenceOf (value: unknown): PresenceStore | null {
+  if (value === undefined) return null
+  const presence = value as Partial<PresenceStore> | null
+  for (const method of ['add', 'remove', 'list', 'count', 'close'] as const) {
+    if (typeof presence?.[method] !== 'function') check.fail('presence', 'a PresenceStore (MemoryPresence, a broker\'s presence or your own)', value)
+  }
+  return presence as PresenceStore
+}
+
 function metricsRoute (value: unknown): string | null {
   if (value === undefined) return null
   if (typeof value !== 'string' || !value.startsWith('/')) check.fail('metricsRoute', 'a path starting with "/"', value)
@@ -96,6 +108,7 @@ export function pluginSettings (options: Record<string, unknown>): PluginSetting
     hub: hubSettings(options),
     guard: guardSettings(options),
     broker: brokerOf(options.broker),
+    presence: presenceOf(options.presence),
     // Checked with a broker given too, where it is ignored: a wrong value is a mistake either way.
     history: historyLimits('history', options.history),
     metricsRoute: metricsRoute(options.metricsRoute)

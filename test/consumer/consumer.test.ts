@@ -277,6 +277,14 @@ async function runExamples (t: Test, node: string, dir: string): Promise<void> {
     t.match(typed.stdout, /ada: hi\n/)
     t.notMatch(server.output(), /"level":50/, 'nothing was logged as an error')
   })
+
+  await t.test('the conformance suite of fastify-realtime/testing passes on MemoryBroker under node --test and without a runner (writing-a-broker.md)', async (t) => {
+    const checked = await run(node, ['--test', '--test-reporter=tap', 'out/broker-conformance.test.js'], { cwd: dir, ms: 120_000 })
+    t.equal(checked.code, 0, 'node --test passes', { diagnostic: checked.code !== 0, output: shown(checked) })
+    t.match(checked.stdout, /^# pass 21$/m, 'every check of the broker and of the presence store ran')
+    const plain = await run(node, ['out/broker-conformance-plain.js'], { cwd: dir, ms: 120_000 })
+    t.equal(plain.code, 0, 'runChecks() finds no failure', { diagnostic: plain.code !== 0, output: shown(plain) })
+  })
 }
 
 const work = await mkdtemp(join(tmpdir(), 'fastify-realtime-consumer-'))
