@@ -16,6 +16,11 @@ export default [
     }
   },
   {
+    // Type tests declare values only to take their type.
+    files: ['types/**/*.ts'],
+    rules: { '@typescript-eslint/no-unused-vars': 'off' }
+  },
+  {
     // The demo's page runs in the browser.
     files: ['example/public/**/*.js'],
     languageOptions: { globals: globals.browser }

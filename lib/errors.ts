@@ -4,10 +4,10 @@ import type { FastifyErrorConstructor } from '@fastify/error'
 const closeCodes = new Map<string, number>()
 
 /** Creates an error code and records the close code a connection ends with when it is raised. */
-function withCloseCode<C extends FastifyErrorConstructor> (ctor: C, closeCode: number): C {
+function withCloseCode<C extends FastifyErrorConstructor> (Ctor: C, closeCode: number): C {
   // @fastify/error sets `code` on instances, not on the prototype.
-  closeCodes.set(new ctor().code, closeCode)
-  return ctor
+  closeCodes.set(new Ctor().code, closeCode)
+  return Ctor
 }
 
 export const errors = {

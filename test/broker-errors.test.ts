@@ -1,5 +1,3 @@
-import { once } from 'node:events'
-import net from 'node:net'
 import t from 'tap'
 import { redisUnavailable } from './redis-server.js'
 import { freePort } from './helpers.js'

@@ -8,6 +8,7 @@ import { RealtimeClient, type ClientOptions, type ClientState } from '../lib/cli
 import { deferred } from './helpers.js'
 
 // The client against a scripted server: every frame it gets is chosen by the test.
+// eslint-disable-next-line @typescript-eslint/no-unused-vars -- the scripted server needs only its type
 const contract = defineContract({
   client: { ask: { data: Type.Null(), reply: Type.String() }, note: Type.String() },
   server: { news: Type.String() }
@@ -214,6 +215,7 @@ t.test('join() before the connection opens sends one $join, and queued messages 
   const secondSocket = script.next()
   c.send('note', 'sent while reconnecting')
   await secondSocket
+  // eslint-disable-next-line no-unmodified-loop-condition -- set by the scripted server's handler
   while (replyJoin === null) await new Promise((resolve) => setImmediate(resolve))
   t.equal(c.state, 'reconnecting', 'not open until the rooms are joined again')
   t.same(frames.filter((frame) => frame.socket === 1).map((frame) => frame.type), ['$join'], 'nothing but the rejoin before its reply')

@@ -73,7 +73,7 @@ export function hostileJson (random: Random): string {
   if (r === 3) return `{${jsonString(random, random.pick([1000, 20_000, 60_000]))}:${random.pick(['1', '[null,null,null]', '{"x":{}}'])}}`
   if (r === 4) return random.pick(NUMBERS)
   if (r === 5) return `{"a":1,"a":{"b":2},"a":"x","${random.pick(['__proto__', 'constructor'])}":{}}`
-  if (r === 6) return `{"__proto__":{"polluted":true,"type":"say"},"constructor":{"prototype":{"polluted":true}},"toString":1,"hasOwnProperty":null}`
+  if (r === 6) return '{"__proto__":{"polluted":true,"type":"say"},"constructor":{"prototype":{"polluted":true}},"toString":1,"hasOwnProperty":null}'
   if (r === 7) return `{${random.pick(STRINGS)}:${random.pick(STRINGS)},"${'~/'.repeat(random.int(1, 500))}":[${random.pick(NUMBERS)}]}`
   if (r === 8) return `[${Array.from({ length: random.int(100, 5000) }, () => random.pick(['null', '1', '"x"', '{}'])).join(',')}]`
   if (r === 9) return random.pick(STRINGS)

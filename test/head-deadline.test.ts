@@ -117,6 +117,7 @@ t.test('an upgrade after a plain request on a keep-alive connection is served, a
   await once(conn.socket, 'data')
   conn.socket.write(handshake('/ws'))
   await once(conn.socket, 'close')
+  // eslint-disable-next-line no-control-regex -- a WebSocket frame header is binary
   t.match(conn.received(), /HTTP\/1\.1 200 OK[\s\S]*plain(HTTP\/1\.1 101 Switching Protocols\r\n[\s\S]*\r\n\r\n)\x81\x08upgraded/, 'the 101 and the first message follow the first response')
 })
 

@@ -195,7 +195,7 @@ export async function assertEchoes (t: Test, url: string, protocols?: string | s
 /** A promise with its resolve exposed, for handing values out of handlers. */
 export function deferred<T = void> (): { promise: Promise<T>, resolve: (value: T) => void } {
   let resolve!: (value: T) => void
-  const promise = new Promise<T>((r) => { resolve = r })
+  const promise = new Promise<T>((_resolve) => { resolve = _resolve })
   return { promise, resolve }
 }
 

@@ -10,7 +10,7 @@ import { build, client, deferred, type Client } from './helpers.js'
 FormatRegistry.Set('hostile-input-test-throws', (value) => {
   if (value === 'boom') throw new Error('a format check with a bug')
   // Not every throw is an Error.
-  // eslint-disable-next-line @typescript-eslint/only-throw-error
+  // eslint-disable-next-line no-throw-literal -- the point of this check
   if (value === 'thrown string') throw 'a string thrown by a format check'
   return true
 })
@@ -84,11 +84,11 @@ t.test('maxDepth counts levels of data, brackets inside strings do not count, an
   const c = await client(t, url)
   c.ws.send(`{"type":"deep","data":${nested(3)},"id":1}`)
   t.same(await json(c), { type: 'deep:reply', data: [[[1]]], id: 1 }, 'three levels pass')
-  c.ws.send(`{"type":"deep","data":{"a":"[[[[[[\\"{{{{"},"id":2}`)
+  c.ws.send('{"type":"deep","data":{"a":"[[[[[[\\"{{{{"},"id":2}')
   t.same(await json(c), { type: 'deep:reply', data: { a: '[[[[[["{{{{' }, id: 2 }, 'brackets and escaped quotes in strings do not count')
-  c.ws.send(`{"type":"deep","data":"an unterminated string [[[[[[`)
+  c.ws.send('{"type":"deep","data":"an unterminated string [[[[[[')
   t.match(await json(c), { type: 'error', data: { code: 'FST_RT_MESSAGE_NOT_JSON' } }, 'text that is not JSON is left to JSON.parse')
-  c.ws.send(`{"type":"deep","data":[{"a":[{}]}],"id":3}`)
+  c.ws.send('{"type":"deep","data":[{"a":[{}]}],"id":3}')
   t.match(await json(c), { type: 'error', data: { code: 'FST_RT_MESSAGE_TOO_DEEP', message: /more than 3 levels/ } }, 'four levels are refused')
   const strict = await app(t, { maxDepth: 3, onInvalid: 1007 })
   const s = await client(t, strict.url)
@@ -156,7 +156,13 @@ t.test('a thrown value that is not an Error closes the connection with 1011 too,
   const reported = deferred<unknown>()
   const { url } = await build(t, (app) => {
     app.get('/', { realtime: true }, contractHandler(contract, {
-      say () {}, ask: ({ text }) => text, wait: () => 'x', odd: (text) => text, strict () {}, deep: (data) => data, tags () {},
+      say () {},
+      ask: ({ text }) => text,
+      wait: () => 'x',
+      odd: (text) => text,
+      strict () {},
+      deep: (data) => data,
+      tags () {},
       error (_ctx, error) { reported.resolve(error) }
     }))
   })

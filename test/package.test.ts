@@ -12,7 +12,7 @@ interface PackageJson {
 
 const pkg = JSON.parse(await readFile(new URL('../package.json', import.meta.url), 'utf8')) as PackageJson
 
-t.test("fastify-plugin checks the same fastify range the package declares as its peer", async (t) => {
+t.test('fastify-plugin checks the same fastify range the package declares as its peer', async (t) => {
   const meta = (realtime as unknown as Record<symbol, { fastify?: string, name?: string }>)[Symbol.for('plugin-meta')]
   t.equal(meta?.fastify, pkg.peerDependencies.fastify)
   t.equal(meta?.name, 'fastify-realtime')

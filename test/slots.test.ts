@@ -206,4 +206,3 @@ t.test('on a unix socket (no address) only the total limit counts', async (t) =>
   await until(() => openConnections(app) === 1)
   t.equal((await open()).status, 101)
 })
-

@@ -41,6 +41,7 @@ describe('the client takes a WebSocket class without a cast', () => {
       close (): void {}
     }
     class NeedsOptions {
+      // eslint-disable-next-line @typescript-eslint/no-useless-constructor -- its parameters are what is tested
       constructor (_url: string, _protocols: string[], _options: { agent: object }) {}
     }
     expect(NoSend).type.not.toBeAssignableTo<WebSocketClass>()

@@ -575,6 +575,7 @@ export class RealtimeClient<C extends Contract> {
       } catch (error) {
         this.pending.delete(id)
         clearTimeout(timer)
+        // eslint-disable-next-line prefer-promise-reject-errors -- whatever the socket threw, as it threw it
         reject(error as Error)
       }
     })

@@ -50,7 +50,7 @@ export function handshakeHook (settings: RouteSettings, handshakes: Handshakes, 
       done()
       return
     }
-    let pending: void | Promise<void> = undefined
+    let pending: void | Promise<void> = undefined // eslint-disable-line no-undef-init -- TypeScript needs it set on every path
     try {
       const problem = checkHandshake(request.headers)
       if (problem !== null) {

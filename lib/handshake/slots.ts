@@ -38,5 +38,4 @@ export class ConnectionSlots {
     if (left === 0) this.perIp.delete(ip)
     else this.perIp.set(ip, left)
   }
-
 }

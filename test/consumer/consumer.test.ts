@@ -306,7 +306,7 @@ await t.test('the package from outside', async (t) => {
       for (const path of paths) t.ok(packed.files.includes(normalize(path)), `${entry}: ${path}`)
     }
     for (const file of ['README.md', 'LICENSE', 'CHANGELOG.md', 'package.json']) t.ok(packed.files.includes(file), file)
-    t.same(packed.files.filter((file) => /^(lib|test|types|example)\//.test(file) || file.endsWith('.ts') && !file.endsWith('.d.ts')), [], 'no sources or tests')
+    t.same(packed.files.filter((file) => /^(lib|test|types|example)\//.test(file) || (file.endsWith('.ts') && !file.endsWith('.d.ts'))), [], 'no sources or tests')
     t.same(await brokenLinks(unpacked, packed.files), [], 'every relative link of the packed Markdown files has its target in the package')
   })
 
