@@ -3,7 +3,8 @@ import { errors } from './errors.js'
 import { normalizeOptions, type RouteSettings } from './options.js'
 import { RealtimeConnection, type ConnectionHost } from './connection/connection.js'
 import type { RealtimeSocket } from './connection/socket.js'
-import { releaseUpgrade } from './connection/ws-internals.js'
+import { bridged, kRouteServer, releaseUpgrade } from './connection/ws-internals.js'
+import { WsServers } from './connection/ws-servers.js'
 import { handshakeHook } from './handshake/hook.js'
 import type { GuardSettings } from './handshake/guard.js'
 import type { Handshakes } from './handshake/handshakes.js'
@@ -19,6 +20,8 @@ export interface RouteHost extends ConnectionHost {
   readonly handshakes: Handshakes
   /** The app logger's `req` serializer (Fastify's fields when the logger is not pino). */
   readonly requestSerializer: (request: object) => unknown
+  /** The ws servers of the routes, one per distinct set of ws settings. */
+  readonly wsServers: WsServers
 }
 
 type LogSerializers = NonNullable<RouteOptions['logSerializers']>
@@ -62,6 +65,9 @@ function httpFallback (request: FastifyRequest, reply: FastifyReply): void {
   throw new errors.FST_RT_UPGRADE_REQUIRED()
 }
 
+// A refused socket has no connection to tell.
+function ignoreError (): void {}
+
 /** Runs the handler, then ends the connection aiohttp's way: 1000 on return, 1011 on a throw. */
 async function runHandler (this: FastifyInstance, handler: RealtimeHandlerFunction, connection: RealtimeConnection): Promise<void> {
   const request = connection.request
@@ -96,12 +102,22 @@ export function convertRealtimeRoute (routeOptions: RouteOptions & { realtime?: 
   // Fastify's automatic HEAD route can never be upgraded.
   if (methods.every((method) => method === 'HEAD')) return
   routeOptions.onRequest = [handshakeHook(settings, host.handshakes, host.metrics) as Hook, ...hookList(routeOptions.onRequest)]
+  // The plugin's onRequest hook puts it on the upgrade request for the bridge (ws-internals.ts).
+  routeOptions.config = { ...routeOptions.config, [kRouteServer]: host.wsServers.serverFor(settings) }
   routeOptions.wsHandler = function realtimeUpgrade (this: FastifyInstance, socket, request) {
     // An open connection keeps its request, so it lets go of what only the upgrade needed: the
     // ServerResponse, and @fastify/websocket's 'error' listener, whose closure holds the reply
     // (the connection listens for errors itself).
     releaseUpgrade(request.raw)
     socket.removeAllListeners('error')
+    if (!bridged(request.raw) && !WsServers.sameServer(settings, host.settings)) {
+      // A @fastify/websocket that upgrades past the bridge used the plugin's limits, not this
+      // route's: refused rather than served with the wrong ones.
+      request.log.error('realtime: the upgrade did not reach this route\'s ws server (a @fastify/websocket the bridge does not know); closing with 1011')
+      socket.on('error', ignoreError)
+      socket.close(1011, 'Internal error')
+      return
+    }
     const connection = new RealtimeConnection(socket as RealtimeSocket, request, settings, host)
     // Not returned: @fastify/websocket would hang a closure holding the reply on the promise. It
     // never rejects: the handler's failure is answered inside, and close() with these codes cannot fail.
