@@ -1,7 +1,7 @@
 import type { IncomingMessage } from 'node:http'
 import type { Duplex } from 'node:stream'
 import * as wsModule from 'ws'
-import { WebSocket, type WebSocketServer } from 'ws'
+import type { WebSocket, WebSocketServer } from 'ws'
 
 /*
  * The only place fastify-realtime reaches past the public API of ws, @fastify/websocket or Node.
@@ -23,8 +23,8 @@ interface SocketPrivate {
 }
 
 const TEXT_FRAME: FrameOptions = { fin: true, opcode: 0x01, mask: false, readOnly: false, rsv1: false }
-// ws's frame builder and sender (named exports of ws that @types/ws does not declare).
-const Sender = (wsModule as unknown as { Sender?: SenderClass }).Sender
+// ws's frame builder and sender (a named export of ws that @types/ws does not declare).
+const Sender = (wsModule as unknown as WsModule).Sender
 
 /** What of ws's private side is there and behaves as this version expects. */
 export interface WsFeatures {
@@ -41,25 +41,34 @@ export interface WsFeatures {
   closeFrameFlag: boolean
 }
 
-/** Probes ws once: fields of the expected types on a fresh socket and sender, a frame of the expected bytes. */
-export function probeWs (): WsFeatures {
-  const socket = new WebSocket(null as unknown as string, undefined, { autoPong: true }) as unknown as SocketPrivate
-  return { sharedFrames: framesBehave() && Object.hasOwn(socket, '_sender'), closeFrameFlag: socket._closeFrameReceived === false }
+/** The parts of ws's module the probe looks at. */
+export interface WsModule {
+  Sender?: SenderClass
+  WebSocket: new (address: null, protocols: undefined, options: object) => object
 }
 
-function framesBehave (): boolean {
-  if (typeof Sender?.frame !== 'function') return false
+/** Probes ws once: fields of the expected types on a fresh socket and sender, a frame of the expected bytes. */
+export function probeWs (ws: WsModule): WsFeatures {
+  const socket = new ws.WebSocket(null, undefined, { autoPong: true }) as Partial<SocketPrivate>
+  return {
+    sharedFrames: framesBehave(ws.Sender) && Object.hasOwn(socket, '_sender'),
+    closeFrameFlag: socket._closeFrameReceived === false
+  }
+}
+
+function framesBehave (sender: SenderClass | undefined): boolean {
+  if (sender === undefined || typeof sender.frame !== 'function') return false
   try {
-    const frame = Buffer.concat(Sender.frame(Buffer.from('hi'), TEXT_FRAME))
-    const sender = new Sender({})
-    return frame.equals(Buffer.from([0x81, 2, 0x68, 0x69])) && sender._state === 0 && Array.isArray(sender._queue) && sender._queue.length === 0
+    const frame = Buffer.concat(sender.frame(Buffer.from('hi'), TEXT_FRAME))
+    const fresh = new sender({})
+    return frame.equals(Buffer.from([0x81, 2, 0x68, 0x69])) && fresh._state === 0 && Array.isArray(fresh._queue) && fresh._queue.length === 0
   } catch {
     return false
   }
 }
 
 /** What the probe found; tests switch features off to run the fallbacks. */
-export const wsFeatures: WsFeatures = probeWs()
+export const wsFeatures: WsFeatures = probeWs(wsModule as unknown as WsModule)
 
 /** One unmasked, uncompressed text frame (header and payload in one buffer), to write to many sockets; null without `sharedFrames`. */
 export function textFrame (payload: Buffer): Buffer | null {

@@ -36,11 +36,10 @@ export function wsServerOptions (settings: RouteSettings): WsServerOptions {
   }
 }
 
-/** What tells two routes' ws servers apart: routes that agree on these share one. */
-function keyOf (options: WsServerOptions): string {
-  const deflate = options.perMessageDeflate
-  const zlib = typeof deflate === 'object' ? `${deflate.zlibDeflateOptions?.level}/${deflate.zlibDeflateOptions?.memLevel}` : 'off'
-  return `${options.maxPayload}|${options.autoPong}|${options.closeTimeout}|${zlib}`
+/** What tells two routes' ws servers apart (what wsServerOptions reads): routes that agree on these share one. */
+function keyOf (settings: RouteSettings): string {
+  const { compress } = settings
+  return `${settings.maxMsgSize}|${settings.autoPing}|${settings.closeTimeout}|${compress === null ? 'off' : `${compress.level}/${compress.memLevel}`}`
 }
 
 /**
@@ -52,11 +51,10 @@ export class WsServers {
 
   /** The server for a route's settings, made on first use. */
   serverFor (settings: RouteSettings): WebSocketServer {
-    const options = wsServerOptions(settings)
-    const key = keyOf(options)
+    const key = keyOf(settings)
     let server = this.servers.get(key)
     if (server === undefined) {
-      server = new WebSocketServer(options as ServerOptions)
+      server = new WebSocketServer(wsServerOptions(settings) as ServerOptions)
       this.servers.set(key, server)
     }
     return server
@@ -64,11 +62,7 @@ export class WsServers {
 
   /** Whether two routes' settings run on servers with the same options. */
   static sameServer (a: RouteSettings, b: RouteSettings): boolean {
-    return keyOf(wsServerOptions(a)) === keyOf(wsServerOptions(b))
-  }
-
-  get size (): number {
-    return this.servers.size
+    return keyOf(a) === keyOf(b)
   }
 
   /** Closes every server: later upgrades are refused with 503 by ws. */
