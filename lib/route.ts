@@ -65,9 +65,6 @@ function httpFallback (request: FastifyRequest, reply: FastifyReply): void {
   throw new errors.FST_RT_UPGRADE_REQUIRED()
 }
 
-// A refused socket has no connection to tell.
-function ignoreError (): void {}
-
 /** Runs the handler, then ends the connection aiohttp's way: 1000 on return, 1011 on a throw. */
 async function runHandler (this: FastifyInstance, handler: RealtimeHandlerFunction, connection: RealtimeConnection): Promise<void> {
   const request = connection.request
@@ -108,16 +105,15 @@ export function convertRealtimeRoute (routeOptions: RouteOptions & { realtime?: 
     // An open connection keeps its request, so it lets go of what only the upgrade needed: the
     // ServerResponse, and @fastify/websocket's 'error' listener, whose closure holds the reply
     // (the connection listens for errors itself).
-    releaseUpgrade(request.raw)
-    socket.removeAllListeners('error')
     if (!bridged(request.raw) && !WsServers.sameServer(settings, host.settings)) {
       // A @fastify/websocket that upgrades past the bridge used the plugin's limits, not this
-      // route's: refused rather than served with the wrong ones.
+      // route's: refused rather than served with the wrong ones (its error listener stays).
       request.log.error('realtime: the upgrade did not reach this route\'s ws server (a @fastify/websocket the bridge does not know); closing with 1011')
-      socket.on('error', ignoreError)
       socket.close(1011, 'Internal error')
       return
     }
+    releaseUpgrade(request.raw)
+    socket.removeAllListeners('error')
     const connection = new RealtimeConnection(socket as RealtimeSocket, request, settings, host)
     // Not returned: @fastify/websocket would hang a closure holding the reply on the promise. It
     // never rejects: the handler's failure is answered inside, and close() with these codes cannot fail.
