@@ -6,14 +6,15 @@ import type {
 import fp from 'fastify-plugin'
 import websocket, { type WebsocketPluginOptions } from '@fastify/websocket'
 import type { IncomingMessage } from 'node:http'
+import type { WebSocketServer } from 'ws'
 import type { RealtimeConnection } from './connection/connection.js'
-import { bridgeUpgrades, kRouteServer, type UpgradeRequest } from './connection/ws-internals.js'
+import { bridgeUpgrades, markUpgrade } from './connection/ws-internals.js'
 import { WsServers, wsServerOptions } from './connection/ws-servers.js'
 import { DeadlineClock } from './connection/timers.js'
 import { errors } from './errors.js'
 import { defaultSettings, normalizeOptions, optionalInteger, type RealtimePluginOptions, type RealtimeRouteOptions } from './options.js'
 import { convertRealtimeRoute, markPlainRoute, type RouteHost } from './route.js'
-import { kHub, kOfferedExtensions, kPlainRoute } from './symbols.js'
+import { kHub, kOfferedExtensions, kPlainRoute, kRouteServer } from './symbols.js'
 import { Handshakes, watchServer } from './handshake/handshakes.js'
 import { ConnectionSlots } from './handshake/slots.js'
 import { redactUpgradeRequests, redactUrl, requestSerializerOf } from './handshake/redaction.js'
@@ -226,8 +227,9 @@ const fastifyRealtime: FastifyPluginAsync<RealtimePluginOptions & RealtimeHubOpt
 
   // @fastify/websocket's own server runs with the plugin's settings; each realtime route is upgraded
   // by the ws server of its own settings (connection/ws-servers.ts), through the bridge below.
+  const bridgeOptions: Partial<ReturnType<typeof wsServerOptions>> = wsServerOptions(settings)
   // @fastify/websocket sets noServer itself and refuses it as an option.
-  const { noServer: _noServer, ...bridgeOptions } = wsServerOptions(settings)
+  delete bridgeOptions.noServer
   await fastify.register(websocket, {
     // @fastify/websocket types `WebSocket` as the CommonJS module with its statics; ws documents a subclass.
     options: bridgeOptions as unknown as WebsocketPluginOptions['options'],
@@ -252,8 +254,8 @@ const fastifyRealtime: FastifyPluginAsync<RealtimePluginOptions & RealtimeHubOpt
     if (request.ws) {
       holdExtensionOffer(request)
       handshakes.routed(request)
-      const server = (request.routeOptions.config as { [kRouteServer]?: UpgradeRequest[typeof kRouteServer] })[kRouteServer]
-      if (server !== undefined) (request.raw as UpgradeRequest)[kRouteServer] = server
+      const server = (request.routeOptions.config as { [kRouteServer]?: WebSocketServer })[kRouteServer]
+      if (server !== undefined) markUpgrade(request.raw, server)
       if ((request.routeOptions.config as { [kPlainRoute]?: true })[kPlainRoute] === true) {
         done(new errors.FST_RT_NOT_WEBSOCKET_ROUTE())
         return

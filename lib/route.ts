@@ -3,14 +3,14 @@ import { errors } from './errors.js'
 import { normalizeOptions, type RouteSettings } from './options.js'
 import { RealtimeConnection, type ConnectionHost } from './connection/connection.js'
 import type { RealtimeSocket } from './connection/socket.js'
-import { bridged, kRouteServer, releaseUpgrade } from './connection/ws-internals.js'
+import { bridged, releaseUpgrade } from './connection/ws-internals.js'
 import { WsServers } from './connection/ws-servers.js'
 import { handshakeHook } from './handshake/hook.js'
 import type { GuardSettings } from './handshake/guard.js'
 import type { Handshakes } from './handshake/handshakes.js'
 import { redactingSerializer } from './handshake/redaction.js'
 import { checkHandshake, looksLikeHandshake } from './handshake/validate.js'
-import { kPlainRoute } from './symbols.js'
+import { kPlainRoute, kRouteServer } from './symbols.js'
 
 export type RealtimeHandlerFunction = (this: FastifyInstance, connection: RealtimeConnection, request: FastifyRequest) => unknown
 
@@ -99,12 +99,9 @@ export function convertRealtimeRoute (routeOptions: RouteOptions & { realtime?: 
   // Fastify's automatic HEAD route can never be upgraded.
   if (methods.every((method) => method === 'HEAD')) return
   routeOptions.onRequest = [handshakeHook(settings, host.handshakes, host.metrics) as Hook, ...hookList(routeOptions.onRequest)]
-  // The plugin's onRequest hook puts it on the upgrade request for the bridge (ws-internals.ts).
+  // The plugin's onRequest hook marks each upgrade request for it (ws-internals.ts's bridge).
   routeOptions.config = { ...routeOptions.config, [kRouteServer]: host.wsServers.serverFor(settings) }
   routeOptions.wsHandler = function realtimeUpgrade (this: FastifyInstance, socket, request) {
-    // An open connection keeps its request, so it lets go of what only the upgrade needed: the
-    // ServerResponse, and @fastify/websocket's 'error' listener, whose closure holds the reply
-    // (the connection listens for errors itself).
     if (!bridged(request.raw) && !WsServers.sameServer(settings, host.settings)) {
       // A @fastify/websocket that upgrades past the bridge used the plugin's limits, not this
       // route's: refused rather than served with the wrong ones (its error listener stays).
@@ -112,6 +109,9 @@ export function convertRealtimeRoute (routeOptions: RouteOptions & { realtime?: 
       socket.close(1011, 'Internal error')
       return
     }
+    // An open connection keeps its request, so it lets go of what only the upgrade needed: the
+    // ServerResponse, and @fastify/websocket's 'error' listener, whose closure holds the reply
+    // (the connection listens for errors itself).
     releaseUpgrade(request.raw)
     socket.removeAllListeners('error')
     const connection = new RealtimeConnection(socket as RealtimeSocket, request, settings, host)

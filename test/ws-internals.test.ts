@@ -7,8 +7,9 @@ import WebSocket, { WebSocketServer } from 'ws'
 import * as wsModule from 'ws'
 import { contractHandler, defineContract, type RealtimeConnection, type WSMessage } from '../lib/index.js'
 import { RealtimeSocket } from '../lib/connection/socket.js'
+import { kRouteServer } from '../lib/symbols.js'
 import {
-  kRouteServer, probeWs, releaseUpgrade, senderIdle, textFrame, wsFeatures, type WsFeatures, type WsModule
+  probeWs, releaseUpgrade, senderIdle, textFrame, wsFeatures, type WsFeatures, type WsModule
 } from '../lib/connection/ws-internals.js'
 import { build, client, deferred } from './helpers.js'
 import { closePayload, frame, rawClient } from './frames.js'
@@ -209,6 +210,23 @@ t.test('a @fastify/websocket that upgrades past the bridge: routes on the plugin
   t.match(lines.join(''), /did not reach this route's ws server/)
   same.ws.close()
   await same.closed
+})
+
+t.test('app.injectWS() upgrades a realtime route through its own server, on the stream it made', async (t) => {
+  const { app } = await build(t, (app) => {
+    app.get('/echo', { realtime: { maxMsgSize: 10 } }, async (conn) => {
+      const message = await conn.receiveText()
+      await conn.sendText(message)
+      // An injected stream closes when destroyed, not after a close handshake.
+      conn.terminate()
+    })
+  })
+  const socket = await app.injectWS('/echo')
+  const closed = once(socket, 'close')
+  socket.send('hello')
+  const [data] = await once(socket, 'message') as [Buffer]
+  t.equal(data.toString(), 'hello')
+  await closed
 })
 
 t.test('@fastify/websocket: after the upgrade the request no longer holds the socket, the head or the ServerResponse', async (t) => {

@@ -2,6 +2,7 @@ import type { IncomingMessage } from 'node:http'
 import type { Duplex } from 'node:stream'
 import * as wsModule from 'ws'
 import type { WebSocket, WebSocketServer } from 'ws'
+import { kUpgradeSocket } from '../symbols.js'
 
 /*
  * The only place fastify-realtime reaches past the public API of ws, @fastify/websocket or Node.
@@ -104,42 +105,48 @@ export function backstopCloseTimeout (closeTimeout: number): number {
 
 // ---- @fastify/websocket ----
 
-/** On an upgrade request: the ws server of its route (set by the plugin's onRequest hook), taken by the bridge. */
-export const kRouteServer = Symbol('fastify-realtime.route-server')
-/** On an upgrade request: the socket the bridge upgraded, which ws does not make public. */
-export const kUpgradeSocket = Symbol('fastify-realtime.upgrade-socket')
-
-export type UpgradeRequest = IncomingMessage & { [kRouteServer]?: WebSocketServer, [kUpgradeSocket]?: Duplex }
 type HandleUpgrade = WebSocketServer['handleUpgrade']
+
+/**
+ * Upgrade requests on their way to their route's ws server (marked by the plugin's onRequest hook,
+ * taken by the bridge). A WeakMap rather than a property: the request outlives the upgrade as
+ * `connection.request`, and an entry taken leaves nothing on it.
+ */
+const routeServers = new WeakMap<IncomingMessage, WebSocketServer>()
+type UpgradeRequest = IncomingMessage & { [kUpgradeSocket]?: Duplex }
+
+/** Sends this upgrade request to `server` once @fastify/websocket upgrades it. */
+export function markUpgrade (raw: IncomingMessage, server: WebSocketServer): void {
+  routeServers.set(raw, server)
+}
 
 /**
  * Hands each realtime upgrade to its route's own ws server. @fastify/websocket routes the upgrade
  * through Fastify and then upgrades every request with the one server it decorates
  * (`fastify.websocketServer.handleUpgrade(request, socket, head, callback)`) and has no option for
- * a route's own: that call is passed on to the server the route named on the request. If a newer
- * @fastify/websocket no longer calls it, the request keeps its mark and `bridged()` says so.
+ * a route's own: that call is passed on to the server the route marked the request for. If a newer
+ * @fastify/websocket no longer calls it, the mark stays and `bridged()` says so.
  */
 export function bridgeUpgrades (server: WebSocketServer): void {
   const fallback = server.handleUpgrade
   server.handleUpgrade = function routeUpgrade (this: WebSocketServer, request, socket, head, callback) {
-    const raw = request as UpgradeRequest
-    const own = raw[kRouteServer]
+    const own = routeServers.get(request)
     if (own === undefined) {
       fallback.call(this, request, socket, head, callback)
       return
     }
-    raw[kRouteServer] = undefined
-    raw[kUpgradeSocket] = socket
+    routeServers.delete(request)
+    if (request.socket !== socket) (request as UpgradeRequest)[kUpgradeSocket] = socket
     own.handleUpgrade(request, socket, head, callback)
   } satisfies HandleUpgrade
 }
 
 /** Whether the upgrade of this request went through `bridgeUpgrades` (its route's server). */
 export function bridged (raw: IncomingMessage): boolean {
-  return (raw as UpgradeRequest)[kRouteServer] === undefined
+  return !routeServers.has(raw)
 }
 
-/** The TCP socket under an upgraded request: the one the bridge saw, else Node's (`app.injectWS()` has none). */
+/** The TCP socket under an upgraded request: Node's, or the stream of `app.injectWS()`. */
 export function upgradeSocket (raw: IncomingMessage): Duplex {
   return (raw as UpgradeRequest)[kUpgradeSocket] ?? raw.socket
 }
