@@ -5,6 +5,7 @@ import type { Handshakes } from './handshake/handshakes.js'
 import type { Hub } from './hub/hub.js'
 import type { RealtimeMetrics } from './metrics.js'
 import type { RouteSettings } from './options/route.js'
+import type { WsServers } from './connection/ws-servers.js'
 
 /**
  * What one registration of the plugin owns: built once in index.ts, handed to each of its routes,
@@ -26,6 +27,8 @@ export interface PluginContext {
   readonly connections: Set<RealtimeConnection>
   /** The app logger's `req` serializer (Fastify's fields when the logger is not pino). */
   readonly requestSerializer: (request: object) => unknown
+  /** The ws servers of the routes, one per distinct set of ws settings. */
+  readonly wsServers: WsServers
   /** How shutdown closes connections: 1001, or 1012 once `app.realtime.restarting()` was called. */
   shutdown: { code: number, reason: string }
 }

@@ -6,17 +6,17 @@ import type {
 import fp from 'fastify-plugin'
 import websocket, { type WebsocketPluginOptions } from '@fastify/websocket'
 import type { IncomingMessage } from 'node:http'
-import type { ServerOptions } from 'ws'
-import { RealtimeConnection } from './connection/connection.js'
-import { RealtimeSocket } from './connection/socket.js'
-import { backstopCloseTimeout } from './connection/ws-internals.js'
+import type { WebSocketServer } from 'ws'
+import type { RealtimeConnection } from './connection/connection.js'
+import { bridgeUpgrades, markUpgrade } from './connection/ws-internals.js'
+import { WsServers, wsServerOptions } from './connection/ws-servers.js'
 import { DeadlineClock } from './connection/timers.js'
 import { errors } from './errors.js'
 import type { RealtimePluginOptions, RealtimeRouteOptions } from './options/route.js'
 import { pluginSettings } from './options/plugin.js'
 import { convertRealtimeRoute, markPlainRoute } from './route.js'
 import type { PluginContext } from './context.js'
-import { kOfferedExtensions, kPlainRoute, kProtocol } from './symbols.js'
+import { kOfferedExtensions, kPlainRoute, kRouteServer } from './symbols.js'
 import { Handshakes, watchServer } from './handshake/handshakes.js'
 import { ConnectionSlots } from './handshake/slots.js'
 import { redactUpgradeRequests, redactUrl, requestSerializerOf } from './handshake/redaction.js'
@@ -166,7 +166,7 @@ export interface RealtimeHubOptions {
   metricsRoute?: string
 }
 
-type RawWithHandshake = IncomingMessage & { [kProtocol]?: string, [kOfferedExtensions]?: string }
+type RawWithHandshake = IncomingMessage & { [kOfferedExtensions]?: string }
 
 /**
  * ws negotiates any extension header it sees; each realtime route puts back only the offer it
@@ -179,11 +179,6 @@ function holdExtensionOffer (request: FastifyRequest): void {
     raw[kOfferedExtensions] = offered
     delete raw.headers['sec-websocket-extensions']
   }
-}
-
-// ws calls this only when the client offered subprotocols; the route's hook already chose one.
-function selectProtocol (_offered: Set<string>, request: IncomingMessage): string | false {
-  return (request as RawWithHandshake)[kProtocol] ?? false
 }
 
 const fastifyRealtime: FastifyPluginAsync<RealtimePluginOptions & RealtimeHubOptions> = async (fastify, options) => {
@@ -203,6 +198,7 @@ const fastifyRealtime: FastifyPluginAsync<RealtimePluginOptions & RealtimeHubOpt
     requestSerializer: requestSerializerOf(fastify.log),
     connections: new Set<RealtimeConnection>(),
     metrics,
+    wsServers: new WsServers(),
     shutdown: { code: CloseCode.GOING_AWAY, reason: 'Server shutting down' }
   }
   fastify.decorateRequest('realtimeUser', null)
@@ -217,20 +213,14 @@ const fastifyRealtime: FastifyPluginAsync<RealtimePluginOptions & RealtimeHubOpt
   })
   redactUpgradeRequests(fastify.log, guard.redactQuery)
 
+  // @fastify/websocket's own server runs with the plugin's settings; each realtime route is upgraded
+  // by the ws server of its own settings (connection/ws-servers.ts), through the bridge below.
+  const bridgeOptions: Partial<ReturnType<typeof wsServerOptions>> = wsServerOptions(settings)
+  // @fastify/websocket sets noServer itself and refuses it as an option.
+  delete bridgeOptions.noServer
   await fastify.register(websocket, {
-    options: {
-      WebSocket: RealtimeSocket,
-      maxPayload: settings.maxMsgSize,
-      clientTracking: false,
-      autoPong: true,
-      closeTimeout: backstopCloseTimeout(settings.closeTimeout),
-      handleProtocols: selectProtocol,
-      perMessageDeflate: {
-        threshold: 0,
-        zlibDeflateOptions: { level: settings.compress?.level ?? 1, memLevel: settings.compress?.memLevel ?? 8 }
-      }
-      // closeTimeout is newer than @types/ws. @fastify/websocket types `WebSocket` as the CommonJS module with its statics; ws documents a subclass.
-    } satisfies Omit<ServerOptions, 'WebSocket'> & { WebSocket: typeof RealtimeSocket, closeTimeout: number } as unknown as WebsocketPluginOptions['options'],
+    // @fastify/websocket types `WebSocket` as the CommonJS module with its statics; ws documents a subclass.
+    options: bridgeOptions as unknown as WebsocketPluginOptions['options'],
     preClose: async function closeConnections (this: FastifyInstance) {
       // Fastify already answers new requests, upgrades included, with 503 (see Handshakes.answered).
       await Promise.all([...plugin.connections].map(async (connection) => {
@@ -238,8 +228,10 @@ const fastifyRealtime: FastifyPluginAsync<RealtimePluginOptions & RealtimeHubOpt
         await connection.whenClosed()
       }))
       await new Promise<void>((resolve) => { this.websocketServer.close(() => { resolve() }) })
+      await plugin.wsServers.close()
     }
   })
+  bridgeUpgrades(fastify.websocketServer)
   // After @fastify/websocket's registration: its 'upgrade' listener goes between the plugin's two.
   const unwatch = watchServer(fastify.server, handshakes)
   fastify.websocketServer.on('connection', (_socket: unknown, raw: IncomingMessage) => { handshakes.upgraded(raw) })
@@ -250,6 +242,8 @@ const fastifyRealtime: FastifyPluginAsync<RealtimePluginOptions & RealtimeHubOpt
     if (request.ws) {
       holdExtensionOffer(request)
       handshakes.routed(request)
+      const server = (request.routeOptions.config as { [kRouteServer]?: WebSocketServer })[kRouteServer]
+      if (server !== undefined) markUpgrade(request.raw, server)
       if ((request.routeOptions.config as { [kPlainRoute]?: true })[kPlainRoute] === true) {
         done(new errors.FST_RT_NOT_WEBSOCKET_ROUTE())
         return

@@ -4,11 +4,12 @@ import { normalizeOptions } from './options/route.js'
 import type { PluginContext } from './context.js'
 import { RealtimeConnection } from './connection/connection.js'
 import type { RealtimeSocket } from './connection/socket.js'
-import { releaseUpgrade } from './connection/ws-internals.js'
+import { bridged, releaseUpgrade } from './connection/ws-internals.js'
+import { WsServers } from './connection/ws-servers.js'
 import { handshakeHook } from './handshake/hook.js'
 import { redactingSerializer } from './handshake/redaction.js'
 import { checkHandshake, looksLikeHandshake } from './handshake/validate.js'
-import { kPlainRoute } from './symbols.js'
+import { kPlainRoute, kRouteServer } from './symbols.js'
 
 export type RealtimeHandlerFunction = (this: FastifyInstance, connection: RealtimeConnection, request: FastifyRequest) => unknown
 
@@ -87,7 +88,16 @@ export function convertRealtimeRoute (routeOptions: RouteOptions & { realtime?: 
   // Fastify's automatic HEAD route can never be upgraded.
   if (methods.every((method) => method === 'HEAD')) return
   routeOptions.onRequest = [handshakeHook(settings, plugin.handshakes, plugin.metrics) as Hook, ...hookList(routeOptions.onRequest)]
+  // The plugin's onRequest hook marks each upgrade request for it (ws-internals.ts's bridge).
+  routeOptions.config = { ...routeOptions.config, [kRouteServer]: plugin.wsServers.serverFor(settings) }
   routeOptions.wsHandler = function realtimeUpgrade (this: FastifyInstance, socket, request) {
+    if (!bridged(request.raw) && !WsServers.sameServer(settings, plugin.settings)) {
+      // A @fastify/websocket that upgrades past the bridge used the plugin's limits, not this
+      // route's: refused rather than served with the wrong ones (its error listener stays).
+      request.log.error('realtime: the upgrade did not reach this route\'s ws server (a @fastify/websocket the bridge does not know); closing with 1011')
+      socket.close(1011, 'Internal error')
+      return
+    }
     // An open connection keeps its request, so it lets go of what only the upgrade needed: the
     // ServerResponse, and @fastify/websocket's 'error' listener, whose closure holds the reply
     // (the connection listens for errors itself).

@@ -7,3 +7,7 @@ export const kOfferedExtensions = Symbol('fastify-realtime.offered-extensions')
 export const kHandshake = Symbol('fastify-realtime.handshake')
 /** In a route's config: @fastify/websocket would upgrade it without a WebSocket handler. */
 export const kPlainRoute = Symbol('fastify-realtime.plain-route')
+/** In a realtime route's config: the ws server of the route's settings, which upgrades its requests. */
+export const kRouteServer = Symbol('fastify-realtime.route-server')
+/** On an `app.injectWS()` upgrade request, which has no socket: the stream it was upgraded on. */
+export const kUpgradeSocket = Symbol('fastify-realtime.upgrade-socket')

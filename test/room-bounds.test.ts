@@ -203,7 +203,7 @@ t.test('a member whose delivery fails unexpectedly is closed with 1011 and logge
       async enter ({ room }, ctx) {
         if (ctx.request.query !== null && (ctx.request.query as { broken?: string }).broken !== undefined) {
           // A stand-in for a bug below the hub: this connection's shared-frame writes throw.
-          Object.assign(ctx.connection, { sendFrame (): never { throw new Error('a write that throws') } })
+          Object.assign(ctx.connection, { sendShared (): never { throw new Error('a write that throws') } })
         }
         return (await ctx.rooms.join(room)).room
       },

@@ -1,5 +1,5 @@
 import type { FastifyRequest } from 'fastify'
-import type { Socket } from 'node:net'
+import type { Duplex } from 'node:stream'
 import { WebSocket } from 'ws'
 import { errors, closeCodeOf } from '../errors.js'
 import { CloseCode, isSendableCloseCode } from '../close-codes.js'
@@ -9,9 +9,10 @@ import { kConnection, kPeerClose } from '../symbols.js'
 import { MessageQueue } from './message-queue.js'
 import { CLOSED_MESSAGE, CLOSING_MESSAGE, type WSMessage } from './messages.js'
 import type { RealtimeSocket } from './socket.js'
-import type { DeadlineOwner } from './timers.js'
-import { applyRouteSettings, deflateNegotiated, senderIdle } from './ws-internals.js'
+import type { DeadlineClock, DeadlineOwner } from './timers.js'
+import { senderIdle, textFrame, upgradeSocket } from './ws-internals.js'
 import { nestsDeeperThan } from '../messages/json-depth.js'
+import type { MemberLink, SharedMessage } from '../hub/member.js'
 
 export interface ReceiveOptions {
   /** Overrides the route's receiveTimeout for this call, in ms. */
@@ -66,7 +67,7 @@ const DEFAULT_JSON_DEPTH = 64
  * One WebSocket connection, as aiohttp's `WebSocketResponse`: pull messages with `receive()` or
  * `for await`, send with `send*()`, end with `close()`. All timers run on the shared clock.
  */
-export class RealtimeConnection implements DeadlineOwner {
+export class RealtimeConnection implements DeadlineOwner, MemberLink {
   /** The Fastify request that opened this connection. */
   readonly request: FastifyRequest
   /** The negotiated subprotocol, or null. */
@@ -103,7 +104,8 @@ export class RealtimeConnection implements DeadlineOwner {
     this.plugin = plugin
     this.protocol = ws.protocol === '' ? null : ws.protocol
     this.lastReceivedAt = this.lastFrameAt = Date.now()
-    applyRouteSettings(ws, settings)
+    // Negotiated at the upgrade, by the route's own ws server (connection/ws-servers.ts).
+    this.deflate = settings.compress !== null && ws.extensions.includes('permessage-deflate')
     ws[kConnection] = this
     ws[kPeerClose] = onPeerClose
     ws.on('message', onMessage)
@@ -111,11 +113,11 @@ export class RealtimeConnection implements DeadlineOwner {
     ws.on('pong', onPong)
     ws.on('error', onError)
     ws.on('close', onClose)
-    const socket = (ws as unknown as { _socket: Socket })._socket
+    const socket = upgradeSocket(request.raw)
     this.socket = socket
     socket.on('data', onSocketData)
     // A plain property: defining one with attributes can turn the socket's properties into a dictionary.
-    ;(socket as Socket & { [kConnection]?: RealtimeConnection })[kConnection] = this
+    ;(socket as Duplex & { [kConnection]?: RealtimeConnection })[kConnection] = this
     plugin.connections.add(this)
     this.route = request.routeOptions.url as string
     // Its connection slot was taken at the handshake and is given back when the socket closes (handshake/slots.ts).
@@ -126,7 +128,9 @@ export class RealtimeConnection implements DeadlineOwner {
   /** The route this connection came in on. */
   private readonly route: string
   /** The TCP socket under ws, corked while this turn's frames accumulate. */
-  private readonly socket: Socket
+  private readonly socket: Duplex
+  /** permessage-deflate was negotiated and the route compresses. */
+  private readonly deflate: boolean
   private corked = false
   /** Bytes sent in this turn, held by the cork until the next tick. */
   private turnBytes = 0
@@ -383,16 +387,23 @@ export class RealtimeConnection implements DeadlineOwner {
   }
 
   /**
-   * @internal Writes a text frame built once for many connections (a broadcast: `textFrame()`), when
-   * nothing has to wait or fail and the frame needs nothing of this connection: no compression and
-   * nothing queued in ws. Returns false, having written nothing, otherwise; the caller then sends the
-   * text the usual way. `size` is the payload's byte length.
+   * @internal A room message built once for many connections (the hub's fan-out). Its frame is
+   * built by the first connection that can use it and the same bytes go to every socket that needs
+   * nothing of its own: no compression, nothing queued in ws. Every other case is `sendText()`.
    */
-  sendFrame (frame: Buffer, size: number): boolean {
-    if (!this.writableNow() || this.shouldCompress(size, undefined) || !senderIdle(this.ws)) return false
-    this.account(size)
-    this.socket.write(frame)
-    return true
+  sendShared (message: SharedMessage): void {
+    let wire = message.wire as SharedFrame | null
+    if (wire === null) {
+      const payload = Buffer.from(message.text)
+      wire = { frame: textFrame(payload), size: payload.length }
+      message.wire = wire
+    }
+    if (wire.frame !== null && this.writableNow() && !this.shouldCompress(wire.size, undefined) && senderIdle(this.ws)) {
+      this.account(wire.size)
+      this.socket.write(wire.frame)
+      return
+    }
+    this.sendText(message.text).catch(ignoreClosed)
   }
 
   /** Counts one message and hands it to ws inside this turn's cork. */
@@ -420,7 +431,7 @@ export class RealtimeConnection implements DeadlineOwner {
 
   private shouldCompress (size: number, options: SendOptions | undefined): boolean {
     const compress = this.settings.compress
-    if (compress === null || !deflateNegotiated(this.ws)) return false
+    if (compress === null || !this.deflate) return false
     if (options?.compress !== undefined) return options.compress
     return size >= compress.threshold
   }
@@ -640,6 +651,15 @@ export class RealtimeConnection implements DeadlineOwner {
   }
 }
 
+/** A shared message's wire form: its frame (null when ws's frame builder is not there) and payload size. */
+interface SharedFrame {
+  readonly frame: Buffer | null
+  readonly size: number
+}
+
+// A send to a connection that closed meanwhile has nobody left to tell.
+function ignoreClosed (): void {}
+
 /** The close code ws sent for one of its error codes (RFC 6455 §7.4.1). */
 function protocolCloseCode (wsCode: string): number {
   if (wsCode === 'WS_ERR_UNSUPPORTED_MESSAGE_LENGTH') return 1009
@@ -679,4 +699,3 @@ function uncorkAll (): void {
 function onPeerClose (this: RealtimeSocket, code: number, reason: Buffer): boolean {
   return connectionOf(this).onPeerClose(code, reason)
 }
-

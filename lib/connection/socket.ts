@@ -1,5 +1,5 @@
 import { WebSocket } from 'ws'
-import { closeFrameReceived } from './ws-internals.js'
+import { peerCloseCall } from './ws-internals.js'
 import { kConnection, kPeerClose } from '../symbols.js'
 
 /**
@@ -18,11 +18,11 @@ export type PeerCloseHook = (this: RealtimeSocket, code: number, reason: Buffer)
 export class RealtimeSocket extends WebSocket {
   [kPeerClose]: PeerCloseHook | null = null;
   /** The connection that owns this socket. */
-  [kConnection]: object | null = null;
+  [kConnection]: object | null = null
 
   override close (code?: number, data?: string | Buffer): void {
     const hook = this[kPeerClose]
-    if (hook !== null && this.readyState === WebSocket.OPEN && closeFrameReceived(this)) {
+    if (hook !== null && this.readyState === WebSocket.OPEN && peerCloseCall(this, code, data)) {
       this[kPeerClose] = null
       const reason = data === undefined ? Buffer.alloc(0) : Buffer.from(data)
       if (hook.call(this, code ?? 1005, reason)) return

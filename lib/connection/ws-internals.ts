@@ -1,55 +1,101 @@
-import type { IncomingMessage, ServerResponse } from 'node:http'
+import type { IncomingMessage } from 'node:http'
+import type { Duplex } from 'node:stream'
 import * as wsModule from 'ws'
-import type { WebSocket } from 'ws'
-import type { RouteSettings } from '../options/route.js'
+import type { WebSocket, WebSocketServer } from 'ws'
+import { kUpgradeSocket } from '../symbols.js'
 
 /*
- * ws keeps maxPayload, autoPong, the close timer and zlib settings per server, but routes need
- * their own. These are the only private ws fields fastify-realtime touches; each is set right after
- * the upgrade, before ws has parsed a byte. test/ws-internals.test.ts checks each at the ws version
- * installed for development, and the consumer test runs the documented examples, which use all of
- * them, on the newest ws that package.json's range allows.
+ * The only place fastify-realtime reaches past the public API of ws, @fastify/websocket or Node.
+ * Every reach is feature-checked once, when this module loads (the plugin's startup), and has a
+ * fallback through public API: a changed dependency may cost speed or memory, never correctness.
+ * docs/operations.md lists them with what each fallback costs; test/ws-internals.test.ts checks
+ * the probes and runs the fallbacks.
  */
-interface WsPrivate {
-  _receiver: { _maxPayload: number } | null
-  _sender: { _state: number, _queue: unknown[] }
-  _extensions: Record<string, { _maxPayload: number, _options: Record<string, unknown> } | undefined>
-  _autoPong: boolean
-  _closeTimeout: number
-  _closeFrameReceived: boolean
+
+interface FrameOptions { fin: boolean, opcode: number, mask: boolean, readOnly: boolean, rsv1: boolean }
+interface SenderPrivate { _state: unknown, _queue: unknown }
+interface SenderClass {
+  frame?: (data: Buffer, options: FrameOptions) => Buffer[]
+  new (socket: object): SenderPrivate
+}
+interface SocketPrivate {
+  _sender: SenderPrivate | null
+  _closeFrameReceived: unknown
 }
 
-function internals (ws: WebSocket): WsPrivate {
-  return ws as unknown as WsPrivate
+const TEXT_FRAME: FrameOptions = { fin: true, opcode: 0x01, mask: false, readOnly: false, rsv1: false }
+// ws's frame builder and sender (a named export of ws that @types/ws does not declare).
+const Sender = (wsModule as unknown as WsModule).Sender
+
+/** What of ws's private side is there and behaves as this version expects. */
+export interface WsFeatures {
+  /**
+   * `Sender.frame()` builds a text frame, and a socket's sender shows when it has nothing in
+   * progress (`_sender._state`, `_sender._queue`): the broadcast fast path, which writes one frame
+   * built once to many sockets. Without it every member gets the text through `ws.send()`.
+   */
+  sharedFrames: boolean
+  /**
+   * ws sets `_closeFrameReceived` before it answers the peer's close frame. Without it the answer
+   * is told from a protocol error's close by the arguments ws passes (see `peerCloseCall`).
+   */
+  closeFrameFlag: boolean
 }
 
-/** Applies one route's limits to a freshly upgraded socket. */
-export function applyRouteSettings (ws: WebSocket, settings: RouteSettings): void {
-  const raw = internals(ws)
-  if (raw._receiver !== null) raw._receiver._maxPayload = settings.maxMsgSize
-  const deflate = raw._extensions['permessage-deflate']
-  if (deflate !== undefined && settings.compress !== null) {
-    // The inflated size counts against the limit too, so a small frame cannot inflate past it.
-    deflate._maxPayload = settings.maxMsgSize
-    deflate._options = {
-      ...deflate._options,
-      zlibDeflateOptions: { level: settings.compress.level, memLevel: settings.compress.memLevel }
-    }
+/** The parts of ws's module the probe looks at. */
+export interface WsModule {
+  Sender?: SenderClass
+  WebSocket: new (address: null, protocols: undefined, options: object) => object
+}
+
+/** Probes ws once: fields of the expected types on a fresh socket and sender, a frame of the expected bytes. */
+export function probeWs (ws: WsModule): WsFeatures {
+  const socket = new ws.WebSocket(null, undefined, { autoPong: true }) as Partial<SocketPrivate>
+  return {
+    sharedFrames: framesBehave(ws.Sender) && Object.hasOwn(socket, '_sender'),
+    closeFrameFlag: socket._closeFrameReceived === false
   }
-  // ws pongs as soon as a ping is parsed; with autoPing off the handler answers instead.
-  raw._autoPong = settings.autoPing
-  // Our own deadline enforces closeTimeout with aiohttp semantics; ws's timer is only a backstop.
-  raw._closeTimeout = backstopCloseTimeout(settings.closeTimeout)
 }
 
-/** Whether the peer's close frame has been read (ws has no public way to tell). */
-export function closeFrameReceived (ws: WebSocket): boolean {
-  return internals(ws)._closeFrameReceived
+function framesBehave (sender: SenderClass | undefined): boolean {
+  if (sender === undefined || typeof sender.frame !== 'function') return false
+  try {
+    const frame = Buffer.concat(sender.frame(Buffer.from('hi'), TEXT_FRAME))
+    const fresh = new sender({})
+    return frame.equals(Buffer.from([0x81, 2, 0x68, 0x69])) && fresh._state === 0 && Array.isArray(fresh._queue) && fresh._queue.length === 0
+  } catch {
+    return false
+  }
 }
 
-/** Whether permessage-deflate was negotiated for this socket. */
-export function deflateNegotiated (ws: WebSocket): boolean {
-  return internals(ws)._extensions['permessage-deflate'] !== undefined
+/** What the probe found; tests switch features off to run the fallbacks. */
+export const wsFeatures: WsFeatures = probeWs(wsModule as unknown as WsModule)
+
+/** One unmasked, uncompressed text frame (header and payload in one buffer), to write to many sockets; null without `sharedFrames`. */
+export function textFrame (payload: Buffer): Buffer | null {
+  if (!wsFeatures.sharedFrames) return null
+  return Buffer.concat((Sender as Required<SenderClass>).frame(payload, TEXT_FRAME))
+}
+
+/**
+ * Whether ws's sender has nothing in progress or queued (its state is DEFAULT while no message is
+ * being compressed or read from a Blob): only then may a frame go straight to the socket and keep
+ * its place in the order of messages. False whenever it cannot tell.
+ */
+export function senderIdle (ws: WebSocket): boolean {
+  const sender = (ws as unknown as SocketPrivate)._sender
+  return sender !== null && sender._state === 0 && (sender._queue as unknown[]).length === 0
+}
+
+/**
+ * Whether a `close()` call that fastify-realtime did not make is ws answering the peer's close
+ * frame (rather than closing after a protocol error): ws has no public way to tell. With the flag,
+ * it is read; without it, by the call: ws answers a close frame with `close()` (no code received)
+ * or `close(code, reasonBuffer)`, and fails a protocol error with `close(code)`.
+ */
+export function peerCloseCall (ws: WebSocket, code: number | undefined, data: string | Buffer | undefined): boolean {
+  if (wsFeatures.closeFrameFlag) return (ws as unknown as SocketPrivate)._closeFrameReceived === true
+  return code === undefined || Buffer.isBuffer(data)
 }
 
 /** ws's own close timer: twice ours, capped where Node timers would overflow and fire at once. */
@@ -57,41 +103,69 @@ export function backstopCloseTimeout (closeTimeout: number): number {
   return Math.min(closeTimeout * 2, 2 ** 31 - 1)
 }
 
+// ---- @fastify/websocket ----
+
+type HandleUpgrade = WebSocketServer['handleUpgrade']
+
+/**
+ * Upgrade requests on their way to their route's ws server (marked by the plugin's onRequest hook,
+ * taken by the bridge). A WeakMap rather than a property: the request outlives the upgrade as
+ * `connection.request`, and an entry taken leaves nothing on it.
+ */
+const routeServers = new WeakMap<IncomingMessage, WebSocketServer>()
+type UpgradeRequest = IncomingMessage & { [kUpgradeSocket]?: Duplex }
+
+/** Sends this upgrade request to `server` once @fastify/websocket upgrades it. */
+export function markUpgrade (raw: IncomingMessage, server: WebSocketServer): void {
+  routeServers.set(raw, server)
+}
+
+/**
+ * Hands each realtime upgrade to its route's own ws server. @fastify/websocket routes the upgrade
+ * through Fastify and then upgrades every request with the one server it decorates
+ * (`fastify.websocketServer.handleUpgrade(request, socket, head, callback)`) and has no option for
+ * a route's own: that call is passed on to the server the route marked the request for. If a newer
+ * @fastify/websocket no longer calls it, the mark stays and `bridged()` says so.
+ */
+export function bridgeUpgrades (server: WebSocketServer): void {
+  const fallback = server.handleUpgrade
+  server.handleUpgrade = function routeUpgrade (this: WebSocketServer, request, socket, head, callback) {
+    const own = routeServers.get(request)
+    if (own === undefined) {
+      fallback.call(this, request, socket, head, callback)
+      return
+    }
+    routeServers.delete(request)
+    if (request.socket !== socket) (request as UpgradeRequest)[kUpgradeSocket] = socket
+    own.handleUpgrade(request, socket, head, callback)
+  } satisfies HandleUpgrade
+}
+
+/** Whether the upgrade of this request went through `bridgeUpgrades` (its route's server). */
+export function bridged (raw: IncomingMessage): boolean {
+  return !routeServers.has(raw)
+}
+
+/** The TCP socket under an upgraded request: Node's, or the stream of `app.injectWS()`. */
+export function upgradeSocket (raw: IncomingMessage): Duplex {
+  return (raw as UpgradeRequest)[kUpgradeSocket] ?? raw.socket
+}
+
 /*
  * What the upgrade leaves behind. @fastify/websocket routes the upgrade request through Fastify with
  * a ServerResponse assigned to the TCP socket (so the socket points at it) and keeps the socket and
  * the bytes after the head on the request under its own symbols. None of it is used once the socket
  * is a WebSocket, but the connection keeps the request (`connection.request`) for its whole life.
- * test/ws-internals.test.ts checks them at the installed @fastify/websocket version; the consumer
- * test runs every upgrade path of the examples on the newest one of package.json's range.
+ * Each is let go only where it is found as expected; otherwise it stays (memory, not behaviour).
  */
 const UPGRADE_KEYS = new Set(['ws-socket', 'ws-head'])
 
 /** Lets go of the upgrade's ServerResponse and of @fastify/websocket's references on the request. */
 export function releaseUpgrade (raw: IncomingMessage): void {
-  const socket = raw.socket as typeof raw.socket & { _httpMessage: ServerResponse }
-  socket._httpMessage.detachSocket(socket)
+  const socket = raw.socket as (Duplex & { _httpMessage?: { detachSocket?: (socket: Duplex) => void } | null }) | undefined
+  const response = socket?._httpMessage
+  if (typeof response?.detachSocket === 'function') response.detachSocket(socket as Duplex)
   for (const key of Object.getOwnPropertySymbols(raw)) {
     if (UPGRADE_KEYS.has(String(key.description))) (raw as unknown as Record<symbol, unknown>)[key] = undefined
   }
-}
-
-interface FrameOptions { fin: boolean, opcode: number, mask: boolean, readOnly: boolean, rsv1: boolean }
-/** ws's frame builder (a named export of ws that @types/ws does not declare). */
-const Sender = (wsModule as unknown as { Sender: { frame: (data: Buffer, options: FrameOptions) => Buffer[] } }).Sender
-const TEXT_FRAME: FrameOptions = { fin: true, opcode: 0x01, mask: false, readOnly: false, rsv1: false }
-
-/** One unmasked, uncompressed text frame (header and payload in one buffer), to write to many sockets. */
-export function textFrame (payload: Buffer): Buffer {
-  return Buffer.concat(Sender.frame(payload, TEXT_FRAME))
-}
-
-/**
- * Whether ws's sender has nothing in progress or queued (its state is DEFAULT while no message is
- * being compressed or read from a Blob): only then may a frame go straight to the socket and keep
- * its place in the order of messages.
- */
-export function senderIdle (ws: WebSocket): boolean {
-  const sender = internals(ws)._sender
-  return sender._state === 0 && sender._queue.length === 0
 }

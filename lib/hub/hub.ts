@@ -1,7 +1,5 @@
 import { randomUUID } from 'node:crypto'
 import type { FastifyBaseLogger } from 'fastify'
-import type { RealtimeConnection } from '../connection/connection.js'
-import { textFrame } from '../connection/ws-internals.js'
 import { CloseCode } from '../close-codes.js'
 import type { RealtimeMetrics } from '../metrics.js'
 import { errors } from '../errors.js'
@@ -9,6 +7,7 @@ import { lostNotice, presenceNotice } from '../protocol.js'
 import type { Broker, HistoryPage, HistoryQuery, Position, RoomMessage } from './broker.js'
 import type { PresenceEntry, PresenceStore } from './presence.js'
 import { recover } from './recovery.js'
+import { SharedMessage, type MemberLink } from './member.js'
 
 export interface HubSettings {
   /** Longest room name, in characters. @default 128 */
@@ -39,7 +38,7 @@ export class Member {
   /** Rooms whose join was announced: their leave (or this connection's end) is announced too. */
   readonly announced = new Set<string>()
 
-  constructor (readonly connection: RealtimeConnection, readonly userId: string | null) {}
+  constructor (readonly connection: MemberLink, readonly userId: string | null) {}
 }
 
 export interface JoinOptions {
@@ -204,12 +203,12 @@ export class Hub {
       stillOpen(member)
       await options.beforeDelivery?.(result)
       // The replay, then what arrived meanwhile and is newer than the replay.
-      for (const message of recovery?.messages ?? []) this.deliver(member, new SharedFrame(message.text))
+      for (const message of recovery?.messages ?? []) this.deliver(member, new SharedMessage(message.text))
       // What is at or before the reported offset was replayed or belongs to the past the client loads itself.
       const waiting = member.pending.get(room) ?? []
       member.pending.delete(room)
       for (const message of waiting) {
-        if (message.offset > position.offset || message.history === false) this.deliver(member, new SharedFrame(message.text))
+        if (message.offset > position.offset || message.history === false) this.deliver(member, new SharedMessage(message.text))
       }
       if (options.notice === true) {
         stillOpen(member)
@@ -304,12 +303,12 @@ export class Hub {
   private fanOut (message: RoomMessage): void {
     const members = this.local.get(message.room)
     if (members === undefined) return
-    const frame = new SharedFrame(message.text)
+    const shared = new SharedMessage(message.text)
     for (const member of members) {
       if (member.id === message.except) continue
       const waiting = member.pending.get(message.room)
       if (waiting !== undefined) waiting.push(message)
-      else this.deliverGuarded(member, frame)
+      else this.deliverGuarded(member, shared)
     }
   }
 
@@ -318,9 +317,9 @@ export class Hub {
    * failure no rule foresaw closes that member with 1011, logged with its request id; the others
    * still get the message.
    */
-  private deliverGuarded (member: Member, frame: SharedFrame): void {
+  private deliverGuarded (member: Member, message: SharedMessage): void {
     try {
-      this.deliver(member, frame)
+      this.deliver(member, message)
     } catch (error) {
       const connection = member.connection
       connection.request.log.error({ err: error, connectionId: member.id }, 'realtime: unexpected failure delivering a room message; closing the connection with 1011')
@@ -329,7 +328,7 @@ export class Hub {
     }
   }
 
-  private deliver (member: Member, frame: SharedFrame): void {
+  private deliver (member: Member, message: SharedMessage): void {
     const connection = member.connection
     if (connection.closed) return
     // A member that cannot keep up is closed rather than buffered without bound; it may reconnect and recover.
@@ -341,9 +340,8 @@ export class Hub {
       return
     }
     this.stats.delivered++
-    // The frame is built once and the same bytes are written to every member's socket; a member
-    // with compression or a busy ws sender gets the text through ws instead.
-    if (!connection.sendFrame(frame.bytes, frame.size)) connection.sendText(frame.text).catch(ignoreClosed)
+    // One SharedMessage per fan-out: the connection layer encodes it once for every member.
+    connection.sendShared(message)
   }
 
   private onLost (room: string, position: Position): void {
@@ -351,30 +349,10 @@ export class Hub {
     if (isInternal(room)) return
     const members = this.local.get(room)
     if (members === undefined) return
-    const frame = new SharedFrame(lostNotice({ room, epoch: position.epoch, offset: position.offset }))
+    const shared = new SharedMessage(lostNotice({ room, epoch: position.epoch, offset: position.offset }))
     for (const member of members) {
       this.stats.lostNotices++
-      this.deliverGuarded(member, frame)
+      this.deliverGuarded(member, shared)
     }
   }
 }
-
-/** One message for many sockets: its text, and its WebSocket frame, built on first use. */
-class SharedFrame {
-  private frame: Buffer | null = null
-  size = 0
-
-  constructor (readonly text: string) {}
-
-  get bytes (): Buffer {
-    if (this.frame === null) {
-      const payload = Buffer.from(this.text)
-      this.size = payload.length
-      this.frame = textFrame(payload)
-    }
-    return this.frame
-  }
-}
-
-// A send to a connection that closed meanwhile has nobody left to tell.
-function ignoreClosed (): void {}
