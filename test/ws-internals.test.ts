@@ -81,7 +81,12 @@ t.test('each route is upgraded by a ws server with its own settings as public op
   await seen.promise
   const a = servers.get('/a') as WebSocketServer
   t.match(a.options, {
-    noServer: true, clientTracking: false, WebSocket: RealtimeSocket, maxPayload: 1234, autoPong: false, closeTimeout: 1400,
+    noServer: true,
+    clientTracking: false,
+    WebSocket: RealtimeSocket,
+    maxPayload: 1234,
+    autoPong: false,
+    closeTimeout: 1400,
     perMessageDeflate: { threshold: 0, zlibDeflateOptions: { level: 6, memLevel: 5 } }
   })
   t.equal(servers.get('/b'), a, 'threshold is ours, not ws\'s: the same server')

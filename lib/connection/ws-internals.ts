@@ -57,11 +57,11 @@ export function probeWs (ws: WsModule): WsFeatures {
   }
 }
 
-function framesBehave (sender: SenderClass | undefined): boolean {
-  if (sender === undefined || typeof sender.frame !== 'function') return false
+function framesBehave (Sender: SenderClass | undefined): boolean {
+  if (Sender === undefined || typeof Sender.frame !== 'function') return false
   try {
-    const frame = Buffer.concat(sender.frame(Buffer.from('hi'), TEXT_FRAME))
-    const fresh = new sender({})
+    const frame = Buffer.concat(Sender.frame(Buffer.from('hi'), TEXT_FRAME))
+    const fresh = new Sender({})
     return frame.equals(Buffer.from([0x81, 2, 0x68, 0x69])) && fresh._state === 0 && Array.isArray(fresh._queue) && fresh._queue.length === 0
   } catch {
     return false
