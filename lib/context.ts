@@ -1,6 +1,6 @@
-import type { RealtimeConnection } from './connection/connection.js'
+import type { ConnectionContext, RealtimeConnection } from './connection/connection.js'
 import type { DeadlineClock } from './connection/timers.js'
-import type { GuardSettings } from './options/plugin.js'
+import type { GuardSettings } from './options/guard.js'
 import type { Handshakes } from './handshake/handshakes.js'
 import type { Hub } from './hub/hub.js'
 import type { RealtimeMetrics } from './metrics.js'
@@ -12,7 +12,7 @@ import type { WsServers } from './connection/ws-servers.js'
  * and carried by each of its connections (`connection.plugin`), so a connection's session finds its
  * hub and clock there instead of through a decorator or a module-level singleton.
  */
-export interface PluginContext {
+export interface PluginContext extends ConnectionContext {
   /** The route defaults: register()'s route options over the built-in ones. */
   readonly settings: RouteSettings
   /** Plugin-wide bounds on handshakes and connections. */

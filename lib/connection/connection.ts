@@ -4,14 +4,15 @@ import { WebSocket } from 'ws'
 import { errors, closeCodeOf } from '../errors.js'
 import { CloseCode, isSendableCloseCode } from '../close-codes.js'
 import type { RouteSettings } from '../options/route.js'
-import type { PluginContext } from '../context.js'
+import type { Hub } from '../hub/hub.js'
+import type { RealtimeMetrics } from '../metrics.js'
 import { kConnection, kPeerClose } from '../symbols.js'
 import { MessageQueue } from './message-queue.js'
 import { CLOSED_MESSAGE, CLOSING_MESSAGE, type WSMessage } from './messages.js'
 import type { RealtimeSocket } from './socket.js'
-import type { DeadlineOwner } from './timers.js'
+import type { DeadlineClock, DeadlineOwner } from './timers.js'
 import { senderIdle, textFrame, upgradeSocket } from './ws-internals.js'
-import { nestsDeeperThan } from '../messages/json-depth.js'
+import { nestsDeeperThan } from './json-depth.js'
 import type { MemberLink, SharedMessage } from '../hub/member.js'
 
 export interface ReceiveOptions {
@@ -64,6 +65,18 @@ const EMPTY = Buffer.alloc(0)
 const DEFAULT_JSON_DEPTH = 64
 
 /**
+ * What a connection needs of its plugin instance (lib/context.ts's PluginContext has it all): the
+ * plugin's one clock, its counters, its set of open connections, and the hub its session talks to.
+ * Declared here so the connection layer imports nothing above it.
+ */
+export interface ConnectionContext {
+  readonly clock: DeadlineClock
+  readonly metrics: RealtimeMetrics
+  readonly connections: Set<RealtimeConnection>
+  readonly hub: Hub
+}
+
+/**
  * One WebSocket connection, as aiohttp's `WebSocketResponse`: pull messages with `receive()` or
  * `for await`, send with `send*()`, end with `close()`. All timers run on the shared clock.
  */
@@ -95,9 +108,9 @@ export class RealtimeConnection implements DeadlineOwner, MemberLink {
   private resolveClosed: (() => void) | null = null
 
   /** @internal The plugin instance this connection belongs to: its hub, clock and metrics. */
-  readonly plugin: PluginContext
+  readonly plugin: ConnectionContext
 
-  constructor (ws: RealtimeSocket, request: FastifyRequest, settings: RouteSettings, plugin: PluginContext) {
+  constructor (ws: RealtimeSocket, request: FastifyRequest, settings: RouteSettings, plugin: ConnectionContext) {
     this.ws = ws
     this.request = request
     this.settings = settings

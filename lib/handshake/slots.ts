@@ -1,6 +1,6 @@
 import { errors } from '../errors.js'
 import type { RealtimeMetrics } from '../metrics.js'
-import type { GuardSettings } from '../options/plugin.js'
+import type { GuardSettings } from '../options/guard.js'
 
 /**
  * The connection limits, counted in slots: a handshake takes one when it passes the limit check

@@ -2,7 +2,7 @@ import type { FastifyRequest } from 'fastify'
 import type { RealtimeConnection } from '../connection/connection.js'
 import { CloseCode } from '../close-codes.js'
 import type { RealtimeMetrics } from '../metrics.js'
-import { nestsDeeperThan } from './json-depth.js'
+import { nestsDeeperThan } from '../connection/json-depth.js'
 import { isId } from './request-id.js'
 import { AUTH, AUTH_REPLY, envelope } from '../protocol.js'
 

@@ -1,8 +1,8 @@
 import { Type, type Static } from '@sinclair/typebox'
 import type { FastifyInstance, FastifyReply, FastifyRequest, RouteShorthandOptions } from 'fastify'
-import { errors } from '../errors.js'
-import { check } from '../options/server-checks.js'
-import type { HistoryPage } from './broker.js'
+import { errors } from './errors.js'
+import { check } from './options/server-checks.js'
+import type { HistoryPage } from './hub/broker.js'
 
 const Querystring = Type.Object({
   room: Type.String({ minLength: 1 }),

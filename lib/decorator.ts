@@ -1,8 +1,8 @@
-import type { Contract, ServerData, ServerType } from '../messages/contract.js'
-import { compiledFor, serializeOutgoing } from '../messages/outgoing.js'
-import type { Broker, HistoryPage, HistoryQuery, PresenceEntry } from './broker.js'
-import type { Hub, HubStats } from './hub.js'
-import { prometheusText, type RealtimeMetrics } from '../metrics.js'
+import type { Contract, ServerData, ServerType } from './messages/contract.js'
+import { compiledFor, serializeOutgoing } from './messages/outgoing.js'
+import type { Broker, HistoryPage, HistoryQuery, PresenceEntry } from './hub/broker.js'
+import type { Hub, HubStats } from './hub/hub.js'
+import { prometheusText, type RealtimeMetrics } from './metrics.js'
 
 /** `app.realtime`: what handlers can do with rooms, from anywhere in the app. Sends are typed by the contract given. */
 export interface RealtimeDecorator {
