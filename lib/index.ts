@@ -240,6 +240,9 @@ const fastifyRealtime: FastifyPluginAsync<RealtimePluginOptions & RealtimeHubOpt
   // answered before @fastify/websocket upgrades it only to close it.
   fastify.addHook('onRequest', (request, _reply, done) => {
     if (request.ws) {
+      // app.injectWS() sends the version as a number, which ws refuses with 400 from 8.23.1 on.
+      const headers = request.raw.headers as Record<string, unknown>
+      if (typeof headers['sec-websocket-version'] === 'number') headers['sec-websocket-version'] = String(headers['sec-websocket-version'])
       holdExtensionOffer(request)
       handshakes.routed(request)
       const server = (request.routeOptions.config as { [kRouteServer]?: WebSocketServer })[kRouteServer]
