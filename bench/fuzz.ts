@@ -13,9 +13,9 @@
  * failure, crash, unhandled rejection or uncaught exception. Everything listens on 127.0.0.1.
  */
 import type { Test } from 'tap'
-import { fuzzSettings, runFuzz, type BatchReport } from '../test/fuzz.js'
-import { envelopeFuzzSettings, problems, runEnvelopeFuzz } from '../test/envelope-fuzz.js'
-import { redisUnavailable, startRedisServer } from '../test/redis-server.js'
+import { fuzzSettings, runFuzz, type BatchReport } from '../test/support/fuzz.js'
+import { envelopeFuzzSettings, problems, runEnvelopeFuzz } from '../test/support/envelope-fuzz.js'
+import { redisUnavailable, startRedisServer } from '../test/support/redis-server.js'
 
 const kind = process.env.FUZZ_KIND ?? 'both'
 if (!['frames', 'envelopes', 'both'].includes(kind)) throw new TypeError(`FUZZ_KIND must be frames, envelopes or both, got ${kind}`)

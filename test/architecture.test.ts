@@ -2,7 +2,7 @@ import { readdir, readFile } from 'node:fs/promises'
 import { dirname, join, posix, relative } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import t from 'tap'
-import './process-guard.js'
+import './support/process-guard.js'
 
 // The layers of docs/ARCHITECTURE.md, top first. A module may import its own layer and the layers
 // below it, never one above: data flows from the wiring through the handshake and the connection
@@ -144,4 +144,22 @@ t.test('docs/ARCHITECTURE.md names every layer of this test', async (t) => {
   for (const entries of LAYERS) {
     for (const entry of entries) t.ok(doc.includes(`lib/${entry}`), `lib/${entry} is in docs/ARCHITECTURE.md`)
   }
+})
+
+t.test('every test file loads the process guard, directly or through the helpers', async (t) => {
+  const tests = fileURLToPath(new URL('.', import.meta.url))
+  const missing: string[] = []
+  const visit = async (folder: string): Promise<void> => {
+    for (const entry of await readdir(folder, { withFileTypes: true })) {
+      const path = join(folder, entry.name)
+      if (entry.isDirectory()) {
+        if (entry.name !== 'consumer' && entry.name !== 'support') await visit(path)
+      } else if (entry.name.endsWith('.test.ts')) {
+        const text = await readFile(path, 'utf8')
+        if (!/from '(\.\.?\/)+support\/helpers\.js'|import '(\.\.?\/)+support\/process-guard\.js'/.test(text)) missing.push(relative(tests, path))
+      }
+    }
+  }
+  await visit(tests)
+  t.same(missing, [])
 })

@@ -3,7 +3,7 @@ import { Type } from '@sinclair/typebox'
 import { once } from 'node:events'
 import WebSocket from 'ws'
 import { contractHandler, defineContract } from '../lib/index.js'
-import { build, client, deferred } from './helpers.js'
+import { build, client, deferred } from './support/helpers.js'
 
 const small = defineContract({ client: { hi: { data: Type.Null(), reply: Type.String() } }, server: {} })
 

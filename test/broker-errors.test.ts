@@ -1,6 +1,6 @@
 import t from 'tap'
-import { redisUnavailable } from './redis-server.js'
-import { freePort } from './helpers.js'
+import { redisUnavailable } from './support/redis-server.js'
+import { freePort } from './support/helpers.js'
 
 // A RedisBroker that cannot reach Redis reports the connection errors, before and after attach().
 const unavailable = redisUnavailable()
@@ -26,7 +26,7 @@ t.test('connection errors go to onError before attach() and to the hub\'s error 
 
 t.test('closing a broker whose Redis is gone resolves: an app can always shut down', { skip: unavailable ?? false }, async (t) => {
   const { RedisBroker } = await import('../lib/hub/redis/index.js')
-  const { startRedisServer } = await import('./redis-server.js')
+  const { startRedisServer } = await import('./support/redis-server.js')
   const server = await startRedisServer(t)
   const broker = new RedisBroker({ client: server.url })
   broker.attach({ message () {}, lost () {}, error () {} })

@@ -7,7 +7,7 @@ import realtime, {
 import {
   brokerChecks, brokerConformance, brokerRules, presenceChecks, runChecks, type BrokerCheck, type BrokerRuleError, type CheckFailure
 } from '../lib/testing/index.js'
-import './process-guard.js'
+import './support/process-guard.js'
 
 // A broker written as someone outside the repository would: on the exported kit only, in memory,
 // with a backend several instances share (as a Redis or a NATS server would be).

@@ -9,8 +9,8 @@ import { MemoryPresence } from '../lib/hub/presence.js'
 import { recover } from '../lib/hub/recovery.js'
 import type { RedisBroker as RedisBrokerClass, RedisBrokerOptions } from '../lib/hub/redis/index.js'
 import { brokerConformance, entry, Recorder, type BrokerConformanceOptions, type PresenceConformanceOptions } from '../lib/testing/index.js'
-import { redisServerPath, redisUnavailable, redisUrl, startRedisServer } from './redis-server.js'
-import './process-guard.js'
+import { redisServerPath, redisUnavailable, redisUrl, startRedisServer } from './support/redis-server.js'
+import './support/process-guard.js'
 
 const body = (n: number): string => JSON.stringify({ type: 'chat', data: { n } })
 

@@ -5,10 +5,10 @@ import path from 'node:path'
 import { fileURLToPath } from 'node:url'
 import t, { type Test } from 'tap'
 import { chromium, type Browser, type Page } from 'playwright-core'
-import { freePort, within } from './helpers.js'
+import { freePort, within } from './support/helpers.js'
 
 // The demo (example/) in a real browser: Debian's chromium driven by playwright-core, the demo
-// server as a child process running the built package. test/coverage-map.js keeps this test out of
+// server as a child process running the built package. test/support/coverage-map.js keeps this test out of
 // coverage: it exercises dist/, and lib/'s coverage comes from the unit tests.
 
 const CHROMIUM = '/usr/bin/chromium'

@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto'
 import { createRequire } from 'node:module'
 import { dirname } from 'node:path'
 import t from 'tap'
-import './process-guard.js'
+import './support/process-guard.js'
 
 // bufferutil is an optional dependency: ws masks and unmasks frames with its native binding when it
 // loads. It ships N-API prebuilds (one binary for every Node version) and builds from source

@@ -5,7 +5,7 @@ import type { AddressInfo } from 'node:net'
 import WebSocket, { WebSocketServer } from 'ws'
 import { defineContract } from '../lib/index.js'
 import { RealtimeClient, type ClientOptions, type ClientState } from '../lib/client/index.js'
-import { deferred } from './helpers.js'
+import { deferred } from './support/helpers.js'
 
 // The client against a scripted server: every frame it gets is chosen by the test.
 // eslint-disable-next-line @typescript-eslint/no-unused-vars -- the scripted server needs only its type

@@ -5,7 +5,7 @@ import { once } from 'node:events'
 import WebSocket from 'ws'
 import { contractHandler, defineContract } from '../lib/index.js'
 import { RealtimeClient, RealtimeClientError, backoffDelay, type ClientOptions, type ClientState } from '../lib/client/index.js'
-import { build, deferred } from './helpers.js'
+import { build, deferred } from './support/helpers.js'
 
 const chat = defineContract({
   client: {

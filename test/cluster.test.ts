@@ -4,9 +4,9 @@ import { once } from 'node:events'
 import { setTimeout as sleep } from 'node:timers/promises'
 import t, { type Test } from 'tap'
 import { contractHandler } from '../lib/index.js'
-import { build, client, type Client } from './helpers.js'
-import { clusterChat } from './fixtures/cluster-contract.js'
-import { redisServerPath, redisUnavailable, redisUrl, startRedisServer } from './redis-server.js'
+import { build, client, type Client } from './support/helpers.js'
+import { clusterChat } from './support/fixtures/cluster-contract.js'
+import { redisServerPath, redisUnavailable, redisUrl, startRedisServer } from './support/redis-server.js'
 
 // Several Fastify instances on one Redis, as behind a load balancer. Skipped loudly without Redis.
 const unavailable = redisUnavailable()
@@ -105,7 +105,7 @@ t.test('a cluster of instances on one Redis', { skip: unavailable ?? false }, as
     const stay = await client(t, `${one!.url}/chat?user=stay`)
     await join(stay, 'room')
     // The doomed instance runs in a process of its own, so it can die like a crashed server.
-    const child = spawn(process.execPath, [...process.execArgv, new URL('./fixtures/cluster-instance.ts', import.meta.url).pathname], {
+    const child = spawn(process.execPath, [...process.execArgv, new URL('./support/fixtures/cluster-instance.ts', import.meta.url).pathname], {
       env: { ...process.env, REDIS_URL: url, KEY_PREFIX: keyPrefix, PRESENCE_TTL_MS: String(presenceTtlMs) },
       stdio: ['ignore', 'pipe', 'inherit']
     })

@@ -1,7 +1,7 @@
 import t, { type Test } from 'tap'
 import type { Socket } from 'node:net'
 import type { RealtimeConnection } from '../lib/index.js'
-import { build, client, deferred } from './helpers.js'
+import { build, client, deferred } from './support/helpers.js'
 
 // Coalesced writes rely on two things this file pins: ws writes an uncompressed frame to the socket
 // synchronously inside send() (so a corked socket holds it), and Node hands the writes held by a

@@ -3,8 +3,8 @@ import { constants, deflateRawSync, inflateRawSync } from 'node:zlib'
 import t, { type Test } from 'tap'
 import type { RealtimeConnection, RealtimeRouteOptions } from '../lib/index.js'
 import WebSocket from 'ws'
-import { assertEchoes, build, client, Client, echoHandler, handshake, once, rawResponse } from './helpers.js'
-import { frame, FrameReader, rawUpgrade } from './frames.js'
+import { assertEchoes, build, client, Client, echoHandler, handshake, once, rawResponse } from './support/helpers.js'
+import { frame, FrameReader, rawUpgrade } from './support/frames.js'
 
 const deflateClient = { perMessageDeflate: { threshold: 0 } }
 

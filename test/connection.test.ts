@@ -2,7 +2,7 @@ import t from 'tap'
 import { once } from 'node:events'
 import type { RealtimeConnection, WSMessage } from '../lib/index.js'
 import { RealtimeSocket } from '../lib/connection/socket.js'
-import { build, client, deferred } from './helpers.js'
+import { build, client, deferred } from './support/helpers.js'
 
 t.test('receive() returns text and binary messages with their data', async (t) => {
   const got: WSMessage[] = []

@@ -4,7 +4,7 @@ import net, { type Socket } from 'node:net'
 import { Type } from '@sinclair/typebox'
 import type { FastifyInstance } from 'fastify'
 import { contractHandler, defineContract } from '../lib/index.js'
-import { build, client, connect, deferred, handshake } from './helpers.js'
+import { build, client, connect, deferred, handshake } from './support/helpers.js'
 
 // Every kind of deadline, on real sockets: each fires no earlier than it is due and within a bounded
 // lateness, with several of a kind set one after another in an order that goes both ways (each

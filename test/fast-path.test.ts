@@ -5,7 +5,7 @@ import { Type } from '@sinclair/typebox'
 import type { Socket } from 'node:net'
 import type WebSocket from 'ws'
 import { contractHandler, defineContract, type RealtimeConnection } from '../lib/index.js'
-import { build, client, deferred } from './helpers.js'
+import { build, client, deferred } from './support/helpers.js'
 
 const contract = defineContract({
   client: {

@@ -3,7 +3,7 @@ import t, { type Test } from 'tap'
 import Fastify from 'fastify'
 import WebSocket, { type ClientOptions } from 'ws'
 import realtime, { tokenAuth, type RealtimeConnection } from '../lib/index.js'
-import { assertEchoes, build, client, echoHandler, handshake, once, rawResponse } from './helpers.js'
+import { assertEchoes, build, client, echoHandler, handshake, once, rawResponse } from './support/helpers.js'
 
 /** Opens a ws client that the server must refuse; resolves with the HTTP status and parsed JSON body. */
 async function refused (t: Test, url: string, options?: ClientOptions, protocols?: string | string[]): Promise<{ status: number, body: Record<string, unknown> }> {

@@ -7,7 +7,7 @@ import net from 'node:net'
 import tls from 'node:tls'
 import WebSocket from 'ws'
 import realtime from '../lib/index.js'
-import { build, client, deferred, echoHandler, handshake } from './helpers.js'
+import { build, client, deferred, echoHandler, handshake } from './support/helpers.js'
 
 /** A raw TCP client that has sent `bytes` (maybe none) and reads whatever comes back. */
 async function stalled (port: number, bytes: string): Promise<{ socket: net.Socket, startedAt: number, received: () => string }> {
@@ -20,7 +20,7 @@ async function stalled (port: number, bytes: string): Promise<{ socket: net.Sock
   return { socket, startedAt, received: () => received }
 }
 
-const fixture = (name: string): Promise<Buffer> => readFile(new URL(`fixtures/${name}`, import.meta.url))
+const fixture = (name: string): Promise<Buffer> => readFile(new URL(`support/fixtures/${name}`, import.meta.url))
 
 t.test('a client that sends half a request line and stalls is dropped within handshakeTimeout; others are served meanwhile', async (t) => {
   const { app, url, port } = await build(t, (app) => {

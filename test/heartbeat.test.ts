@@ -3,7 +3,7 @@ import { fork, type ChildProcess } from 'node:child_process'
 import { once } from 'node:events'
 import net from 'node:net'
 import { RealtimeSocket } from '../lib/connection/socket.js'
-import { build, client } from './helpers.js'
+import { build, client } from './support/helpers.js'
 
 // A heartbeat with a pong window (250 ms) that a client in another process answers well within,
 // even on a loaded machine, and stalls longer than that window.
@@ -16,13 +16,13 @@ function stall (): void {
   while (Date.now() < end) { /* blocks the event loop on purpose */ }
 }
 
-/** Clients in a process of their own (test/fixtures/pong-clients.ts), so the stalls here do not stall them. */
+/** Clients in a process of their own (test/support/fixtures/pong-clients.ts), so the stalls here do not stall them. */
 class PongClients {
   readonly closes: number[] = []
   private readonly child: ChildProcess
 
   constructor (t: Test, url: string, count: number) {
-    this.child = fork(new URL('./fixtures/pong-clients.ts', import.meta.url).pathname, [url, String(count)], { execArgv: process.execArgv })
+    this.child = fork(new URL('./support/fixtures/pong-clients.ts', import.meta.url).pathname, [url, String(count)], { execArgv: process.execArgv })
     this.child.on('message', (message: { type: string, code?: number }) => { if (message.type === 'closed') this.closes.push(message.code as number) })
     t.teardown(() => { this.child.kill('SIGKILL') })
   }

@@ -1,7 +1,7 @@
 import t, { type Test } from 'tap'
 import { Type } from '@sinclair/typebox'
 import { contractHandler, defineContract, roomHistoryRoute } from '../lib/index.js'
-import { build } from './helpers.js'
+import { build } from './support/helpers.js'
 
 const news = defineContract({ client: { noop: Type.Null() }, server: { item: Type.Object({ n: Type.Integer() }) } })
 

@@ -3,7 +3,7 @@ import { FormatRegistry, Type } from '@sinclair/typebox'
 import WebSocket from 'ws'
 import { once } from 'node:events'
 import { contractHandler, defineContract, type ContractOptions } from '../lib/index.js'
-import { build, client, deferred, type Client } from './helpers.js'
+import { build, client, deferred, type Client } from './support/helpers.js'
 
 // A format whose check throws: the stand-in for any failure no rule foresaw (an app's format or
 // TypeBox kind with a bug), raised while a client's message is handled.

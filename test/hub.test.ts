@@ -5,7 +5,7 @@ import {
   contractHandler, defineContract, MemoryBroker, MemoryPresence, SLOW_CONSUMER_CLOSE,
   type BrokerEvents, type ContractOptions, type HistoryQuery, type MessageHandlers, type RealtimeHubOptions
 } from '../lib/index.js'
-import { build, client, deferred, type Client } from './helpers.js'
+import { build, client, deferred, type Client } from './support/helpers.js'
 
 const chat = defineContract({
   client: {

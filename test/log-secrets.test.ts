@@ -5,7 +5,7 @@ import { once } from 'node:events'
 import net from 'node:net'
 import WebSocket from 'ws'
 import realtime, { contractHandler, defineContract, tokenAuth } from '../lib/index.js'
-import { attempt, deferred, echoHandler, handshake, rawResponse } from './helpers.js'
+import { attempt, deferred, echoHandler, handshake, rawResponse } from './support/helpers.js'
 
 // A marker that is a valid query value, subprotocol token and JSON string.
 const SECRET = 'Mk7-s3cret-f00d'

@@ -2,7 +2,7 @@ import t, { type Test } from 'tap'
 import { Type } from '@sinclair/typebox'
 import type { FastifyInstance } from 'fastify'
 import { contractHandler, defineContract, MessageError, type MessageHandlers, type ContractOptions } from '../lib/index.js'
-import { build, client, deferred, type Client } from './helpers.js'
+import { build, client, deferred, type Client } from './support/helpers.js'
 
 const chat = defineContract({
   client: {
@@ -301,7 +301,7 @@ t.test('a failing close or error handler is logged and does not crash anything',
 t.test('a connection error reaches the error handler', async (t) => {
   const seen = deferred<string>()
   const { port } = await chatApp(t, {}, { error (_ctx, error) { seen.resolve((error as Error & { code: string }).code) } })
-  const { rawClient, frame } = await import('./frames.js')
+  const { rawClient, frame } = await import('./support/frames.js')
   const raw = await rawClient(port, '/chat')
   raw.send(frame(0x1, Buffer.from([0xff])))
   t.equal(await seen.promise, 'FST_RT_PROTOCOL_ERROR')
@@ -492,7 +492,7 @@ t.test('a request followed by a protocol error in the same TCP chunk neither cra
       finished.resolve()
     })
   }, {}, { logger: { level: 'error', stream: { write (line: string) { lines.push(line) } } } })
-  const { rawClient, frame } = await import('./frames.js')
+  const { rawClient, frame } = await import('./support/frames.js')
   const raw = await rawClient(port, '/')
   raw.send(Buffer.concat([frame(0x1, JSON.stringify({ type: 'add', data: { a: 1, b: 2 }, id: 1 })), frame(0x3, 'reserved opcode')]))
   await raw.closed

@@ -2,7 +2,7 @@ import Fastify from 'fastify'
 import t, { type Test } from 'tap'
 import realtime, { type RealtimeConnection } from '../lib/index.js'
 import { defaultSettings, normalizeOptions } from '../lib/options/route.js'
-import { assertEchoes, build, client, echoHandler, once } from './helpers.js'
+import { assertEchoes, build, client, echoHandler, once } from './support/helpers.js'
 
 interface Invalid {
   /** The option path the message names. */

@@ -2,7 +2,7 @@ import t from 'tap'
 import { roomEnvelope, type HistoryPage, type HistoryQuery, type Position, type RoomMessage } from '../lib/hub/broker.js'
 import { OrderedDelivery } from '../lib/hub/ordered-delivery.js'
 import { Recorder } from '../lib/testing/index.js'
-import { deferred } from './helpers.js'
+import { deferred } from './support/helpers.js'
 
 // OrderedDelivery on a transport the test drives by hand: which message arrives when, and what a
 // catch-up reads, so every path of rule order-after-gap is walked without a Redis.

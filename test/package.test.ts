@@ -1,6 +1,6 @@
 import { readFile } from 'node:fs/promises'
 import t from 'tap'
-import './process-guard.js'
+import './support/process-guard.js'
 import realtime from '../lib/index.js'
 
 interface PackageJson {

@@ -1,9 +1,9 @@
 import { spawn } from 'node:child_process'
 import t from 'tap'
-import { within } from './helpers.js'
+import { within } from './support/helpers.js'
 
 t.test('a test during which the process sees an uncaught exception or an unhandled rejection fails', async (t) => {
-  const child = spawn(process.execPath, [...process.execArgv, new URL('./fixtures/process-faults.ts', import.meta.url).pathname], {
+  const child = spawn(process.execPath, [...process.execArgv, new URL('./support/fixtures/process-faults.ts', import.meta.url).pathname], {
     stdio: ['ignore', 'pipe', 'pipe']
   })
   let out = ''

@@ -3,7 +3,7 @@ import { dirname, join, relative } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import t from 'tap'
 import { Kind, OptionalKind, type TSchema } from '@sinclair/typebox'
-import './process-guard.js'
+import './support/process-guard.js'
 import { envelope, lostNotice, presenceNotice, replyType } from '../lib/protocol.js'
 import { systemMessages } from '../lib/protocol-schemas.js'
 

@@ -10,11 +10,11 @@ import type { FastifyInstance, FastifyServerOptions } from 'fastify'
 import t, { type Test } from 'tap'
 import WebSocket, { type ClientOptions } from 'ws'
 import { contractHandler, defineContract, type RealtimeConnection, type RealtimeHubOptions, type RealtimePluginOptions } from '../lib/index.js'
-import { build, Client, deferred, echoHandler, freePort, within } from './helpers.js'
+import { build, Client, deferred, echoHandler, freePort, within } from './support/helpers.js'
 
 // The plugin behind a real nginx on loopback, configured as the README's "Running behind nginx"
 // says: the upgrade, messages both ways, close codes, the client's address and heartbeats all go
-// through the proxy. test/coverage-map.js keeps this test out of coverage: whether nginx is
+// through the proxy. test/support/coverage-map.js keeps this test out of coverage: whether nginx is
 // installed must not decide whether lib/ is covered.
 
 const NGINX = '/usr/sbin/nginx'
@@ -140,7 +140,7 @@ interface Proxied {
   nginx: Nginx
 }
 
-/** An app built with test/helpers.ts build() and an nginx of its own in front of it. */
+/** An app built with test/support/helpers.ts build() and an nginx of its own in front of it. */
 async function proxied (
   t: Test,
   setup: (app: FastifyInstance) => void | Promise<void>,

@@ -18,7 +18,7 @@ const pages = new Map<string, string>()
 for (const doc of await docFiles(root)) pages.set(doc, await readFile(join(root, doc), 'utf8'))
 const page = (doc: string): string => pages.get(doc) as string
 const everything = [...pages.values()].join('\n')
-import './process-guard.js'
+import './support/process-guard.js'
 
 // The server's codes (lib/errors.ts) and the client's (lib/client/errors.ts, no Node built-ins there).
 const codes = [...Object.keys(errors), ...Object.keys(clientErrorCodes)]

@@ -3,7 +3,7 @@ import { Type } from '@sinclair/typebox'
 import {
   contractHandler, defineContract, MemoryBroker, MemoryPresence, type ContractOptions, type PresenceEntry, type RealtimeHubOptions
 } from '../lib/index.js'
-import { build, client, deferred, type Client } from './helpers.js'
+import { build, client, deferred, type Client } from './support/helpers.js'
 
 const rooms = defineContract({
   client: {

@@ -3,7 +3,7 @@ import { Type } from '@sinclair/typebox'
 import { once } from 'node:events'
 import WebSocket from 'ws'
 import { contractHandler, defineContract, redactUrl } from '../lib/index.js'
-import { build, client, deferred, rawResponse, handshake } from './helpers.js'
+import { build, client, deferred, rawResponse, handshake } from './support/helpers.js'
 
 const echo = defineContract({ client: { ping: { data: Type.Integer(), reply: Type.Integer() } }, server: {} })
 

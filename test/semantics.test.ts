@@ -2,8 +2,8 @@ import t from 'tap'
 import { once } from 'node:events'
 import WebSocket from 'ws'
 import type { RealtimeConnection, WSMessage } from '../lib/index.js'
-import { build, client, deferred } from './helpers.js'
-import { closeCodeOfFrame, closePayload, frame, rawClient } from './frames.js'
+import { build, client, deferred } from './support/helpers.js'
+import { closeCodeOfFrame, closePayload, frame, rawClient } from './support/frames.js'
 
 type Coded = Error & { code: string, closeCode?: number }
 

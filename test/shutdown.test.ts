@@ -4,8 +4,8 @@ import { once } from 'node:events'
 import type { AddressInfo } from 'node:net'
 import WebSocket from 'ws'
 import realtime from '../lib/index.js'
-import { Client, deferred } from './helpers.js'
-import { closeCodeOfFrame, frame, rawClient } from './frames.js'
+import { Client, deferred } from './support/helpers.js'
+import { closeCodeOfFrame, frame, rawClient } from './support/frames.js'
 
 async function listening (setup: (app: FastifyInstance) => void, closeTimeout = 10_000): Promise<{ app: FastifyInstance, port: number }> {
   const app = Fastify()

@@ -6,7 +6,7 @@ import net from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import realtime, { tokenAuth } from '../lib/index.js'
-import { attempt, build, client, deferred, echoHandler, handshake } from './helpers.js'
+import { attempt, build, client, deferred, echoHandler, handshake } from './support/helpers.js'
 
 /** Waits, turn by turn, until the server side shows `condition`. */
 async function until (condition: () => boolean): Promise<void> {

@@ -1,5 +1,5 @@
 import t from 'tap'
-import { build, client } from './helpers.js'
+import { build, client } from './support/helpers.js'
 
 t.test('echo works end to end', async (t) => {
   const { url } = await build(t, (app) => {

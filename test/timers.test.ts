@@ -2,7 +2,7 @@ import { once } from 'node:events'
 import net from 'node:net'
 import t, { type Test } from 'tap'
 import { DeadlineClock, PASS_BUDGET_MS, type DeadlineOwner } from '../lib/connection/timers.js'
-import './process-guard.js'
+import './support/process-guard.js'
 
 // The clock's timer is unref'd (it must not hold a server open); this keeps the test process alive.
 const keepAlive = setInterval(() => {}, 1000)

@@ -3,7 +3,7 @@ import { isSendableCloseCode } from '../lib/close-codes.js'
 import { MessageQueue } from '../lib/connection/message-queue.js'
 import type { WSMessage } from '../lib/connection/messages.js'
 import { closeCodeOf } from '../lib/errors.js'
-import './process-guard.js'
+import './support/process-guard.js'
 
 const text = (data: string): WSMessage => ({ type: 'text', data, extra: null })
 

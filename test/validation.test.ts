@@ -11,9 +11,9 @@ import { Value } from '@sinclair/typebox/value'
 import { compileClientCheck } from '../lib/messages/client-check.js'
 import { listErrors } from '../lib/messages/error-envelope.js'
 import { contractHandler, defineContract } from '../lib/index.js'
-import { Random } from './fuzz.js'
-import { build, client } from './helpers.js'
-import { conforms, invalidValue, NoValue, overTheWire, randomSpec, recursiveSpec, schemaOf, validValue, type Spec } from './schema-gen.js'
+import { Random } from './support/fuzz.js'
+import { build, client } from './support/helpers.js'
+import { conforms, invalidValue, NoValue, overTheWire, randomSpec, recursiveSpec, schemaOf, validValue, type Spec } from './support/schema-gen.js'
 
 const seed = process.env.VALIDATION_SEED === undefined || process.env.VALIDATION_SEED === '' ? Math.floor(Math.random() * 2 ** 32) : Number(process.env.VALIDATION_SEED) >>> 0
 t.comment(`validation seed ${seed} (replay with VALIDATION_SEED=${seed})`)

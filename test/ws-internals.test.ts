@@ -11,8 +11,8 @@ import { kRouteServer } from '../lib/symbols.js'
 import {
   probeWs, releaseUpgrade, senderIdle, textFrame, wsFeatures, type WsFeatures, type WsModule
 } from '../lib/connection/ws-internals.js'
-import { build, client, deferred } from './helpers.js'
-import { closePayload, frame, rawClient } from './frames.js'
+import { build, client, deferred } from './support/helpers.js'
+import { closePayload, frame, rawClient } from './support/frames.js'
 
 // lib/connection/ws-internals.ts holds every private reach into ws, @fastify/websocket and Node;
 // each is probed at startup and falls back to public API. This file checks the probes on the

@@ -15,7 +15,7 @@ import { dirname, join, normalize } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import t, { type Test } from 'tap'
 import WebSocket from 'ws'
-import { freePort, within } from '../helpers.js'
+import { freePort, within } from '../support/helpers.js'
 import { docSnippets } from './snippets.js'
 
 const root = fileURLToPath(new URL('../..', import.meta.url))

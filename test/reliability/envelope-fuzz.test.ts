@@ -1,13 +1,13 @@
 /**
- * A seeded, bounded share of the structured fuzzer (test/envelope-fuzz.ts): hostile envelopes of
+ * A seeded, bounded share of the structured fuzzer (test/support/envelope-fuzz.ts): hostile envelopes of
  * every client message type on every route kind, on the memory broker and a real Redis. `npm run
  * fuzz` runs a million messages. Replay a run with the seed it prints:
  * `FUZZ_SEED=<seed> FUZZ_MESSAGES=<n> npx tap test/reliability/envelope-fuzz.test.ts`.
  */
 import t from 'tap'
-import { envelopeFuzzSettings, problems, runEnvelopeFuzz } from '../envelope-fuzz.js'
-import { redisUnavailable, redisUrl } from '../redis-server.js'
-import '../process-guard.js'
+import { envelopeFuzzSettings, problems, runEnvelopeFuzz } from '../support/envelope-fuzz.js'
+import { redisUnavailable, redisUrl } from '../support/redis-server.js'
+import '../support/process-guard.js'
 
 const { seed, messages } = envelopeFuzzSettings(12_000)
 const unavailable = redisUnavailable()

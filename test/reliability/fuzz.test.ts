@@ -4,8 +4,8 @@
  * prints: `FUZZ_SEED=<seed> FUZZ_ITERATIONS=<n> npx tap test/reliability/fuzz.test.ts`.
  */
 import t from 'tap'
-import { Random, frameCase, fuzzSettings, jsonCase, runFuzz } from '../fuzz.js'
-import '../process-guard.js'
+import { Random, frameCase, fuzzSettings, jsonCase, runFuzz } from '../support/fuzz.js'
+import '../support/process-guard.js'
 
 const { seed, iterations } = fuzzSettings(400)
 

@@ -5,7 +5,7 @@ import { setImmediate as turn } from 'node:timers/promises'
 import { Type } from '@sinclair/typebox'
 import WebSocket from 'ws'
 import realtime, { contractHandler, defineContract } from '../../lib/index.js'
-import { deferred } from '../helpers.js'
+import { deferred } from '../support/helpers.js'
 
 const CLIENTS = 50
 /** Upper bounds of every stream, in messages and ms, so a broken close cannot spin forever. */

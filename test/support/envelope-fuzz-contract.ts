@@ -1,10 +1,10 @@
 /**
- * The contract of the structured fuzzer's routes (test/envelope-fuzz.ts), as specs: the server
+ * The contract of the structured fuzzer's routes (test/support/envelope-fuzz.ts), as specs: the server
  * builds its schemas from them and its handlers check what they get against them (the oracle of
- * test/schema-gen.ts); the client builds valid, nearly valid and hostile data from them.
+ * test/support/schema-gen.ts); the client builds valid, nearly valid and hostile data from them.
  */
 import { Type, type TSchema } from '@sinclair/typebox'
-import { defineContract } from '../lib/index.js'
+import { defineContract } from '../../lib/index.js'
 import { schemaOf, type Spec } from './schema-gen.js'
 
 const string: Spec = { k: 'string' }

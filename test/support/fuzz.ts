@@ -22,7 +22,7 @@ import { runInNewContext } from 'node:vm'
 import { setFlagsFromString } from 'node:v8'
 import { Type } from '@sinclair/typebox'
 import WebSocket from 'ws'
-import realtime, { contractHandler, defineContract, MessageError, type RealtimeConnection } from '../lib/index.js'
+import realtime, { contractHandler, defineContract, MessageError, type RealtimeConnection } from '../../lib/index.js'
 import { FrameReader, type ServerFrame } from './frames.js'
 import { handshake } from './helpers.js'
 

@@ -1,11 +1,11 @@
 /**
- * The structured fuzzer, beside the frame fuzzer of test/fuzz.ts: seeded envelopes of every client
+ * The structured fuzzer, beside the frame fuzzer of test/support/fuzz.ts: seeded envelopes of every client
  * message type, the plugin's own ($auth, $ping, $join, $leave) included, in hostile shapes (deep
  * nesting, wide objects, huge keys and strings, `__proto__` and `constructor`, numbers beyond double
  * range, duplicate keys, lone surrogates), on every route kind (raw, contract, strict, rate-limited,
  * contract with rooms and auth) and on both brokers (memory, Redis).
  *
- * The server runs in a child process (test/fixtures/envelope-fuzz-server.ts): a crash is a crash,
+ * The server runs in a child process (test/support/fixtures/envelope-fuzz-server.ts): a crash is a crash,
  * and its memory is measured alone. Oracles, per connection: every reply is an envelope; an error
  * envelope is at most twice the largest message sent plus 2 KiB and echoes no path longer than
  * maxEchoLength; the connection ends only with a code its route documents for what was sent (never

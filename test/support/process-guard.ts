@@ -3,7 +3,7 @@
  *
  * Without this, tap routes such an error to the test whose async context raised it, or swallows it
  * when a listener of the test's own is installed; either way a server that would have crashed in
- * production could pass. Here every test file (through test/helpers.ts, or by importing this module)
+ * production could pass. Here every test file (through test/support/helpers.ts, or by importing this module)
  * listens for both events: the innermost running test fails with the error, and one that fires
  * between tests fails the whole file through its exit code.
  */

@@ -3,7 +3,7 @@ import { once } from 'node:events'
 import net from 'node:net'
 import type { Test } from 'tap'
 import WebSocket, { type ClientOptions } from 'ws'
-import realtime, { type RealtimeHubOptions, type RealtimePluginOptions } from '../lib/index.js'
+import realtime, { type RealtimeHubOptions, type RealtimePluginOptions } from '../../lib/index.js'
 // Every test file that uses these helpers fails a test during which the process sees an uncaught error.
 import './process-guard.js'
 
@@ -175,7 +175,7 @@ export async function rawResponse (port: number, request: string): Promise<RawRe
 }
 
 /** A realtime handler that echoes text and binary messages until the peer closes. */
-export async function echoHandler (conn: import('../lib/index.js').RealtimeConnection): Promise<void> {
+export async function echoHandler (conn: import('../../lib/index.js').RealtimeConnection): Promise<void> {
   for await (const message of conn) {
     if (message.type === 'text') await conn.sendText(message.data)
     else if (message.type === 'binary') await conn.sendBinary(message.data)
