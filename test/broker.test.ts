@@ -466,3 +466,15 @@ function redisTests (t: Test, RedisBroker: typeof RedisBrokerClass, url: string)
     t.same(events.messages.map((message) => message.offset), Array.from({ length: 2000 }, (_, n) => n + 1), 'all delivered in order')
   })
 }
+
+t.test('the memory broker and presence ignore leaving rooms they never had', async (t) => {
+  const { MemoryBroker } = await import('../lib/hub/memory.js')
+  const { MemoryPresence } = await import('../lib/hub/presence.js')
+  const broker = new MemoryBroker()
+  broker.attach({ message () {}, lost () {} })
+  await broker.unsubscribe('never-seen')
+  const presence = new MemoryPresence()
+  await presence.remove('never-seen', 'x')
+  t.equal(await presence.count('never-seen'), 0)
+  t.same(await presence.list('never-seen'), [])
+})
