@@ -31,3 +31,24 @@ t.test('runtime dependencies are ranges, and the types the declarations import c
   for (const [name, range] of Object.entries(pkg.dependencies)) t.match(range, /^\^\d+\.\d+\.\d+$/, `${name} on a caret range`)
   t.ok(pkg.dependencies['@types/ws'], 'dist/*.d.ts import ws')
 })
+
+t.test('the published declarations hold nothing internal (tsconfig.build.json strips @internal)', async (t) => {
+  const { readdir } = await import('node:fs/promises')
+  const dist = new URL('../dist/', import.meta.url)
+  // npm test builds dist/ before tap runs; a lone tap run without a build has nothing to check.
+  const files = await readdir(dist, { recursive: true }).catch(() => null)
+  if (files === null) {
+    t.comment('no dist/: run npm run build (npm test does)')
+    return
+  }
+  const declarations = files.filter((file) => file.endsWith('.d.ts'))
+  t.ok(declarations.length > 10, `${declarations.length} declaration files`)
+  const leaks: string[] = []
+  for (const file of declarations) {
+    const text = await readFile(new URL(file, dist), 'utf8')
+    if (text.includes('@internal')) leaks.push(file)
+  }
+  t.same(leaks, [])
+  const connection = await readFile(new URL('connection/connection.d.ts', dist), 'utf8')
+  for (const member of ['sendShared', 'onDeadline', 'attach(', 'readonly plugin']) t.notOk(connection.includes(member), `RealtimeConnection's ${member} is not published`)
+})

@@ -10,10 +10,10 @@ import { kConnection, kPeerClose } from '../symbols.js'
 import { MessageQueue } from './message-queue.js'
 import { CLOSED_MESSAGE, CLOSING_MESSAGE, type WSMessage } from './messages.js'
 import type { RealtimeSocket } from './socket.js'
-import type { DeadlineClock, DeadlineOwner } from './timers.js'
+import type { DeadlineClock } from './timers.js'
 import { senderIdle, textFrame, upgradeSocket } from './ws-internals.js'
 import { nestsDeeperThan } from './json-depth.js'
-import type { MemberLink, SharedMessage } from '../hub/member.js'
+import type { SharedMessage } from '../hub/member.js'
 
 export interface ReceiveOptions {
   /** Overrides the route's receiveTimeout for this call, in ms. */
@@ -79,8 +79,11 @@ export interface ConnectionContext {
 /**
  * One WebSocket connection, as aiohttp's `WebSocketResponse`: pull messages with `receive()` or
  * `for await`, send with `send*()`, end with `close()`. All timers run on the shared clock.
+ *
+ * It is the clock's deadline owner and the hub's member link through internal members, so the
+ * published class does not name those interfaces; both are checked where a connection is handed over.
  */
-export class RealtimeConnection implements DeadlineOwner, MemberLink {
+export class RealtimeConnection {
   /** The Fastify request that opened this connection. */
   readonly request: FastifyRequest
   /** The negotiated subprotocol, or null. */
