@@ -119,21 +119,26 @@ t.test('4 MiB of nested brackets is refused at once instead of blocking the even
   await othersServed(t, url)
 })
 
+/** A contract route whose `error` lifecycle handler reports what it hears. */
+function reportingHandler (reported: { resolve: (error: Error) => void }): ReturnType<typeof contractHandler<typeof contract>> {
+  return contractHandler(contract, {
+    say () {},
+    ask: ({ text }) => text,
+    wait: () => 'x',
+    odd: (text) => text,
+    strict () {},
+    deep: (data) => data,
+    tags () {},
+    error (_ctx, error) { reported.resolve(error) }
+  })
+}
+
 t.test('an unexpected failure while a message is handled closes that connection with 1011, logged with the request id; the process and the other connections go on', async (t) => {
   const lines: string[] = []
   const reported = deferred<Error>()
   const built = route(t, {})
   const { url, app: fastify } = await build(t, (app) => {
-    app.get('/', { realtime: true }, contractHandler(contract, {
-      say () {},
-      ask: ({ text }) => text,
-      wait: () => 'x',
-      odd: (text) => text,
-      strict () {},
-      deep: (data) => data,
-      tags () {},
-      error (_ctx, error) { reported.resolve(error) }
-    }))
+    app.get('/', { realtime: true }, reportingHandler(reported))
     app.get('/other', { realtime: true }, built.handler)
   }, {}, { logger: { level: 'info', stream: { write (line: string) { lines.push(line) } } } })
   const bystander = await client(t, `${url}/other`)
@@ -155,16 +160,7 @@ t.test('an unexpected failure while a message is handled closes that connection 
 t.test('a thrown value that is not an Error closes the connection with 1011 too, and reaches the error handler as an Error', async (t) => {
   const reported = deferred<unknown>()
   const { url } = await build(t, (app) => {
-    app.get('/', { realtime: true }, contractHandler(contract, {
-      say () {},
-      ask: ({ text }) => text,
-      wait: () => 'x',
-      odd: (text) => text,
-      strict () {},
-      deep: (data) => data,
-      tags () {},
-      error (_ctx, error) { reported.resolve(error) }
-    }))
+    app.get('/', { realtime: true }, reportingHandler(reported))
   })
   const c = await client(t, url)
   c.ws.send(JSON.stringify({ type: 'odd', data: 'thrown string' }))
