@@ -34,6 +34,12 @@ export interface HistoryRouteOptions {
   maxLimit?: number
 }
 
+/** The default of roomHistoryRoute()'s optional option (docs/rooms.md's table lists each option). */
+export const historyRouteDefaults = Object.freeze({ maxLimit: 100 })
+
+/** Every key roomHistoryRoute() accepts. */
+export const historyRouteOptionNames = Object.freeze(['authorize', ...Object.keys(historyRouteDefaults)])
+
 /**
  * Options and handler of a GET route that returns a room's history (`?room=&since=&limit=`), so a
  * client can load the past over HTTP before it connects. Register it where the app's auth hooks run:
@@ -43,8 +49,8 @@ export function roomHistoryRoute (options: HistoryRouteOptions): RouteShorthandO
   if (typeof options?.authorize !== 'function') {
     throw new errors.FST_RT_INVALID_OPTION('"authorize"', 'expected a function (room, request) => boolean')
   }
-  check.object('roomHistoryRoute', options, ['authorize', 'maxLimit'], 'an object { authorize, maxLimit? }')
-  const maxLimit = options.maxLimit ?? 100
+  check.object('roomHistoryRoute', options, historyRouteOptionNames, 'an object { authorize, maxLimit? }')
+  const maxLimit = options.maxLimit ?? historyRouteDefaults.maxLimit
   check.integer('maxLimit', maxLimit, 1, Number.MAX_SAFE_INTEGER)
   return {
     schema: { querystring: Querystring, response: { 200: Page } },

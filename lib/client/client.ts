@@ -123,7 +123,29 @@ const check = checkers((name, expected, value) => {
   throw new RealtimeClientError('FST_RT_CLIENT_INVALID_OPTION', `${name} must be ${expected}, got ${describe(value)}`)
 })
 const positive = check.optionalPositive
-const OPTION_KEYS = ['url', 'token', 'WebSocket', 'protocols', 'backoff', 'pingIntervalMs', 'pongTimeoutMs', 'requestTimeoutMs', 'queue', 'random', 'autoConnect']
+
+/** The keys the client accepts, at the top and in its two nested options (docs/client.md's table lists each). */
+export const clientOptionNames = Object.freeze({
+  options: Object.freeze(['url', 'token', 'WebSocket', 'protocols', 'backoff', 'pingIntervalMs', 'pongTimeoutMs', 'requestTimeoutMs', 'queue', 'random', 'autoConnect']),
+  backoff: Object.freeze(['baseMs', 'capMs', 'maxRetries', 'resetAfterMs']),
+  queue: Object.freeze(['maxSize', 'maxAgeMs', 'overflow'])
+})
+
+/** The defaults of the client's options that have a fixed value, named as docs/client.md's table names them. */
+export const clientDefaults = Object.freeze({
+  'backoff.baseMs': 500,
+  'backoff.capMs': 30_000,
+  'backoff.maxRetries': Number.POSITIVE_INFINITY,
+  'backoff.resetAfterMs': 10_000,
+  pingIntervalMs: 25_000,
+  pongTimeoutMs: 10_000,
+  requestTimeoutMs: 10_000,
+  'queue.maxSize': 100,
+  'queue.maxAgeMs': 30_000,
+  'queue.overflow': 'reject' as const,
+  random: Math.random,
+  autoConnect: true
+})
 
 /**
  * A typed, reconnecting client for a contract route. `send` accepts only the contract's client
@@ -170,9 +192,9 @@ export class RealtimeClient<C extends Contract> {
   private readonly onOffline = (): void => { this.offline() }
 
   constructor (options: ClientOptions) {
-    check.object('options', options, OPTION_KEYS, 'an object of client options')
-    if (options.backoff !== undefined) check.object('backoff', options.backoff, ['baseMs', 'capMs', 'maxRetries', 'resetAfterMs'], 'an object { baseMs?, capMs?, maxRetries?, resetAfterMs? }')
-    if (options.queue !== undefined) check.object('queue', options.queue, ['maxSize', 'maxAgeMs', 'overflow'], 'an object { maxSize?, maxAgeMs?, overflow? }')
+    check.object('options', options, clientOptionNames.options, 'an object of client options')
+    if (options.backoff !== undefined) check.object('backoff', options.backoff, clientOptionNames.backoff, 'an object { baseMs?, capMs?, maxRetries?, resetAfterMs? }')
+    if (options.queue !== undefined) check.object('queue', options.queue, clientOptionNames.queue, 'an object { maxSize?, maxAgeMs?, overflow? }')
     if (options.token !== undefined && typeof options.token !== 'string' && typeof options.token !== 'function') check.fail('token', 'a string or a function', options.token)
     if (options.protocols !== undefined && typeof options.protocols !== 'string' && !(Array.isArray(options.protocols) && options.protocols.every((item) => typeof item === 'string'))) {
       check.fail('protocols', 'a string or an array of strings', options.protocols)
@@ -187,23 +209,23 @@ export class RealtimeClient<C extends Contract> {
       throw new RealtimeClientError('FST_RT_CLIENT_INVALID_OPTION', 'url must be a string or a function')
     }
     this.WebSocketImpl = Impl
-    this.baseMs = positive('backoff.baseMs', options.backoff?.baseMs, 500)
-    this.capMs = positive('backoff.capMs', options.backoff?.capMs, 30_000)
-    this.maxRetries = positive('backoff.maxRetries', options.backoff?.maxRetries, Number.POSITIVE_INFINITY)
-    this.resetAfterMs = positive('backoff.resetAfterMs', options.backoff?.resetAfterMs, 10_000)
-    this.pingIntervalMs = positive('pingIntervalMs', options.pingIntervalMs, 25_000)
-    this.pongTimeoutMs = positive('pongTimeoutMs', options.pongTimeoutMs, 10_000)
-    this.requestTimeoutMs = positive('requestTimeoutMs', options.requestTimeoutMs, 10_000)
-    this.queueMax = positive('queue.maxSize', options.queue?.maxSize, 100)
-    this.queueMaxAge = positive('queue.maxAgeMs', options.queue?.maxAgeMs, 30_000)
-    this.overflow = check.oneOf('queue.overflow', options.queue?.overflow ?? 'reject', ['reject', 'drop-oldest'] as const)
-    this.random = options.random ?? Math.random
+    this.baseMs = positive('backoff.baseMs', options.backoff?.baseMs, clientDefaults['backoff.baseMs'])
+    this.capMs = positive('backoff.capMs', options.backoff?.capMs, clientDefaults['backoff.capMs'])
+    this.maxRetries = positive('backoff.maxRetries', options.backoff?.maxRetries, clientDefaults['backoff.maxRetries'])
+    this.resetAfterMs = positive('backoff.resetAfterMs', options.backoff?.resetAfterMs, clientDefaults['backoff.resetAfterMs'])
+    this.pingIntervalMs = positive('pingIntervalMs', options.pingIntervalMs, clientDefaults.pingIntervalMs)
+    this.pongTimeoutMs = positive('pongTimeoutMs', options.pongTimeoutMs, clientDefaults.pongTimeoutMs)
+    this.requestTimeoutMs = positive('requestTimeoutMs', options.requestTimeoutMs, clientDefaults.requestTimeoutMs)
+    this.queueMax = positive('queue.maxSize', options.queue?.maxSize, clientDefaults['queue.maxSize'])
+    this.queueMaxAge = positive('queue.maxAgeMs', options.queue?.maxAgeMs, clientDefaults['queue.maxAgeMs'])
+    this.overflow = check.oneOf('queue.overflow', options.queue?.overflow ?? clientDefaults['queue.overflow'], ['reject', 'drop-oldest'] as const)
+    this.random = options.random ?? clientDefaults.random
     const events = globalThis as { addEventListener?: (type: string, listener: () => void) => void }
     if (typeof events.addEventListener === 'function') {
       events.addEventListener('online', this.onOnline)
       events.addEventListener('offline', this.onOffline)
     }
-    if (options.autoConnect !== false) this.connect()
+    if (options.autoConnect ?? clientDefaults.autoConnect) this.connect()
   }
 
   /** connecting, open, reconnecting or closed. */

@@ -27,6 +27,17 @@ declare module 'fastify' {
 
 const SOURCES = new Set<TokenSource>(['header', 'query', 'cookie', 'protocol'])
 
+/** The defaults of tokenAuth()'s optional options (docs/security.md's table lists each). */
+export const tokenAuthDefaults = Object.freeze({
+  from: Object.freeze(['header', 'protocol', 'cookie', 'query'] as const),
+  queryParam: 'token',
+  cookieName: 'token',
+  protocolMarker: 'access_token'
+})
+
+/** Every key tokenAuth() accepts. */
+export const tokenAuthOptionNames = Object.freeze(['verify', ...Object.keys(tokenAuthDefaults)])
+
 function fromHeader (request: FastifyRequest): string | null {
   const header = request.headers.authorization
   const match = header === undefined ? null : /^Bearer\s+(\S+)$/i.exec(header)
@@ -67,14 +78,14 @@ function fromQuery (request: FastifyRequest, param: string): string | null {
  */
 export function tokenAuth (options: TokenAuthOptions) {
   if (typeof options?.verify !== 'function') throw new errors.FST_RT_INVALID_OPTION('"verify"', 'expected a function (token, request) => userId | null')
-  const from = options.from ?? ['header', 'protocol', 'cookie', 'query']
+  const from = options.from ?? tokenAuthDefaults.from
   if (!Array.isArray(from) || from.length === 0 || !from.every((source) => SOURCES.has(source))) {
     throw new errors.FST_RT_INVALID_OPTION('"from"', `expected some of ${[...SOURCES].join(', ')}`)
   }
-  check.object('tokenAuth', options, ['verify', 'from', 'queryParam', 'cookieName', 'protocolMarker'], 'an object { verify, from?, queryParam?, cookieName?, protocolMarker? }')
-  const queryParam = options.queryParam === undefined ? 'token' : check.string('queryParam', options.queryParam)
-  const cookieName = options.cookieName === undefined ? 'token' : check.token('cookieName', options.cookieName)
-  const marker = options.protocolMarker === undefined ? 'access_token' : check.token('protocolMarker', options.protocolMarker)
+  check.object('tokenAuth', options, tokenAuthOptionNames, 'an object { verify, from?, queryParam?, cookieName?, protocolMarker? }')
+  const queryParam = options.queryParam === undefined ? tokenAuthDefaults.queryParam : check.string('queryParam', options.queryParam)
+  const cookieName = options.cookieName === undefined ? tokenAuthDefaults.cookieName : check.token('cookieName', options.cookieName)
+  const marker = options.protocolMarker === undefined ? tokenAuthDefaults.protocolMarker : check.token('protocolMarker', options.protocolMarker)
   return async function realtimeTokenAuth (request: FastifyRequest, _reply: FastifyReply): Promise<void> {
     let token: string | null = null
     for (const source of from) {

@@ -1,5 +1,5 @@
 import type { Redis } from 'ioredis'
-import type { HistoryLimits } from '../broker.js'
+import { defaultHistoryLimits, type HistoryLimits } from '../broker.js'
 import { MAX_DELAY } from '../../options/checks.js'
 import { historyLimits } from '../../options/history.js'
 import { check } from '../../options/server-checks.js'
@@ -40,29 +40,40 @@ export interface Settings {
   onError: (error: Error) => void
 }
 
-const optionNames = ['client', 'keyPrefix', 'history', 'presenceTtlMs', 'shardedPubSub', 'onError']
-
 function ignore (): void {}
+
+/** The defaults of RedisBroker's options (docs/rooms.md's table lists each). */
+export const redisBrokerDefaults = Object.freeze({
+  client: 'redis://127.0.0.1:6379',
+  keyPrefix: 'frt:',
+  history: defaultHistoryLimits,
+  presenceTtlMs: 60_000,
+  shardedPubSub: false,
+  onError: ignore
+})
+
+/** Every key RedisBroker accepts. */
+export const optionNames = Object.freeze(Object.keys(redisBrokerDefaults))
 
 /** Checks RedisBrokerOptions once, at construction, with the plugin's checkers: FST_RT_INVALID_OPTION names the option and what it got. */
 export function settings (input: unknown): Settings {
   const options = check.object('RedisBroker', input ?? {}, optionNames, 'an object')
-  const client = options.client ?? 'redis://127.0.0.1:6379'
+  const client = options.client ?? redisBrokerDefaults.client
   const clientExpected = 'an ioredis client or a redis:// or rediss:// URL'
   if (typeof client === 'string') {
     if (!/^rediss?:\/\//.test(client) || !URL.canParse(client)) check.fail('RedisBroker.client', clientExpected, client)
   } else if (typeof client !== 'object' || typeof (client as Redis).duplicate !== 'function' || typeof (client as Redis).defineCommand !== 'function') {
     check.fail('RedisBroker.client', clientExpected, client)
   }
-  const keyPrefix = options.keyPrefix ?? 'frt:'
+  const keyPrefix = options.keyPrefix ?? redisBrokerDefaults.keyPrefix
   if (typeof keyPrefix !== 'string') check.fail('RedisBroker.keyPrefix', 'a string', keyPrefix)
   return {
     client: client as Redis | string,
     keyPrefix: keyPrefix as string,
     limits: historyLimits('RedisBroker.history', options.history),
     // The presence refresh runs every presenceTtlMs / 2, on setInterval.
-    presenceTtlMs: check.optionalInteger('RedisBroker.presenceTtlMs', options.presenceTtlMs, 2, MAX_DELAY, 60_000),
-    sharded: options.shardedPubSub === undefined ? false : check.boolean('RedisBroker.shardedPubSub', options.shardedPubSub),
-    onError: options.onError === undefined ? ignore : check.func<(error: Error) => void>('RedisBroker.onError', options.onError, 'a function')
+    presenceTtlMs: check.optionalInteger('RedisBroker.presenceTtlMs', options.presenceTtlMs, 2, MAX_DELAY, redisBrokerDefaults.presenceTtlMs),
+    sharded: options.shardedPubSub === undefined ? redisBrokerDefaults.shardedPubSub : check.boolean('RedisBroker.shardedPubSub', options.shardedPubSub),
+    onError: options.onError === undefined ? redisBrokerDefaults.onError : check.func<(error: Error) => void>('RedisBroker.onError', options.onError, 'a function')
   }
 }
