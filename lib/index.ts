@@ -5,7 +5,8 @@ import type {
 } from 'fastify'
 import fp from 'fastify-plugin'
 import websocket, { type WebsocketPluginOptions } from '@fastify/websocket'
-import type { IncomingMessage } from 'node:http'
+import { ServerResponse, type IncomingMessage } from 'node:http'
+import type { Socket } from 'node:net'
 import type { WebSocketServer } from 'ws'
 import type { RealtimeConnection } from './connection/connection.js'
 import { bridgeUpgrades, markUpgrade } from './connection/ws-internals.js'
@@ -17,7 +18,7 @@ import { pluginSettings } from './options/plugin.js'
 import { convertRealtimeRoute, markPlainRoute } from './route.js'
 import type { PluginContext } from './context.js'
 import { kOfferedExtensions, kPlainRoute, kRouteServer } from './symbols.js'
-import { Handshakes, watchServer } from './handshake/handshakes.js'
+import { destroyOnError, Handshakes, watchServer } from './handshake/handshakes.js'
 import { ConnectionSlots } from './handshake/slots.js'
 import { redactUpgradeRequests, redactUrl, requestSerializerOf } from './handshake/redaction.js'
 import { CloseCode } from './close-codes.js'
@@ -233,7 +234,13 @@ const fastifyRealtime: FastifyPluginAsync<RealtimePluginOptions & RealtimeHubOpt
   })
   bridgeUpgrades(fastify.websocketServer)
   // After @fastify/websocket's registration: its 'upgrade' listener goes between the plugin's two.
-  const unwatch = watchServer(fastify.server, handshakes)
+  const unwatch = watchServer(fastify.server, handshakes, (raw, socket) => {
+    // As @fastify/websocket routes an upgrade: the socket guarded, a response on it, Fastify's router.
+    socket.on('error', destroyOnError)
+    const response = new ServerResponse(raw)
+    response.assignSocket(socket as Socket)
+    fastify.routing(raw, response)
+  })
   fastify.websocketServer.on('connection', (_socket: unknown, raw: IncomingMessage) => { handshakes.upgraded(raw) })
   // One hook for every upgrade request, before the app's later ones: ws is kept from negotiating
   // compression the route has not accepted, and an upgrade that no WebSocket handler would take is

@@ -2,8 +2,10 @@ import t from 'tap'
 import Fastify, { type FastifyInstance } from 'fastify'
 import { once } from 'node:events'
 import type { AddressInfo } from 'node:net'
+import { PassThrough } from 'node:stream'
 import WebSocket from 'ws'
 import realtime from '../lib/index.js'
+import { destroyOnError } from '../lib/handshake/handshakes.js'
 import { Client, deferred } from './support/helpers.js'
 import { closeCodeOfFrame, frame, rawClient } from './support/frames.js'
 
@@ -56,6 +58,37 @@ t.test('during shutdown new upgrades get 503, and a stuck peer holds the close n
   const elapsed = Date.now() - started
   t.ok(elapsed >= 140 && elapsed < 5000, `close waited about closeTimeout (${elapsed} ms)`)
   await stuck.closed
+})
+
+t.test('an upgrade during shutdown still gets 503 when @fastify/websocket takes its upgrade listener away first (11.3.7 and later)', async (t) => {
+  const stuckOpen = deferred()
+  const { app, port } = await listening((app) => {
+    app.get('/', { realtime: true }, async (conn) => {
+      stuckOpen.resolve()
+      await conn.receive()
+    })
+  }, 150)
+  const stuck = await rawClient(port, '/')
+  await stuckOpen.promise
+  // The plugin's two listeners come first (prepended) and last; @fastify/websocket's sits between.
+  const listeners = app.server.listeners('upgrade')
+  const closing = app.close()
+  for (const listener of listeners.slice(1, -1)) app.server.removeListener('upgrade', listener as () => void)
+  t.equal(closeCodeOfFrame(await stuck.next()), 1001)
+  const late = new WebSocket(`ws://127.0.0.1:${port}/`)
+  const [, response] = await once(late, 'unexpected-response') as [unknown, { statusCode: number }]
+  t.equal(response.statusCode, 503, 'Fastify answered it, routed by the plugin')
+  late.on('error', () => {})
+  late.terminate()
+  await closing
+  await stuck.closed
+})
+
+t.test('a socket the plugin routes itself is guarded: an error destroys it instead of going uncaught', async (t) => {
+  const socket = new PassThrough()
+  socket.on('error', destroyOnError)
+  socket.emit('error', new Error('reset by peer'))
+  t.ok(socket.destroyed)
 })
 
 t.test('a connection whose handler is closing already is waited for, not closed twice', async (t) => {

@@ -174,14 +174,33 @@ export class Handshakes implements DeadlineOwner {
 
 /**
  * Follows the server's sockets and upgrade requests into `handshakes`; returns what stops it. Call
- * it once @fastify/websocket is registered.
+ * it once @fastify/websocket is registered. An upgrade that reaches the server after
+ * @fastify/websocket took its own 'upgrade' listener away (11.3.7 and later do so in `preClose`)
+ * goes to `route`, so that Fastify still answers it (503 while closing) instead of nobody.
  * Only HTTP/1 servers (http, https) get the deadline from accept: an HTTP/2 server has no upgrade.
  */
-export function watchServer (server: EventEmitter, handshakes: Handshakes): () => void {
+/**
+ * Node takes its own 'error' listener off a socket before it emits 'upgrade': whoever routes the
+ * request guards the socket until ws takes it over (an unguarded error would be an uncaught one).
+ */
+export function destroyOnError (this: Duplex): void {
+  this.destroy()
+}
+
+/** Routes an upgrade request through Fastify when no listener of the server does. */
+export type UnroutedUpgrade = (request: IncomingMessage, socket: Duplex, head: Buffer) => void
+
+export function watchServer (server: EventEmitter, handshakes: Handshakes, route: UnroutedUpgrade): () => void {
+  // The listeners that route upgrades (@fastify/websocket's), as they are before ours join them.
+  const routers = server.listeners('upgrade')
   const onSocket = (socket: Duplex): void => { handshakes.accepted(socket) }
   const onRequest = (request: IncomingMessage): void => { handshakes.requested(request) }
   const onUpgrade = (request: IncomingMessage, socket: Duplex): void => { handshakes.upgrading(request, socket) }
-  const onRouted = (_request: IncomingMessage, socket: Duplex): void => { handshakes.answered(socket) }
+  const onRouted = (request: IncomingMessage, socket: Duplex, head: Buffer): void => {
+    const listening = server.listeners('upgrade')
+    if (!routers.some((router) => listening.includes(router))) route(request, socket, head)
+    handshakes.answered(socket)
+  }
   const http1 = server instanceof HttpServer || server instanceof HttpsServer
   // https hands a socket to HTTP once TLS is up; tls's own handshakeTimeout bounds TLS itself.
   const accept = server instanceof TlsServer ? 'secureConnection' : 'connection'
