@@ -15,7 +15,7 @@ export interface Snippet {
 // A block that starts with `// name.ts` (maybe followed by a colon and a comment) is that file, so
 // that blocks can import each other (`./contract.js`) as the docs show. Names are unique across
 // the docs: one flat folder holds them all.
-const NAMED = /^\/\/ ([a-z0-9-]+\.ts)(?::|$)/
+const NAMED = /^\/\/ ([a-z0-9.-]+\.ts)(?::|$)/
 const FENCE = /^```(\w*)\s*$/
 
 /** The `ts` code blocks of one Markdown text. */
