@@ -36,7 +36,8 @@ t.test('app.close() closes every connection with 1001 after what the handler alr
   }
 })
 
-t.test('during shutdown new upgrades get 503, and a stuck peer holds the close no longer than closeTimeout', async (t) => {
+/** An app whose one connection is open and never answers a close, with closeTimeout 150 ms. */
+async function withStuckPeer (): Promise<{ app: FastifyInstance, port: number, stuck: Awaited<ReturnType<typeof rawClient>> }> {
   const stuckOpen = deferred()
   const { app, port } = await listening((app) => {
     app.get('/', { realtime: true }, async (conn) => {
@@ -46,14 +47,24 @@ t.test('during shutdown new upgrades get 503, and a stuck peer holds the close n
   }, 150)
   const stuck = await rawClient(port, '/')
   await stuckOpen.promise
+  return { app, port, stuck }
+}
+
+/** The HTTP status a new upgrade gets. */
+async function upgradeStatus (port: number): Promise<number> {
+  const late = new WebSocket(`ws://127.0.0.1:${port}/`)
+  const [, response] = await once(late, 'unexpected-response') as [unknown, { statusCode: number }]
+  late.on('error', () => {})
+  late.terminate()
+  return response.statusCode
+}
+
+t.test('during shutdown new upgrades get 503, and a stuck peer holds the close no longer than closeTimeout', async (t) => {
+  const { app, port, stuck } = await withStuckPeer()
   const started = Date.now()
   const closing = app.close()
   t.equal(closeCodeOfFrame(await stuck.next()), 1001, 'the stuck peer is asked to close')
-  const late = new WebSocket(`ws://127.0.0.1:${port}/`)
-  const [, response] = await once(late, 'unexpected-response') as [unknown, { statusCode: number }]
-  t.equal(response.statusCode, 503)
-  late.on('error', () => {})
-  late.terminate()
+  t.equal(await upgradeStatus(port), 503)
   await closing
   const elapsed = Date.now() - started
   t.ok(elapsed >= 140 && elapsed < 5000, `close waited about closeTimeout (${elapsed} ms)`)
@@ -61,25 +72,13 @@ t.test('during shutdown new upgrades get 503, and a stuck peer holds the close n
 })
 
 t.test('an upgrade during shutdown still gets 503 when @fastify/websocket takes its upgrade listener away first (11.3.7 and later)', async (t) => {
-  const stuckOpen = deferred()
-  const { app, port } = await listening((app) => {
-    app.get('/', { realtime: true }, async (conn) => {
-      stuckOpen.resolve()
-      await conn.receive()
-    })
-  }, 150)
-  const stuck = await rawClient(port, '/')
-  await stuckOpen.promise
+  const { app, port, stuck } = await withStuckPeer()
   // The plugin's two listeners come first (prepended) and last; @fastify/websocket's sits between.
   const listeners = app.server.listeners('upgrade')
   const closing = app.close()
   for (const listener of listeners.slice(1, -1)) app.server.removeListener('upgrade', listener as () => void)
   t.equal(closeCodeOfFrame(await stuck.next()), 1001)
-  const late = new WebSocket(`ws://127.0.0.1:${port}/`)
-  const [, response] = await once(late, 'unexpected-response') as [unknown, { statusCode: number }]
-  t.equal(response.statusCode, 503, 'Fastify answered it, routed by the plugin')
-  late.on('error', () => {})
-  late.terminate()
+  t.equal(await upgradeStatus(port), 503, 'Fastify answered it, routed by the plugin')
   await closing
   await stuck.closed
 })
