@@ -191,14 +191,18 @@ export function destroyOnError (this: Duplex): void {
 export type UnroutedUpgrade = (request: IncomingMessage, socket: Duplex, head: Buffer) => void
 
 export function watchServer (server: EventEmitter, handshakes: Handshakes, route: UnroutedUpgrade): () => void {
-  // The listeners that route upgrades (@fastify/websocket's), as they are before ours join them.
+  // The listeners that route upgrades (@fastify/websocket's), as they are before ours join them;
+  // counted down as they are taken away, so an upgrade costs no look at the listener list.
   const routers = server.listeners('upgrade')
+  let routing = routers.length
+  const onRemoved = (event: string | symbol, listener: unknown): void => {
+    if (event === 'upgrade' && routers.includes(listener as (...args: unknown[]) => void)) routing--
+  }
   const onSocket = (socket: Duplex): void => { handshakes.accepted(socket) }
   const onRequest = (request: IncomingMessage): void => { handshakes.requested(request) }
   const onUpgrade = (request: IncomingMessage, socket: Duplex): void => { handshakes.upgrading(request, socket) }
   const onRouted = (request: IncomingMessage, socket: Duplex, head: Buffer): void => {
-    const listening = server.listeners('upgrade')
-    if (!routers.some((router) => listening.includes(router))) route(request, socket, head)
+    if (routing === 0) route(request, socket, head)
     handshakes.answered(socket)
   }
   const http1 = server instanceof HttpServer || server instanceof HttpsServer
@@ -211,7 +215,9 @@ export function watchServer (server: EventEmitter, handshakes: Handshakes, route
   // Around @fastify/websocket's listener, which routes the request at once.
   server.prependListener('upgrade', onUpgrade)
   server.on('upgrade', onRouted)
+  server.on('removeListener', onRemoved)
   return () => {
+    server.removeListener('removeListener', onRemoved)
     server.removeListener(accept, onSocket)
     server.removeListener('request', onRequest)
     server.removeListener('upgrade', onUpgrade)
