@@ -1,4 +1,5 @@
 import type { ConnectionContext, RealtimeConnection } from './connection/connection.js'
+import type { ContractRoute } from './asyncapi/document.js'
 import type { DeadlineClock } from './connection/timers.js'
 import type { GuardSettings } from './options/guard.js'
 import type { Handshakes } from './handshake/handshakes.js'
@@ -29,6 +30,8 @@ export interface PluginContext extends ConnectionContext {
   readonly requestSerializer: (request: object) => unknown
   /** The ws servers of the routes, one per distinct set of ws settings. */
   readonly wsServers: WsServers
+  /** The contract routes registered so far, for the AsyncAPI document. */
+  readonly contractRoutes: ContractRoute[]
   /** How shutdown closes connections: 1001, or 1012 once `app.realtime.restarting()` was called. */
   shutdown: { code: number, reason: string }
 }

@@ -2,6 +2,7 @@ import type { Contract, ServerData, ServerType } from './messages/contract.js'
 import { compiledFor, serializeOutgoing } from './messages/outgoing.js'
 import type { Broker, HistoryPage, HistoryQuery, PresenceEntry } from './hub/broker.js'
 import type { Hub, HubStats } from './hub/hub.js'
+import type { AsyncApiDocument, AsyncApiOptions } from './asyncapi/document.js'
 import { prometheusText, type RealtimeMetrics } from './metrics.js'
 
 /** `app.realtime`: what handlers can do with rooms, from anywhere in the app. Sends are typed by the contract given. */
@@ -26,9 +27,11 @@ export interface RealtimeDecorator {
   /** Makes the next `app.close()` close connections with 1012 (service restart) instead of 1001. */
   restarting (): void
   readonly broker: Broker
+  /** The AsyncAPI 3.0 document of every contract route registered so far (call it once the app is ready). */
+  asyncapi (options?: AsyncApiOptions): AsyncApiDocument
 }
 
-export function createDecorator (hub: Hub, metrics: RealtimeMetrics, restarting: () => void): RealtimeDecorator {
+export function createDecorator (hub: Hub, metrics: RealtimeMetrics, restarting: () => void, asyncapi: RealtimeDecorator['asyncapi']): RealtimeDecorator {
   const body = (contract: Contract, type: string, data: unknown): string => serializeOutgoing(compiledFor(contract), type, data, false)
   return {
     async publish (contract, rooms, type, data) {
@@ -45,6 +48,7 @@ export function createDecorator (hub: Hub, metrics: RealtimeMetrics, restarting:
     metrics,
     prometheus: () => prometheusText(metrics, hub.stats),
     restarting,
-    broker: hub.broker
+    broker: hub.broker,
+    asyncapi
   }
 }

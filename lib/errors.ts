@@ -43,6 +43,10 @@ export const errors = {
   FST_RT_INVALID_CONTRACT: createError('FST_RT_INVALID_CONTRACT', 'Invalid message contract: %s', 500, TypeError),
   FST_RT_INVALID_HANDLERS: createError('FST_RT_INVALID_HANDLERS', 'Invalid message handlers: %s', 500, TypeError),
 
+  // ---- AsyncAPI documents: thrown by app.realtime.asyncapi() and at registration ----
+  FST_RT_ASYNCAPI_UNSUPPORTED: createError('FST_RT_ASYNCAPI_UNSUPPORTED', 'The AsyncAPI document cannot describe %s: %s', 500, TypeError),
+  FST_RT_ASYNCAPI_PAGE_PEER: createError('FST_RT_ASYNCAPI_PAGE_PEER', 'The AsyncAPI page needs the optional peer dependency @asyncapi/react-component: install it, or set asyncapi.page to false (%s)', 500),
+
   // ---- message contracts: sent to the client as { type: 'error', data: { code, message, errors } } ----
   FST_RT_MESSAGE_NOT_JSON: createError('FST_RT_MESSAGE_NOT_JSON', 'The message is not valid JSON'),
   FST_RT_MESSAGE_TOO_DEEP: createError('FST_RT_MESSAGE_TOO_DEEP', 'The message nests objects and arrays more than %s levels deep in its data'),

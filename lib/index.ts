@@ -29,6 +29,8 @@ import { MemoryPresence, type PresenceStore } from './hub/presence.js'
 import { MemoryBroker } from './hub/memory.js'
 import { Hub } from './hub/hub.js'
 import { createDecorator, type RealtimeDecorator } from './decorator.js'
+import { asyncApiDocument } from './asyncapi/document.js'
+import { serveAsyncApi, type AsyncApiServeOptions } from './asyncapi/serve.js'
 
 export { RealtimeConnection } from './connection/connection.js'
 export type { BinaryData, CloseOptions, IteratedMessage, ReceiveJsonOptions, ReceiveOptions, SendOptions } from './connection/connection.js'
@@ -55,6 +57,8 @@ export type { Recovery } from './hub/recovery.js'
 export { SLOW_CONSUMER_CLOSE } from './hub/hub.js'
 export type { HubSettings, HubStats, JoinOptions, JoinResult } from './hub/hub.js'
 export type { RealtimeDecorator } from './decorator.js'
+export type { AsyncApiDocument, AsyncApiOptions, AsyncApiServer } from './asyncapi/document.js'
+export type { AsyncApiServeOptions } from './asyncapi/serve.js'
 export type { RealtimeMetrics } from './metrics.js'
 export { redactUrl } from './handshake/redaction.js'
 export { tokenAuth } from './handshake/token-auth.js'
@@ -165,6 +169,12 @@ export interface RealtimeHubOptions {
   redactQuery?: readonly string[]
   /** Serve the metrics in Prometheus' text format at this path (a GET route). @default undefined */
   metricsRoute?: string
+  /**
+   * Serve the AsyncAPI 3.0 document of the contract routes as JSON and YAML (`<route>.json`,
+   * `<route>.yaml`) and an HTML page of it (`<route>`, needs the optional peer `@asyncapi/react-component`).
+   * @default undefined
+   */
+  asyncapi?: boolean | AsyncApiServeOptions
 }
 
 type RawWithHandshake = IncomingMessage & { [kOfferedExtensions]?: string }
@@ -200,12 +210,13 @@ const fastifyRealtime: FastifyPluginAsync<RealtimePluginOptions & RealtimeHubOpt
     connections: new Set<RealtimeConnection>(),
     metrics,
     wsServers: new WsServers(),
+    contractRoutes: [],
     shutdown: { code: CloseCode.GOING_AWAY, reason: 'Server shutting down' }
   }
   fastify.decorateRequest('realtimeUser', null)
   fastify.decorate('realtime', createDecorator(hub, metrics, () => {
     plugin.shutdown = { code: CloseCode.SERVICE_RESTART, reason: 'Server restarting' }
-  }))
+  }, (asyncapiOptions) => asyncApiDocument(plugin.contractRoutes, asyncapiOptions)))
 
   // Added before @fastify/websocket registers its own onRoute hook, so it sees the converted route.
   fastify.addHook('onRoute', (routeOptions) => {
@@ -264,6 +275,7 @@ const fastifyRealtime: FastifyPluginAsync<RealtimePluginOptions & RealtimeHubOpt
     }
     done()
   })
+  if (checked.asyncapi !== null) serveAsyncApi(fastify, plugin.contractRoutes, checked.asyncapi)
   if (metricsRoute !== null) {
     fastify.route({
       method: 'GET',

@@ -9,7 +9,9 @@ import { WsServers } from './connection/ws-servers.js'
 import { handshakeHook } from './handshake/hook.js'
 import { redactingSerializer } from './handshake/redaction.js'
 import { checkHandshake, looksLikeHandshake } from './handshake/validate.js'
-import { kPlainRoute, kRouteServer } from './symbols.js'
+import { kContractRoute, kPlainRoute, kRouteServer, kTokenAuth } from './symbols.js'
+import type { ContractRouteTag } from './messages/contract-handler.js'
+import type { TokenAuthSource } from './asyncapi/document.js'
 
 export type RealtimeHandlerFunction = (this: FastifyInstance, connection: RealtimeConnection, request: FastifyRequest) => unknown
 
@@ -54,6 +56,15 @@ function httpFallback (request: FastifyRequest, reply: FastifyReply): void {
   throw new errors.FST_RT_UPGRADE_REQUIRED()
 }
 
+/** Keeps what the AsyncAPI document needs of a contract route (asyncapi/document.ts). */
+function describeRoute (routeOptions: RouteOptions, handler: RealtimeHandlerFunction, plugin: PluginContext): void {
+  const tag = (handler as { [kContractRoute]?: ContractRouteTag })[kContractRoute]
+  if (tag === undefined) return
+  const schema = (routeOptions.schema ?? {}) as { querystring?: unknown, headers?: unknown }
+  const tokenAuth = hookList(routeOptions.onRequest).map((hook) => (hook as { [kTokenAuth]?: TokenAuthSource })[kTokenAuth]).find((found) => found !== undefined)
+  plugin.contractRoutes.push({ ...tag, url: routeOptions.url, querystring: schema.querystring, headers: schema.headers, tokenAuth: tokenAuth ?? null })
+}
+
 /** Runs the handler, then ends the connection aiohttp's way: 1000 on return, 1011 on a throw. */
 async function runHandler (this: FastifyInstance, handler: RealtimeHandlerFunction, connection: RealtimeConnection): Promise<void> {
   const request = connection.request
@@ -87,6 +98,7 @@ export function convertRealtimeRoute (routeOptions: RouteOptions & { realtime?: 
   routeOptions.logSerializers = redactedSerializers(routeOptions, plugin)
   // Fastify's automatic HEAD route can never be upgraded.
   if (methods.every((method) => method === 'HEAD')) return
+  describeRoute(routeOptions, handler, plugin)
   routeOptions.onRequest = [handshakeHook(settings, plugin.handshakes, plugin.metrics) as Hook, ...hookList(routeOptions.onRequest)]
   // The plugin's onRequest hook marks each upgrade request for it (ws-internals.ts's bridge).
   routeOptions.config = { ...routeOptions.config, [kRouteServer]: plugin.wsServers.serverFor(settings) }

@@ -9,5 +9,9 @@ export const kHandshake = Symbol('fastify-realtime.handshake')
 export const kPlainRoute = Symbol('fastify-realtime.plain-route')
 /** In a realtime route's config: the ws server of the route's settings, which upgrades its requests. */
 export const kRouteServer = Symbol('fastify-realtime.route-server')
+/** On a contractHandler() handler: its contract and settings, for the AsyncAPI document. */
+export const kContractRoute = Symbol('fastify-realtime.contract-route')
+/** On a tokenAuth() hook: where it looks for the token, for the AsyncAPI document. */
+export const kTokenAuth = Symbol('fastify-realtime.token-auth')
 /** On an `app.injectWS()` upgrade request, which has no socket: the stream it was upgraded on. */
 export const kUpgradeSocket = Symbol('fastify-realtime.upgrade-socket')

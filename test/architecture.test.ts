@@ -10,6 +10,7 @@ import './support/process-guard.js'
 // Each entry is a path under lib/: a folder ends in '/', the longest match wins.
 const LAYERS: ReadonlyArray<readonly string[]> = [
   ['index.ts', 'route.ts', 'context.ts', 'decorator.ts', 'history-route.ts', 'options/plugin.ts', 'testing/'],
+  ['asyncapi/'],
   ['handshake/'],
   ['messages/', 'options/contract.ts'],
   ['connection/'],

@@ -109,7 +109,7 @@ t.test('the register()-only options are in their tables with their defaults', as
   for (const [name, value] of Object.entries(defaultHubSettings)) t.ok(rooms.get(name)?.[1]?.startsWith(written(value)), name)
   t.equal(rooms.get('history')?.[1], `\`{ size: ${defaultHistoryLimits.size}, ttlMs: ${defaultHistoryLimits.ttlMs} }\``)
   const limits = optionRows('docs/options.md', '## Connection limits, logging and metrics')
-  t.same([...limits.keys()].sort(), ['handshakeTimeout', 'maxConnections', 'maxConnectionsPerIp', 'metricsRoute', 'redactQuery'])
+  t.same([...limits.keys()].sort(), ['asyncapi', 'handshakeTimeout', 'maxConnections', 'maxConnectionsPerIp', 'metricsRoute', 'redactQuery'])
   for (const name of ['maxConnections', 'maxConnectionsPerIp', 'handshakeTimeout'] as const) {
     t.equal(limits.get(name)?.[1], written(defaultGuardSettings[name]), name)
   }

@@ -1,6 +1,7 @@
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import { errors } from '../errors.js'
 import { check } from '../options/server-checks.js'
+import { kTokenAuth } from '../symbols.js'
 
 /** Where a handshake token may come from. */
 export type TokenSource = 'header' | 'query' | 'cookie' | 'protocol'
@@ -86,7 +87,7 @@ export function tokenAuth (options: TokenAuthOptions) {
   const queryParam = options.queryParam === undefined ? tokenAuthDefaults.queryParam : check.string('queryParam', options.queryParam)
   const cookieName = options.cookieName === undefined ? tokenAuthDefaults.cookieName : check.token('cookieName', options.cookieName)
   const marker = options.protocolMarker === undefined ? tokenAuthDefaults.protocolMarker : check.token('protocolMarker', options.protocolMarker)
-  return async function realtimeTokenAuth (request: FastifyRequest, _reply: FastifyReply): Promise<void> {
+  const hook = async function realtimeTokenAuth (request: FastifyRequest, _reply: FastifyReply): Promise<void> {
     let token: string | null = null
     for (const source of from) {
       token = source === 'header'
@@ -112,4 +113,6 @@ export function tokenAuth (options: TokenAuthOptions) {
     }
     request.realtimeUser = user
   }
+  Object.defineProperty(hook, kTokenAuth, { value: { from, queryParam, cookieName, protocolMarker: marker } })
+  return hook
 }

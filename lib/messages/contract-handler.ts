@@ -8,6 +8,14 @@ import type { Contract } from './contract.js'
 import { contractSettings } from '../options/contract.js'
 import { compiledFor } from './outgoing.js'
 import { Session } from './session.js'
+import { kContractRoute } from '../symbols.js'
+
+/** What a contract route's handler carries under kContractRoute. */
+export interface ContractRouteTag {
+  readonly contract: Contract
+  readonly firstMessageAuth: boolean
+  readonly clientRooms: boolean
+}
 import type { AnyHandler, ContractOptions, MessageHandlers } from './types.js'
 
 function checkHandlers (compiled: CompiledContract, handlers: Record<string, unknown>): void {
@@ -31,7 +39,7 @@ export function contractHandler<C extends Contract> (contract: C, handlers: NoIn
   const compiled = compiledFor(contract)
   checkHandlers(compiled, handlers as Record<string, unknown>)
   const settings = contractSettings(options as ContractOptions)
-  return async function realtimeContract (this: FastifyInstance, connection: RealtimeConnection, request: FastifyRequest): Promise<void> {
+  const handler = async function realtimeContract (this: FastifyInstance, connection: RealtimeConnection, request: FastifyRequest): Promise<void> {
     // The plugin instance the connection came through: its hub and its clock.
     const { hub, clock } = connection.plugin
     let userId = settings.userId === null ? null : await settings.userId(request)
@@ -44,4 +52,8 @@ export function contractHandler<C extends Contract> (contract: C, handlers: NoIn
     // Returned, not awaited, so this frame is not kept for the life of the connection.
     return session.serve()
   }
+  // What the AsyncAPI document reads of the route (route.ts collects it at registration).
+  const described: ContractRouteTag = { contract, firstMessageAuth: settings.auth !== null, clientRooms: settings.rooms !== null }
+  Object.defineProperty(handler, kContractRoute, { value: described })
+  return handler
 }

@@ -4,6 +4,7 @@ import { defaultHubSettings, type HubSettings } from '../hub/hub.js'
 import { historyLimits } from './history.js'
 import { defaultSettings, normalizeOptions, type RouteSettings } from './route.js'
 import { check } from './server-checks.js'
+import type { AsyncApiServeOptions } from '../asyncapi/serve.js'
 import { defaultGuardSettings, guardSettings, type GuardSettings } from './guard.js'
 
 /**
@@ -20,7 +21,7 @@ export const pluginKeys = Object.freeze({
   /** Bounds on handshakes and connections, and log redaction. */
   guard: Object.freeze(Object.keys(defaultGuardSettings)),
   /** Where rooms and presence live, and the metrics route. */
-  plugin: Object.freeze(['broker', 'presence', 'history', 'metricsRoute'])
+  plugin: Object.freeze(['broker', 'presence', 'history', 'metricsRoute', 'asyncapi'])
 })
 
 /** The checked options of one registration of the plugin. */
@@ -35,6 +36,8 @@ export interface PluginSettings {
   /** Of the default MemoryBroker. */
   readonly history: HistoryLimits
   readonly metricsRoute: string | null
+  /** Where and how to serve the AsyncAPI document, or null. */
+  readonly asyncapi: AsyncApiServeOptions | null
 }
 
 const notRoute = new Set<string>([...pluginKeys.fastify, ...pluginKeys.hub, ...pluginKeys.guard, ...pluginKeys.plugin])
@@ -69,6 +72,34 @@ function metricsRoute (value: unknown): string | null {
   return value as string
 }
 
+const ASYNCAPI_KEYS = ['route', 'page', 'title', 'version', 'description', 'servers']
+const SERVER_KEYS = ['host', 'protocol', 'pathname', 'description']
+
+function asyncapiOption (value: unknown): AsyncApiServeOptions | null {
+  if (value === undefined || value === false) return null
+  if (value === true) return {}
+  const options = check.object('asyncapi', value, ASYNCAPI_KEYS, 'true or an object { route?, page?, title?, version?, description?, servers? }')
+  const route = options.route
+  if (route !== undefined && (typeof route !== 'string' || !route.startsWith('/') || route.endsWith('/'))) {
+    check.fail('asyncapi.route', 'a path starting with "/" and not ending with one', route)
+  }
+  if (options.page !== undefined) check.boolean('asyncapi.page', options.page)
+  for (const key of ['title', 'version', 'description'] as const) {
+    if (options[key] !== undefined) check.string(`asyncapi.${key}`, options[key])
+  }
+  if (options.servers !== undefined) {
+    const servers = check.object('asyncapi.servers', options.servers, typeof options.servers === 'object' && options.servers !== null ? Object.keys(options.servers) : [], 'an object of servers by name')
+    for (const [name, server] of Object.entries(servers)) {
+      const entry = check.object(`asyncapi.servers.${name}`, server, SERVER_KEYS, 'an object { host, protocol?, pathname?, description? }')
+      check.string(`asyncapi.servers.${name}.host`, entry.host)
+      if (entry.protocol !== undefined && entry.protocol !== 'ws' && entry.protocol !== 'wss') check.fail(`asyncapi.servers.${name}.protocol`, '"ws" or "wss"', entry.protocol)
+      if (entry.pathname !== undefined) check.string(`asyncapi.servers.${name}.pathname`, entry.pathname)
+      if (entry.description !== undefined) check.string(`asyncapi.servers.${name}.description`, entry.description)
+    }
+  }
+  return Object.freeze({ ...options }) as AsyncApiServeOptions
+}
+
 /** Checks every option of `register()`; throws FST_RT_INVALID_OPTION on the first problem. */
 export function pluginSettings (options: Record<string, unknown>): PluginSettings {
   const own = Object.fromEntries(Object.entries(options).filter(([key]) => !notRoute.has(key)))
@@ -80,6 +111,7 @@ export function pluginSettings (options: Record<string, unknown>): PluginSetting
     presence: presenceOf(options.presence),
     // Checked with a broker given too, where it is ignored: a wrong value is a mistake either way.
     history: historyLimits('history', options.history),
-    metricsRoute: metricsRoute(options.metricsRoute)
+    metricsRoute: metricsRoute(options.metricsRoute),
+    asyncapi: asyncapiOption(options.asyncapi)
   }
 }
