@@ -66,6 +66,10 @@ export const errors = {
   // ---- broker kit: thrown by the conformance suite (fastify-realtime/testing) ----
   FST_RT_BROKER_RULE: createError('FST_RT_BROKER_RULE', 'The broker breaks rule %s: %s'),
 
+  // ---- the test client: thrown by connectTest() and its helpers (fastify-realtime/testing) ----
+  FST_RT_TEST_TIMEOUT: createError('FST_RT_TEST_TIMEOUT', 'The test client waited for %s for %s ms; received and not taken meanwhile: %s'),
+  FST_RT_TEST_CONNECT_FAILED: createError('FST_RT_TEST_CONNECT_FAILED', 'The test client could not connect: %s'),
+
   // ---- message contracts: thrown to the server code that sends ----
   FST_RT_UNKNOWN_OUTGOING_TYPE: createError('FST_RT_UNKNOWN_OUTGOING_TYPE', 'The contract has no server message type %s', 500, TypeError),
   FST_RT_INVALID_OUTGOING: createError('FST_RT_INVALID_OUTGOING', 'Outgoing %s does not match its schema: %s', 500, TypeError),

@@ -136,9 +136,25 @@ export function bridgeUpgrades (server: WebSocketServer): void {
       return
     }
     routeServers.delete(request)
-    if (request.socket !== socket) (request as UpgradeRequest)[kUpgradeSocket] = socket
+    if (request.socket !== socket) {
+      (request as UpgradeRequest)[kUpgradeSocket] = socket
+      closeWhenEnded(socket)
+    }
     own.handleUpgrade(request, socket, head, callback)
   } satisfies HandleUpgrade
+}
+
+/**
+ * The stream of `app.injectWS()` is no TCP socket: it does not close once both of its sides have
+ * ended, so after a close handshake the connection would wait out `closeTimeout` (and a shutdown
+ * with it). It is destroyed then, as Node closes a socket whose both sides are done.
+ */
+function closeWhenEnded (socket: Duplex): void {
+  // duplexify's streams (readable-stream 3) have no readableEnded or writableFinished: counted here.
+  let sides = 0
+  const ended = (): void => { if (++sides === 2) socket.destroy() }
+  socket.once('end', ended)
+  socket.once('finish', ended)
 }
 
 /** Whether the upgrade of this request went through `bridgeUpgrades` (its route's server). */

@@ -1,4 +1,5 @@
-// `fastify-realtime/testing`: the conformance suite a broker or presence store proves itself with.
+// `fastify-realtime/testing`: the in-process test client of an app (test-client.ts), and the
+// conformance suite a broker or presence store proves itself with.
 // It needs no test framework: a check is a named async function that rejects with
 // FST_RT_BROKER_RULE, naming the rule, when the broker breaks it.
 import { brokerChecks, type BrokerCheck, type BrokerConformanceOptions } from './broker-checks.js'
@@ -10,6 +11,8 @@ export { entry } from './presence-checks.js'
 export { brokerRules, type BrokerRule } from './rules.js'
 export { Recorder } from './recorder.js'
 export type { BrokerRuleError } from './expect.js'
+export { connectTest, TestClient } from './test-client.js'
+export type { ConnectTestOptions, Received, TestClientEvents } from './test-client.js'
 
 /** A test runner's `test(name, fn)`: node:test's `test`, or `(name, fn) => t.test(name, fn)` with tap. */
 export type RegisterTest = (name: string, fn: () => Promise<void>) => unknown
