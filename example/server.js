@@ -61,7 +61,15 @@ if (process.env.REDIS_URL) {
     onError: (err) => { app.log.warn({ err }, 'redis broker') }
   })
 }
-await app.register(realtime, broker === undefined ? { history } : { broker })
+// The chat's AsyncAPI document at /asyncapi.json and /asyncapi.yaml, and a page of it at /asyncapi
+// (rendered by @asyncapi/react-component's bundle, served from node_modules: no CDN).
+const asyncapi = {
+  title: 'fastify-realtime demo chat',
+  version: '0.1.0',
+  description: 'Rooms with presence and history: join with $join, talk with say, ask who is there with who.',
+  servers: { demo: { host: `${HOST.includes(':') ? `[${HOST}]` : HOST}:${PORT}`, protocol: 'ws', description: 'npm start' } }
+}
+await app.register(realtime, broker === undefined ? { history, asyncapi } : { broker, asyncapi })
 
 app.get('/chat', {
   // Pings after 15 s without traffic, and drops a client that does not answer within 7.5 s.
@@ -144,4 +152,4 @@ for (const signal of ['SIGINT', 'SIGTERM']) {
 await app.listen({ port: PORT, host: HOST })
 const { port } = app.server.address()
 const shown = HOST.includes(':') ? `[${HOST}]` : HOST
-console.log(`fastify-realtime demo: http://${shown}:${port}`)
+console.log(`fastify-realtime demo: http://${shown}:${port} (its AsyncAPI document: /asyncapi)`)

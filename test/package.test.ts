@@ -18,13 +18,13 @@ t.test('fastify-plugin checks the same fastify range the package declares as its
   t.equal(meta?.name, 'fastify-realtime')
 })
 
-t.test('fastify and TypeBox are peers (one copy in the app), ioredis an optional one', async (t) => {
-  for (const name of ['fastify', '@sinclair/typebox', 'ioredis']) {
+t.test('fastify and TypeBox are peers (one copy in the app), ioredis and the AsyncAPI page\'s component optional ones', async (t) => {
+  for (const name of ['fastify', '@sinclair/typebox', 'ioredis', '@asyncapi/react-component']) {
     t.ok(pkg.peerDependencies[name], `${name} is a peer`)
     t.notOk(pkg.dependencies[name], `${name} is not a dependency`)
     t.ok(pkg.devDependencies[name], `${name} is installed for the tests`)
   }
-  t.same(pkg.peerDependenciesMeta, { ioredis: { optional: true } })
+  t.same(pkg.peerDependenciesMeta, { '@asyncapi/react-component': { optional: true }, ioredis: { optional: true } })
 })
 
 t.test('runtime dependencies are ranges, and the types the declarations import come with them', async (t) => {

@@ -133,7 +133,17 @@ const TSCONFIG = {
     outDir: 'out',
     types: ['node']
   },
-  include: ['src']
+  include: ['src'],
+  exclude: ['src/*-tap.test.ts']
+}
+
+// The docs' tap examples, compiled apart with skipLibCheck: tap's own declarations do not pass
+// without it (tcompare's import React's types, which an app without React does not have).
+const TSCONFIG_TAP = {
+  extends: './tsconfig.json',
+  compilerOptions: { skipLibCheck: true },
+  include: ['src/*-tap.test.ts'],
+  exclude: []
 }
 
 // What must not compile in an app, beside what must: a wrong method or url on a realtime route.
@@ -161,7 +171,8 @@ async function makeApp (t: Test, work: string, packed: Packed, spec: AppSpec): P
     `ws@${pkg.dependencies.ws as string}`,
     `@fastify/type-provider-typebox@${pkg.devDependencies['@fastify/type-provider-typebox'] as string}`,
     `@types/node@${spec.typesNode}`,
-    `typescript@${pkg.devDependencies.typescript as string}`
+    `typescript@${pkg.devDependencies.typescript as string}`,
+    `tap@${pkg.devDependencies.tap as string}`
   ], { cwd: dir, ms: INSTALL_MS })
   t.equal(install.code, 0, `npm install (${spec.name})`, { diagnostic: install.code !== 0, output: shown(install) })
   const installed = async (name: string): Promise<string> =>
@@ -180,6 +191,9 @@ async function makeApp (t: Test, work: string, packed: Packed, spec: AppSpec): P
   const tsc = await run(join(dir, 'node_modules/.bin/tsc'), ['-p', '.'], { cwd: dir, ms: 180_000 })
   t.equal(tsc.code, 0, `every TypeScript block of the README and docs/ compiles (strict, skipLibCheck: false) with fastify ${spec.fastify}, TypeBox ${spec.typebox}`,
     { diagnostic: tsc.code !== 0, output: shown(tsc) })
+  await writeFile(join(dir, 'tsconfig.tap.json'), JSON.stringify(TSCONFIG_TAP, null, 2))
+  const tap = await run(join(dir, 'node_modules/.bin/tsc'), ['-p', 'tsconfig.tap.json'], { cwd: dir, ms: 180_000 })
+  t.equal(tap.code, 0, 'the tap examples of docs/ compile (strict)', { diagnostic: tap.code !== 0, output: shown(tap) })
   return dir
 }
 
@@ -284,6 +298,15 @@ async function runExamples (t: Test, node: string, dir: string): Promise<void> {
     t.match(checked.stdout, /^# pass 21$/m, 'every check of the broker and of the presence store ran')
     const plain = await run(node, ['out/broker-conformance-plain.js'], { cwd: dir, ms: 120_000 })
     t.equal(plain.code, 0, 'runChecks() finds no failure', { diagnostic: plain.code !== 0, output: shown(plain) })
+  })
+
+  await t.test('testing an app (testing.md): connectTest() under node --test and under tap', async (t) => {
+    const builtin = await run(node, ['--test', '--test-reporter=tap', 'out/testing-node.test.js'], { cwd: dir, ms: 120_000 })
+    t.equal(builtin.code, 0, 'node --test passes', { diagnostic: builtin.code !== 0, output: shown(builtin) })
+    t.match(builtin.stdout, /^# pass 2$/m, 'both node:test examples ran')
+    const tap = await run(node, ['out/testing-tap.test.js'], { cwd: dir, ms: 120_000 })
+    t.equal(tap.code, 0, 'the tap example passes', { diagnostic: tap.code !== 0, output: shown(tap) })
+    t.match(tap.stdout, /# \{ total: 3, pass: 3 \}/, 'its three assertions ran')
   })
 }
 
