@@ -22,7 +22,7 @@ if (!existsSync(CHROMIUM)) {
   t.plan(0, `${CHROMIUM} is missing (apt-get install chromium)`)
 } else {
   t.setTimeout(120_000)
-  void t.test('the demo chat in two browsers, across a server restart', demo)
+  void t.test('the demo chat in two browsers, across a server restart, and its AsyncAPI page', demo)
 }
 
 /** Builds dist/ when a lib/ source is newer than its output (npm test builds first; this covers `npx tap` alone). */
@@ -178,5 +178,21 @@ async function demo (t: Test): Promise<void> {
 
   await ada.screenshot({ path: path.join(root, '.screenshots/demo-ada.png') })
   await zoe.screenshot({ path: path.join(root, '.screenshots/demo-zoe.png') })
+
+  // The chat's AsyncAPI page: the document rendered by the bundle the server itself serves.
+  const docs = await (await browser.newContext()).newPage()
+  docs.setDefaultTimeout(waitMs)
+  docs.on('pageerror', (error) => { errors.push(`asyncapi page: ${error.message}`) })
+  const loaded: string[] = []
+  docs.on('request', (request) => { loaded.push(request.url()) })
+  await docs.goto(`${server.url}/asyncapi`)
+  await docs.locator('#introduction', { hasText: 'fastify-realtime demo chat 0.1.0' }).waitFor()
+  // The operations by id, and the messages by their wire type.
+  for (const text of ['chat.say', 'chat.who', 'chat.message', 'chat.system.join', 'say', 'who', 'message', '$join', '$presence', '$lost']) {
+    await docs.getByText(text, { exact: true }).filter({ visible: true }).first().waitFor()
+  }
+  t.pass('the AsyncAPI page shows the chat\'s message types: say, who, message, and the system messages')
+  t.same(loaded.filter((url) => !url.startsWith(server.url)), [], 'the page loads nothing from elsewhere')
+  await docs.screenshot({ path: path.join(root, '.screenshots/demo-asyncapi.png') })
   t.same(errors, [], 'no errors in the pages')
 }
