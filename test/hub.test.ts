@@ -5,6 +5,7 @@ import {
   contractHandler, defineContract, MemoryBroker, MemoryPresence, SLOW_CONSUMER_CLOSE,
   type BrokerEvents, type ContractOptions, type HistoryQuery, type MessageHandlers, type RealtimeHubOptions
 } from '../lib/index.js'
+import { connectTest } from '../lib/testing/index.js'
 import { build, client, deferred, type Client } from './support/helpers.js'
 
 const chat = defineContract({
@@ -85,55 +86,58 @@ async function join (c: Client, room: string, extra: Record<string, unknown> = {
   return await request(c, '$join', { room, ...extra })
 }
 
+/** The typed test client of /chat (or /other) as `user`, over app.injectWS(); closed on teardown. */
+async function member (t: Test, fastify: FastifyInstance, user?: string, path = '/chat') {
+  const c = await connectTest(fastify, path, chat, user === undefined ? {} : { query: { user } })
+  t.teardown(() => { c.close() })
+  return c
+}
+
 t.test('members of a room get what is published to it, with room, epoch and increasing offsets', async (t) => {
-  const { url } = await app(t)
-  const a = await client(t, `${url}/chat?user=ada`)
-  const b = await client(t, `${url}/chat?user=bob`)
-  const joined = await join(a, 'lobby')
-  t.match(joined, { type: '$join:reply', data: { room: 'lobby', epoch: String, offset: 0 } })
-  await join(b, 'lobby')
-  a.ws.send(JSON.stringify({ type: 'say', data: { rooms: ['lobby'], text: 'one' } }))
-  a.ws.send(JSON.stringify({ type: 'say', data: { rooms: ['lobby'], text: 'two' } }))
-  const epoch = (joined.data as { epoch: string }).epoch
+  const { app: fastify } = await app(t)
+  const a = await member(t, fastify, 'ada')
+  const b = await member(t, fastify, 'bob')
+  const { epoch, offset } = await a.join('lobby')
+  t.equal(offset, 0)
+  await b.join('lobby')
+  a.send('say', { rooms: ['lobby'], text: 'one' })
+  a.send('say', { rooms: ['lobby'], text: 'two' })
   for (const c of [a, b]) {
-    t.same(await json(c), { type: 'message', data: { text: 'one', from: 'ada' }, room: 'lobby', epoch, offset: 1 })
-    t.same(await json(c), { type: 'message', data: { text: 'two', from: 'ada' }, room: 'lobby', epoch, offset: 2 })
+    t.same(await c.nextWithMeta('message'), { data: { text: 'one', from: 'ada' }, meta: { room: 'lobby', epoch, offset: 1 } })
+    t.same(await c.nextWithMeta('message'), { data: { text: 'two', from: 'ada' }, meta: { room: 'lobby', epoch, offset: 2 } })
   }
 })
 
 t.test('broadcast leaves the sender out; publish to several rooms reaches each', async (t) => {
-  const { url } = await app(t)
-  const a = await client(t, `${url}/chat?user=ada`)
-  const b = await client(t, `${url}/chat?user=bob`)
-  await join(a, 'lobby')
-  await join(b, 'lobby')
-  await join(b, 'lobby2')
-  a.ws.send(JSON.stringify({ type: 'shout', data: { room: 'lobby', text: 'not to me' } }))
-  t.match(await json(b), { data: { text: 'not to me' }, room: 'lobby' })
-  a.ws.send(JSON.stringify({ type: 'say', data: { rooms: ['lobby', 'lobby2'], text: 'both' } }))
-  t.match(await json(a), { data: { text: 'both' }, room: 'lobby' }, 'the sender gets a publish but not its own broadcast')
-  t.match(await json(b), { data: { text: 'both' }, room: 'lobby' })
-  t.match(await json(b), { data: { text: 'both' }, room: 'lobby2' })
+  const { app: fastify } = await app(t)
+  const a = await member(t, fastify, 'ada')
+  const b = await member(t, fastify, 'bob')
+  await a.join('lobby')
+  await b.join('lobby')
+  await b.join('lobby2')
+  a.send('shout', { room: 'lobby', text: 'not to me' })
+  t.match(await b.nextWithMeta('message'), { data: { text: 'not to me' }, meta: { room: 'lobby' } })
+  a.send('say', { rooms: ['lobby', 'lobby2'], text: 'both' })
+  t.match(await a.nextWithMeta('message'), { data: { text: 'both' }, meta: { room: 'lobby' } }, 'the sender gets a publish but not its own broadcast')
+  t.match(await b.nextWithMeta('message'), { data: { text: 'both' }, meta: { room: 'lobby' } })
+  t.match(await b.nextWithMeta('message'), { data: { text: 'both' }, meta: { room: 'lobby2' } })
 })
 
 t.test('toUser reaches every connection of that user only; toRoute every connection of the route only', async (t) => {
-  const { url } = await app(t)
-  const ada1 = await client(t, `${url}/chat?user=ada`)
-  const ada2 = await client(t, `${url}/chat?user=ada`)
-  const bob = await client(t, `${url}/chat?user=bob`)
-  const elsewhere = await client(t, `${url}/other?user=ada`)
-  bob.ws.send(JSON.stringify({ type: 'dm', data: { user: 'ada', text: 'psst' } }))
-  for (const c of [ada1, ada2, elsewhere]) t.match(await json(c), { type: 'message', data: { text: 'psst', from: 'bob' } })
-  bob.ws.send(JSON.stringify({ type: 'all', data: { text: 'everyone here' } }))
-  for (const c of [ada1, ada2, bob]) t.match(await json(c), { data: { text: 'everyone here' } })
-  elsewhere.ws.send(JSON.stringify({ type: 'all', data: { text: 'other route' } }))
-  t.match(await json(elsewhere), { data: { text: 'other route' } }, 'a connection of /other gets only its own route message')
-  bob.ws.send(JSON.stringify({ type: 'dm', data: { user: 'bob', text: 'to myself' } }))
-  t.match(await json(bob), { data: { text: 'to myself' } }, 'bob did not get the /other route message before this')
+  const { app: fastify } = await app(t)
+  const [ada1, ada2, bob, elsewhere] = await Promise.all([member(t, fastify, 'ada'), member(t, fastify, 'ada'), member(t, fastify, 'bob'), member(t, fastify, 'ada', '/other')])
+  bob.send('dm', { user: 'ada', text: 'psst' })
+  for (const c of [ada1, ada2, elsewhere]) t.same(await c.next('message'), { text: 'psst', from: 'bob' })
+  bob.send('all', { text: 'everyone here' })
+  for (const c of [ada1, ada2, bob]) t.match(await c.next('message'), { text: 'everyone here' })
+  elsewhere.send('all', { text: 'other route' })
+  t.match(await elsewhere.next('message'), { text: 'other route' }, 'a connection of /other gets only its own route message')
+  bob.send('dm', { user: 'bob', text: 'to myself' })
+  t.match(await bob.next('message'), { text: 'to myself' }, 'bob did not get the /other route message before this')
 })
 
 t.test('the app.realtime decorator publishes from an HTTP route and reads presence and history', async (t) => {
-  const { url, app: fastify } = await app(t, {}, {}, (app) => {
+  const { app: fastify } = await app(t, {}, {}, (app) => {
     app.post('/announce', async (request) => {
       await app.realtime.publish(chat, 'lobby', 'message', { text: (request.body as { text: string }).text, from: null })
       await app.realtime.toUser(chat, 'ada', 'message', { text: 'just you', from: null })
@@ -141,13 +145,12 @@ t.test('the app.realtime decorator publishes from an HTTP route and reads presen
       return { members: await app.realtime.presenceCount('lobby') }
     })
   })
-  const a = await client(t, `${url}/chat?user=ada`)
-  await join(a, 'lobby', { meta: { color: 'red' } })
+  const a = await member(t, fastify, 'ada')
+  await a.join('lobby', { meta: { color: 'red' } })
   const response = await fastify.inject({ method: 'POST', url: '/announce', payload: { text: 'hello all' } })
   t.same(response.json(), { members: 1 })
-  t.match(await json(a), { data: { text: 'hello all', from: null }, room: 'lobby', offset: 1 })
-  t.match(await json(a), { data: { text: 'just you' } })
-  t.match(await json(a), { data: { text: 'route wide' } })
+  t.match(await a.nextWithMeta('message'), { data: { text: 'hello all', from: null }, meta: { room: 'lobby', offset: 1 } })
+  t.same(await a.collect('message', 2), [{ text: 'just you', from: null }, { text: 'route wide', from: null }])
   const page = await fastify.realtime.history('lobby')
   t.equal(page.messages.length, 1)
   t.match(await fastify.realtime.presence('lobby'), [{ userId: 'ada', meta: { color: 'red' }, connectionId: String, joinedAt: Number }])
@@ -156,95 +159,87 @@ t.test('the app.realtime decorator publishes from an HTTP route and reads presen
 })
 
 t.test('presence lists members with user, meta and join time, counts them, and forgets those who leave', async (t) => {
-  const { url } = await app(t)
-  const a = await client(t, `${url}/chat?user=ada`)
-  const b = await client(t, `${url}/chat`)
-  await join(a, 'lobby', { meta: { role: 'host' } })
-  await request(b, 'enter', { room: 'lobby', meta: 'guest' })
-  t.same((await request(a, 'who', { room: 'lobby' })).data, { count: 2, users: ['ada', null], meta: [{ role: 'host' }, 'guest'] })
-  t.same((await request(b, 'exit', { room: 'lobby' })).data, true)
-  t.same((await request(b, 'exit', { room: 'lobby' })).data, false, 'leaving twice is a no-op')
-  t.same((await request(a, 'who', { room: 'lobby' })).data, { count: 1, users: ['ada'], meta: [{ role: 'host' }] })
-  a.ws.close()
-  await a.closed
-  const check = await client(t, `${url}/chat`)
+  const { app: fastify } = await app(t)
+  const a = await member(t, fastify, 'ada')
+  const b = await member(t, fastify)
+  await a.join('lobby', { meta: { role: 'host' } })
+  await b.request('enter', { room: 'lobby', meta: 'guest' })
+  t.same(await a.request('who', { room: 'lobby' }), { count: 2, users: ['ada', null], meta: [{ role: 'host' }, 'guest'] })
+  t.same(await b.request('exit', { room: 'lobby' }), true)
+  t.same(await b.request('exit', { room: 'lobby' }), false, 'leaving twice is a no-op')
+  t.same(await a.request('who', { room: 'lobby' }), { count: 1, users: ['ada'], meta: [{ role: 'host' }] })
+  a.close()
+  const check = await member(t, fastify)
   // The hub removes a closed connection on its own; wait for that through presence.
-  for (let i = 0; i < 50; i++) {
-    if ((await request(check, 'who', { room: 'lobby' }) as { data: { count: number } }).data.count === 0) break
-  }
-  t.same((await request(check, 'who', { room: 'lobby' })).data, { count: 0, users: [], meta: [] })
+  for (let i = 0; i < 50 && (await check.request('who', { room: 'lobby' })).count > 0; i++);
+  t.same(await check.request('who', { room: 'lobby' }), { count: 0, users: [], meta: [] })
 })
 
 t.test('join and leave notices reach the other members when the route asks for them', async (t) => {
-  const { url } = await app(t, {}, { rooms: { authorize: () => true, notices: true } })
-  const a = await client(t, `${url}/chat?user=ada`)
-  let b = await client(t, `${url}/chat?user=bob`)
-  await join(a, 'lobby')
-  t.match(await json(a), { type: '$presence', data: { room: 'lobby', event: 'join', userId: 'ada' } }, 'a member sees its own join')
-  await join(b, 'lobby', { meta: { x: 1 } })
-  t.match(await json(a), { type: '$presence', data: { room: 'lobby', event: 'join', userId: 'bob', meta: { x: 1 } } })
-  const left = await request(b, '$leave', { room: 'lobby' })
-  t.same(left.data, { room: 'lobby', left: true })
-  t.match(await json(a), { type: '$presence', data: { room: 'lobby', event: 'leave', userId: 'bob' } })
-  b.ws.terminate()
-  await join(b = await client(t, `${url}/chat?user=bob`), 'lobby')
-  t.match(await json(a), { type: '$presence', data: { event: 'join', userId: 'bob' } })
-  b.ws.close()
-  t.match(await json(a), { type: '$presence', data: { event: 'leave', userId: 'bob' } }, 'a disconnect is a leave')
+  const { app: fastify } = await app(t, {}, { rooms: { authorize: () => true, notices: true } })
+  const a = await member(t, fastify, 'ada')
+  const b = await member(t, fastify, 'bob')
+  await a.join('lobby')
+  t.match(await a.nextEvent('presence'), { room: 'lobby', event: 'join', userId: 'ada' }, 'a member sees its own join')
+  await b.join('lobby', { meta: { x: 1 } })
+  t.match(await a.nextEvent('presence'), { room: 'lobby', event: 'join', userId: 'bob', meta: { x: 1 } })
+  await b.leave('lobby')
+  t.match(await a.nextEvent('presence'), { room: 'lobby', event: 'leave', userId: 'bob' })
+  await b.join('lobby')
+  t.match(await a.nextEvent('presence'), { event: 'join', userId: 'bob' })
+  await b.drop()
+  t.match(await a.nextEvent('presence'), { event: 'leave', userId: 'bob' }, 'a disconnect is a leave')
 })
 
 t.test('history answers since and limit, bounded by size', async (t) => {
-  const { url, app: fastify } = await app(t, { history: { size: 3 } })
-  const a = await client(t, `${url}/chat?user=ada`)
-  await join(a, 'lobby')
-  for (const text of ['1', '2', '3', '4', '5']) a.ws.send(JSON.stringify({ type: 'say', data: { rooms: ['lobby'], text } }))
-  for (let i = 0; i < 5; i++) await json(a)
-  t.same((await request(a, 'past', { room: 'lobby', since: 0 })).data, ['3', '4', '5'])
-  t.same((await request(a, 'past', { room: 'lobby', since: 4 })).data, ['5'])
+  const { app: fastify } = await app(t, { history: { size: 3 } })
+  const a = await member(t, fastify, 'ada')
+  await a.join('lobby')
+  for (const text of ['1', '2', '3', '4', '5']) a.send('say', { rooms: ['lobby'], text })
+  await a.collect('message', 5)
+  t.same(await a.request('past', { room: 'lobby', since: 0 }), ['3', '4', '5'])
+  t.same(await a.request('past', { room: 'lobby', since: 4 }), ['5'])
   const page = await fastify.realtime.history('lobby', { since: 2, limit: 2 })
   t.same(page.messages.map((message) => message.offset), [3, 4])
   t.equal(page.position.offset, 5)
 })
 
 t.test('recovery: a reconnecting client gets every missed message in order, then live ones, and recovered: true', async (t) => {
-  const { url } = await app(t)
-  const a = await client(t, `${url}/chat?user=ada`)
-  const b = await client(t, `${url}/chat?user=bob`)
-  await join(a, 'lobby')
-  await join(b, 'lobby')
-  b.ws.send(JSON.stringify({ type: 'say', data: { rooms: ['lobby'], text: 'seen' } }))
-  const seen = await json(a)
-  await json(b)
-  a.ws.terminate()
-  for (const text of ['missed 1', 'missed 2', 'missed 3']) b.ws.send(JSON.stringify({ type: 'say', data: { rooms: ['lobby'], text } }))
-  for (let i = 0; i < 3; i++) await json(b)
-  const again = await client(t, `${url}/chat?user=ada`)
-  const reply = await join(again, 'lobby', { epoch: seen.epoch, offset: seen.offset })
-  t.match(reply.data, { room: 'lobby', epoch: seen.epoch, offset: 4, recovered: true })
-  b.ws.send(JSON.stringify({ type: 'say', data: { rooms: ['lobby'], text: 'live' } }))
-  const texts: string[] = []
-  for (let i = 0; i < 4; i++) texts.push(((await json(again)).data as { text: string }).text)
-  t.same(texts, ['missed 1', 'missed 2', 'missed 3', 'live'])
+  const { app: fastify } = await app(t)
+  const a = await member(t, fastify, 'ada')
+  const b = await member(t, fastify, 'bob')
+  const { epoch } = await a.join('lobby')
+  await b.join('lobby')
+  b.send('say', { rooms: ['lobby'], text: 'seen' })
+  await a.next('message')
+  await a.drop()
+  for (const text of ['missed 1', 'missed 2', 'missed 3']) b.send('say', { rooms: ['lobby'], text })
+  await b.collect('message', 4)
+  await a.resume()
+  await a.nextEvent('join')
+  t.match(await a.nextEvent('join'), { room: 'lobby', epoch, offset: 4, recovered: true })
+  b.send('say', { rooms: ['lobby'], text: 'live' })
+  t.same((await a.collect('message', 4)).map((message) => message.text), ['missed 1', 'missed 2', 'missed 3', 'live'])
 })
 
 t.test('recovery that is impossible says recovered: false and replays nothing', async (t) => {
-  const { url } = await app(t, { history: { size: 2 } })
-  const a = await client(t, `${url}/chat?user=ada`)
-  const first = await join(a, 'lobby')
-  const epoch = (first.data as { epoch: string }).epoch
-  for (const text of ['1', '2', '3', '4']) a.ws.send(JSON.stringify({ type: 'say', data: { rooms: ['lobby'], text } }))
-  for (let i = 0; i < 4; i++) await json(a)
-  const b = await client(t, `${url}/chat?user=bob`)
-  t.match((await join(b, 'lobby', { epoch, offset: 1 })).data, { recovered: false, offset: 4 }, 'offset 2 aged out')
-  const c = await client(t, `${url}/chat?user=cy`)
-  t.match((await join(c, 'lobby', { epoch: 'another-epoch', offset: 4 })).data, { recovered: false, epoch, offset: 4 })
-  const d = await client(t, `${url}/chat?user=di`)
-  t.match((await join(d, 'lobby', { epoch, offset: 99 })).data, { recovered: false }, 'an offset from the future')
-  const e = await client(t, `${url}/chat?user=ed`)
-  t.match((await join(e, 'lobby', { epoch, offset: 3 })).data, { recovered: true, offset: 4 })
-  t.match(await json(e), { data: { text: '4' }, offset: 4 }, 'recoverable when nothing aged out')
-  a.ws.send(JSON.stringify({ type: 'say', data: { rooms: ['lobby'], text: 'live' } }))
-  for (const member of [b, c, d]) t.match(await json(member), { data: { text: 'live' }, offset: 5 }, 'no partial replay, only live messages')
+  const { app: fastify } = await app(t, { history: { size: 2 } })
+  const a = await member(t, fastify, 'ada')
+  const { epoch } = await a.join('lobby')
+  for (const text of ['1', '2', '3', '4']) a.send('say', { rooms: ['lobby'], text })
+  await a.collect('message', 4)
+  const joinFrom = async (from: { epoch: string, offset: number }) => {
+    const c = await member(t, fastify, 'bob')
+    return { c, joined: await c.join('lobby', { from }) }
+  }
+  const [b, c, d, e] = await Promise.all([{ epoch, offset: 1 }, { epoch: 'another-epoch', offset: 4 }, { epoch, offset: 99 }, { epoch, offset: 3 }].map(joinFrom)) as Array<Awaited<ReturnType<typeof joinFrom>>>
+  t.match(b?.joined, { recovered: false, offset: 4 }, 'offset 2 aged out')
+  t.match(c?.joined, { recovered: false, epoch, offset: 4 })
+  t.match(d?.joined, { recovered: false }, 'an offset from the future')
+  t.match(e?.joined, { recovered: true, offset: 4 })
+  t.match(await e?.c.nextWithMeta('message'), { data: { text: '4' }, meta: { offset: 4 } }, 'recoverable when nothing aged out')
+  a.send('say', { rooms: ['lobby'], text: 'live' })
+  for (const late of [b, c, d]) t.match(await late?.c.nextWithMeta('message'), { data: { text: 'live' }, meta: { offset: 5 } }, 'no partial replay, only live messages')
 })
 
 const badJoins: Array<{ title: string, data: unknown, code: string }> = [
