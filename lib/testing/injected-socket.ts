@@ -22,7 +22,7 @@ export class SocketFactory {
   /** Why the last upgrade failed (e.g. `Unexpected server response: 401`). */
   lastFailure: Error | null = null
   /** Called after an upgrade was refused, once the client has seen the socket close. */
-  onRefused: () => void = () => {}
+  onRefused: (() => void) | null = null
 
   constructor (app: FastifyInstance, headers: Record<string, string>) {
     this.#app = app
@@ -38,13 +38,23 @@ export class SocketFactory {
       const headers = offered.length === 0 ? factory.#headers : { ...factory.#headers, 'sec-websocket-protocol': offered.join(', ') }
       const socket = new InjectedSocket(factory.#app, target.pathname + target.search, headers, factory)
       factory.current = socket
-      if (factory.#held) factory.#parked.push(socket)
-      else socket.start()
+      if (factory.#held) {
+        factory.#parked.push(socket)
+        factory.#onParked?.()
+      } else {
+        socket.start()
+      }
       return socket
     } as unknown as WebSocketClass
   }
 
-  hold (): void { this.#held = true }
+  #onParked: (() => void) | null = null
+
+  /** Holds new sockets until `release()`; resolves when the next one is held. */
+  hold (): Promise<void> {
+    this.#held = true
+    return new Promise((resolve) => { this.#onParked = resolve })
+  }
 
   release (): void {
     this.#held = false
@@ -96,7 +106,7 @@ export class InjectedSocket implements WebSocketLike {
       this.#factory.lastFailure = error as Error
       this.onerror?.(error)
       this.#closed(1006, '')
-      this.#factory.onRefused()
+      this.#factory.onRefused?.()
     })
   }
 
@@ -123,7 +133,6 @@ export class InjectedSocket implements WebSocketLike {
   }
 
   #closed (code: number, reason: string): void {
-    if (this.readyState === CLOSED) return
     this.readyState = CLOSED
     this.onclose?.({ code, reason })
   }

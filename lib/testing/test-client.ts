@@ -17,6 +17,8 @@ export interface ConnectTestOptions {
   token?: ClientOptions['token']
   /** How long `next()`, `collect()` and the connect wait, in ms. @default 2000 */
   timeoutMs?: number
+  /** Messages and events kept per type, taken or not (`seen()`); older ones are dropped. @default 10000 */
+  keep?: number
   /** More client options. @default backoff { baseMs: 10, capMs: 100 }: reconnects in tests are quick */
   client?: Omit<ClientOptions, 'url' | 'token' | 'WebSocket' | 'autoConnect'>
 }
@@ -47,15 +49,19 @@ class Inbox {
   /** Everything that arrived, taken or not. */
   readonly log: unknown[] = []
   /** Bounded: a test that never takes a chatty type must not grow without end. */
-  static readonly MAX = 10_000
+  readonly #keep: number
+
+  constructor (keep: number) {
+    this.#keep = keep
+  }
 
   put (item: unknown): void {
     this.log.push(item)
-    if (this.log.length > Inbox.MAX) this.log.shift()
+    if (this.log.length > this.#keep) this.log.shift()
     const waiter = this.waiters.shift()
     if (waiter === undefined) {
       this.items.push(item)
-      if (this.items.length > Inbox.MAX) this.items.shift()
+      if (this.items.length > this.#keep) this.items.shift()
       return
     }
     clearTimeout(waiter.timer)
@@ -67,6 +73,7 @@ class Inbox {
 export class TestClient<C extends Contract> extends RealtimeClient<C> {
   readonly #factory: SocketFactory
   readonly #timeoutMs: number
+  readonly #keep: number
   readonly #inboxes = new Map<string, Inbox>()
 
   /** Use connectTest(), which resolves once the client is open. */
@@ -84,6 +91,7 @@ export class TestClient<C extends Contract> extends RealtimeClient<C> {
     // the test wants the refusal, which connectTest() and resume() report.
     factory.onRefused = () => { this.close() }
     this.#timeoutMs = options.timeoutMs ?? 2000
+    this.#keep = options.keep ?? 10_000
     for (const type of Object.keys(contract.server)) {
       this.on(type as ServerType<C>, (data, meta) => { this.#inbox(`message:${type}`).put({ data, meta }) })
     }
@@ -121,7 +129,7 @@ export class TestClient<C extends Contract> extends RealtimeClient<C> {
     return taken
   }
 
-  /** Every message of `type` received so far (the last 10000), taken or not. */
+  /** Every message of `type` received so far (the last `keep`), taken or not. */
   seen<K extends ServerType<C>>(type: K): ReadonlyArray<ServerData<C, K>> {
     return (this.#inboxes.get(`message:${type}`)?.log ?? []).map((item) => (item as Received<ServerData<C, K>>).data)
   }
@@ -133,13 +141,25 @@ export class TestClient<C extends Contract> extends RealtimeClient<C> {
 
   /**
    * Drops the connection without a close frame, as a network failure would (the server sees 1006),
-   * and holds the client's reconnects until `resume()`. Resolves with the client's close info.
+   * and holds the client's reconnects until `resume()`. Resolves with the client's close info once
+   * the client tries to reconnect (its attempt waits for `resume()`).
    */
-  async drop (): Promise<CloseInfo> {
-    this.#factory.hold()
+  async drop (options?: { timeoutMs?: number }): Promise<CloseInfo> {
+    const held = this.#factory.hold()
     this.#inboxes.delete('event:close')
     this.#factory.current?.terminate()
-    return await this.nextEvent('close')
+    const info = await this.nextEvent('close', options)
+    const timeoutMs = options?.timeoutMs ?? this.#timeoutMs
+    let timer: ReturnType<typeof setTimeout> | undefined
+    const late = new Promise<never>((_resolve, reject) => {
+      timer = setTimeout(() => { reject(new errors.FST_RT_TEST_TIMEOUT('the client\'s reconnect attempt after drop()', timeoutMs, this.#pending())) }, timeoutMs)
+    })
+    try {
+      await Promise.race([held, late])
+    } finally {
+      clearTimeout(timer)
+    }
+    return info
   }
 
   /** Lets the client reconnect after `drop()`; resolves once it is open again (rooms rejoined). */
@@ -183,7 +203,7 @@ export class TestClient<C extends Contract> extends RealtimeClient<C> {
   #inbox (key: string): Inbox {
     let inbox = this.#inboxes.get(key)
     if (inbox === undefined) {
-      inbox = new Inbox()
+      inbox = new Inbox(this.#keep)
       this.#inboxes.set(key, inbox)
     }
     return inbox
