@@ -9,8 +9,11 @@ import { pageAssets } from '../lib/asyncapi/serve.js'
 import { constructs, everyConstruct } from './support/asyncapi-contracts.js'
 import './support/process-guard.js'
 
-// The demo's own contract, as the demo loads it (it imports the built package by its name).
-const { chat } = await import('../example/contract.js' as string) as { chat: Contract }
+// The demo's own contract, its import of the package by name ('fastify-realtime/contract', the
+// built dist/) pointed at lib/, so this test covers lib/ only.
+const { chat } = await t.mockImport<{ chat: Contract }>('../example/contract.js', {
+  'fastify-realtime/contract': await import('../lib/messages/contract.js')
+})
 
 /** Handlers for every client type of `contract`, doing nothing. */
 function noop (contract: Contract): Record<string, () => null> {
