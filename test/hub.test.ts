@@ -331,10 +331,10 @@ t.test('a broker failure during a join fails that join only and leaves the membe
   class Failing extends MemoryPresence {
     override async add (): Promise<void> { throw new Error('broker down') }
   }
-  const { url } = await app(t, { presence: new Failing() })
-  const a = await client(t, `${url}/chat?user=ada`)
-  t.match(await request(a, '$join', { room: 'lobby' }), { type: 'error', data: { code: 'FST_RT_HANDLER_FAILED' } })
-  t.same((await request(a, 'mine', null)).data, [])
+  const { app: fastify } = await app(t, { presence: new Failing() })
+  const a = await member(t, fastify, 'ada')
+  await t.rejects(a.join('lobby'), { code: 'FST_RT_CLIENT_SERVER_ERROR', data: { code: 'FST_RT_HANDLER_FAILED' } })
+  t.same(await a.request('mine', null), [])
 })
 
 t.test('leaving and joining again at once keeps the subscription', async (t) => {
@@ -384,13 +384,13 @@ t.test('the broker is closed when the app closes', async (t) => {
 })
 
 t.test('joining a room twice answers with the current position and changes nothing', async (t) => {
-  const { url } = await app(t)
-  const a = await client(t, `${url}/chat?user=ada`)
-  await join(a, 'lobby')
-  a.ws.send(JSON.stringify({ type: 'say', data: { rooms: ['lobby'], text: 'one' } }))
-  await json(a)
-  t.match((await join(a, 'lobby')).data, { room: 'lobby', offset: 1 })
-  t.same((await request(a, 'who', { room: 'lobby' })).data, { count: 1, users: ['ada'], meta: [null] })
+  const { app: fastify } = await app(t)
+  const a = await member(t, fastify, 'ada')
+  await a.join('lobby')
+  a.send('say', { rooms: ['lobby'], text: 'one' })
+  await a.next('message')
+  t.match(await a.join('lobby'), { room: 'lobby', offset: 1 })
+  t.same(await a.request('who', { room: 'lobby' }), { count: 1, users: ['ada'], meta: [null] })
 })
 
 t.test('the decorator publishes to several rooms with one call; the connection id is stable', async (t) => {
@@ -492,23 +492,20 @@ t.test('live-only messages arriving during a recovery are delivered after the re
 })
 
 t.test('join and leave notices take no offsets, so recovery still works with notices on', async (t) => {
-  const { url } = await app(t, {}, { rooms: { authorize: () => true, notices: true } })
-  const a = await client(t, `${url}/chat?user=ada`)
-  const b = await client(t, `${url}/chat?user=bob`)
-  await join(a, 'lobby')
-  await join(b, 'lobby')
-  b.ws.send(JSON.stringify({ type: 'say', data: { rooms: ['lobby'], text: 'seen' } }))
-  let seen: Record<string, unknown>
-  do seen = await json(a); while (seen.type !== 'message')
-  t.equal(seen.offset, 1, 'two join notices did not use offsets')
-  a.ws.terminate()
-  b.ws.send(JSON.stringify({ type: 'say', data: { rooms: ['lobby'], text: 'missed' } }))
-  const again = await client(t, `${url}/chat?user=ada`)
-  const reply = await join(again, 'lobby', { epoch: seen.epoch, offset: seen.offset })
-  t.match(reply.data, { recovered: true, offset: 2 })
-  let next: Record<string, unknown>
-  do next = await json(again); while (next.type !== 'message')
-  t.match(next, { data: { text: 'missed' }, offset: 2 })
+  const { app: fastify } = await app(t, {}, { rooms: { authorize: () => true, notices: true } })
+  const a = await member(t, fastify, 'ada')
+  const b = await member(t, fastify, 'bob')
+  await a.join('lobby')
+  await b.join('lobby')
+  b.send('say', { rooms: ['lobby'], text: 'seen' })
+  t.match(await a.nextWithMeta('message'), { meta: { offset: 1 } }, 'two join notices did not use offsets')
+  await a.drop()
+  b.send('say', { rooms: ['lobby'], text: 'missed' })
+  await b.collect('message', 2)
+  await a.resume()
+  await a.nextEvent('join')
+  t.match(await a.nextEvent('join'), { recovered: true, offset: 2 })
+  t.match(await a.nextWithMeta('message'), { data: { text: 'missed' }, meta: { offset: 2 } })
 })
 
 t.test('a leave that overtakes a join leaves the member out', async (t) => {
@@ -554,19 +551,19 @@ t.test('a message for a room with no local member, or for a member already close
 })
 
 t.test('notices can be picked per room, and a server-side announced join is announced on disconnect too', async (t) => {
-  const { url } = await app(t, {}, { rooms: { authorize: () => true, notices: (room) => room.startsWith('loud') } })
-  const watcher = await client(t, `${url}/chat?user=watcher`)
-  await join(watcher, 'loud')
-  t.match(await json(watcher), { type: '$presence', data: { event: 'join', room: 'loud', userId: 'watcher' } })
-  await join(watcher, 'quiet')
-  const guest = await client(t, `${url}/chat?user=guest`)
-  await join(guest, 'quiet')
-  await join(guest, 'loud')
-  t.match(await json(watcher), { type: '$presence', data: { event: 'join', room: 'loud', userId: 'guest' } }, 'only the loud room announced')
-  guest.ws.close()
-  t.match(await json(watcher), { type: '$presence', data: { event: 'leave', room: 'loud', userId: 'guest' } }, 'and only its leave')
-  const marker = await request(watcher, 'mine', null)
-  t.same(marker.data, ['loud', 'quiet'], 'no notice from the quiet room came before this reply')
+  const { app: fastify } = await app(t, {}, { rooms: { authorize: () => true, notices: (room) => room.startsWith('loud') } })
+  const watcher = await member(t, fastify, 'watcher')
+  await watcher.join('loud')
+  t.match(await watcher.nextEvent('presence'), { event: 'join', room: 'loud', userId: 'watcher' })
+  await watcher.join('quiet')
+  const guest = await member(t, fastify, 'guest')
+  await guest.join('quiet')
+  await guest.join('loud')
+  t.match(await watcher.nextEvent('presence'), { event: 'join', room: 'loud', userId: 'guest' }, 'only the loud room announced')
+  guest.close()
+  t.match(await watcher.nextEvent('presence'), { event: 'leave', room: 'loud', userId: 'guest' }, 'and only its leave')
+  t.same(await watcher.request('mine', null), ['loud', 'quiet'])
+  await t.rejects(watcher.nextEvent('presence', { timeoutMs: 0 }), { code: 'FST_RT_TEST_TIMEOUT' }, 'no notice from the quiet room came before that reply')
 })
 
 t.test('a background broker error is logged as a warning and nothing else breaks', async (t) => {
