@@ -384,13 +384,13 @@ t.test('the broker is closed when the app closes', async (t) => {
 })
 
 t.test('joining a room twice answers with the current position and changes nothing', async (t) => {
-  const { app: fastify } = await app(t)
-  const a = await member(t, fastify, 'ada')
-  await a.join('lobby')
-  a.send('say', { rooms: ['lobby'], text: 'one' })
-  await a.next('message')
-  t.match(await a.join('lobby'), { room: 'lobby', offset: 1 })
-  t.same(await a.request('who', { room: 'lobby' }), { count: 1, users: ['ada'], meta: [null] })
+  const { url } = await app(t)
+  const a = await client(t, `${url}/chat?user=ada`)
+  await join(a, 'lobby')
+  a.ws.send(JSON.stringify({ type: 'say', data: { rooms: ['lobby'], text: 'one' } }))
+  await json(a)
+  t.match((await join(a, 'lobby')).data, { room: 'lobby', offset: 1 })
+  t.same((await request(a, 'who', { room: 'lobby' })).data, { count: 1, users: ['ada'], meta: [null] })
 })
 
 t.test('the decorator publishes to several rooms with one call; the connection id is stable', async (t) => {
