@@ -192,3 +192,23 @@ t.test('client room requests run in order, and a server-side leave that overtake
   t.match(JSON.parse(await c.text()), { type: '$join:reply', id: 2 })
   t.same(JSON.parse(await c.text()), { type: '$leave:reply', data: { room: 'hall', left: true }, id: 3 })
 })
+
+t.test('a room message for a connection whose socket is already closing is dropped, with nothing thrown or rejected', async (t) => {
+  const { SharedMessage } = await import('../lib/hub/member.js')
+  const dropped = deferred<{ state: boolean, sent: number }>()
+  const { url } = await build(t, (app) => {
+    app.get('/', { realtime: true }, async (conn: RealtimeConnection) => {
+      // The socket closing under a connection that has not seen it yet: what a fan-out can meet.
+      const ws = (conn as unknown as { ws: WebSocket }).ws
+      ws.close(1000)
+      const before = app.realtime.metrics.messagesOut
+      conn.sendShared(new SharedMessage('{"type":"late","data":null}'))
+      dropped.resolve({ state: conn.closed, sent: app.realtime.metrics.messagesOut - before })
+      await conn.whenClosed()
+    })
+  })
+  const c = await client(t, `${url}/`)
+  const closed = c.closed
+  t.same(await dropped.promise, { state: false, sent: 0 }, 'the connection was still open to the hub, and nothing was counted as sent')
+  t.equal((await closed).code, 1000)
+})
