@@ -4,7 +4,8 @@ import type { Broker } from '../../lib/hub/broker.js'
 import { roomKeys } from '../../lib/hub/redis/keys.js'
 import { contractHandler } from '../../lib/index.js'
 import { clusterChat } from './fixtures/cluster-contract.js'
-import { build, client, type Client } from './helpers.js'
+import { build, client } from './helpers.js'
+import { join, json } from './room-client.js'
 
 export interface LateCopiesSetup {
   /** The instance's broker (on the Redis under test). */
@@ -14,19 +15,6 @@ export interface LateCopiesSetup {
   /** Publishes a raw payload on the channel the instance's broker listens to. */
   rawPublish: (channel: string, payload: string) => Promise<void>
   keyPrefix: string
-}
-
-async function json (c: Client): Promise<Record<string, unknown>> {
-  return JSON.parse(await c.text()) as Record<string, unknown>
-}
-
-async function join (c: Client, room: string, extra: Record<string, unknown> = {}): Promise<Record<string, unknown>> {
-  const id = randomUUID()
-  c.ws.send(JSON.stringify({ type: '$join', data: { room, ...extra }, id }))
-  for (;;) {
-    const message = await json(c)
-    if (message.id === id) return message
-  }
 }
 
 /**

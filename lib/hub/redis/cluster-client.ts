@@ -30,7 +30,7 @@ export function commandClient (option: RedisClientOption, sharded: boolean): Any
  * Options for a Cluster made from a node list: the first URL's credentials and TLS for every node
  * (ioredis applies a URL's only to the node it names, and the others are discovered).
  */
-function clusterOptions (nodes: readonly ClusterStartNode[], sharded: boolean): ClusterOptions {
+export function clusterOptions (nodes: readonly ClusterStartNode[], sharded: boolean): ClusterOptions {
   const first = nodes.find((node): node is string => typeof node === 'string')
   const options: ClusterOptions = { shardedSubscribers: sharded }
   if (first === undefined) return options
