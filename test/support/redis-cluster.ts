@@ -5,7 +5,6 @@ import path from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { promisify } from 'node:util'
 import { Redis } from 'ioredis'
-import type { Test } from 'tap'
 import { freePort } from './helpers.js'
 import { redisServerPath, spawnServer, stopServer } from './redis-server.js'
 
@@ -28,7 +27,7 @@ export interface ClusterNodeInfo {
   readonly slots: ReadonlyArray<readonly [number, number]>
 }
 
-/** A Redis Cluster of 3 masters and 3 replicas that this process started on 127.0.0.1, without persistence. */
+/** A Redis Cluster of 3 masters (and their replicas) that this process started on 127.0.0.1, without persistence. */
 export interface RedisCluster {
   /** `redis://127.0.0.1:<port>` of every node started (the startup nodes to give a client). */
   readonly urls: readonly string[]
@@ -44,6 +43,8 @@ export interface RedisCluster {
   hasReplica (master: ClusterNodeInfo): Promise<boolean>
   /** SIGKILLs a master and resolves once one of its replicas serves its slots. */
   killMaster (master: ClusterNodeInfo): Promise<void>
+  /** The process ids of the nodes still running (for their CPU time). */
+  pids (): number[]
   stop (): Promise<void>
 }
 
@@ -98,23 +99,32 @@ function parseNodes (text: string): ClusterNodeInfo[] {
   })
 }
 
-/** Starts a 3-master, 3-replica cluster of this test's own and stops it on teardown. */
-export async function startRedisCluster (t: Test): Promise<RedisCluster> {
+/** What stops the cluster: a tap test, or a benchmark's own list of things to stop. */
+export interface Owner {
+  teardown: (stop: () => Promise<void>) => void
+}
+
+/**
+ * Starts a cluster of 3 masters, each with `replicas` replicas (1 unless given), that `owner` stops
+ * on teardown.
+ */
+export async function startRedisCluster (owner: Owner, { replicas = 1 }: { replicas?: number } = {}): Promise<RedisCluster> {
   const binary = redisServerPath() as string
   const dir = mkdtempSync(path.join(tmpdir(), 'frt-cluster-'))
-  const ports = await freePorts(12)
+  const count = 3 * (1 + replicas)
+  const ports = await freePorts(2 * count)
   const children = new Map<number, ChildProcess>()
   const admins = new Map<number, Redis>()
   const dead = new Set<number>()
   const cluster: RedisCluster = {
-    urls: ports.slice(0, 6).map((port) => `redis://127.0.0.1:${port}`),
+    urls: ports.slice(0, count).map((port) => `redis://127.0.0.1:${port}`),
     node (port) {
       let admin = admins.get(port)
       if (admin === undefined) admins.set(port, admin = new Redis(port, '127.0.0.1', { maxRetriesPerRequest: 1 }))
       return admin
     },
     async nodes () {
-      const live = ports.slice(0, 6).find((port) => !dead.has(port)) as number
+      const live = ports.slice(0, count).find((port) => !dead.has(port)) as number
       return parseNodes(await cluster.node(live).cluster('NODES') as string)
     },
     async masterOf (slot) {
@@ -152,6 +162,9 @@ export async function startRedisCluster (t: Test): Promise<RedisCluster> {
         return now !== undefined && now.port !== master.port && await clusterOk(cluster.node(now.port))
       })
     },
+    pids () {
+      return [...children.values()].filter((child) => child.exitCode === null && child.signalCode === null).map((child) => child.pid as number)
+    },
     async stop () {
       for (const admin of admins.values()) admin.disconnect()
       admins.clear()
@@ -159,19 +172,19 @@ export async function startRedisCluster (t: Test): Promise<RedisCluster> {
       rmSync(dir, { recursive: true, force: true })
     }
   }
-  t.teardown(() => cluster.stop())
-  await Promise.all(ports.slice(0, 6).map(async (port, i) => {
+  owner.teardown(() => cluster.stop())
+  await Promise.all(ports.slice(0, count).map(async (port, i) => {
     children.set(port, await spawnServer(binary, port, [
-      '--cluster-enabled', 'yes', '--cluster-port', String(ports[6 + i]), '--cluster-config-file', `nodes-${port}.conf`,
+      '--cluster-enabled', 'yes', '--cluster-port', String(ports[count + i]), '--cluster-config-file', `nodes-${port}.conf`,
       '--cluster-node-timeout', String(nodeTimeoutMs), '--dir', dir
     ], dir))
   }))
-  await run('redis-cli', ['--cluster', 'create', ...ports.slice(0, 6).map((port) => `127.0.0.1:${port}`), '--cluster-replicas', '1', '--cluster-yes'])
-  await until('every node sees the cluster ok, with 3 masters and 3 replicas', async () => {
-    for (const port of ports.slice(0, 6)) {
+  await run('redis-cli', ['--cluster', 'create', ...ports.slice(0, count).map((port) => `127.0.0.1:${port}`), '--cluster-replicas', String(replicas), '--cluster-yes'])
+  await until(`every node sees the cluster ok, with 3 masters and ${count - 3} replicas`, async () => {
+    for (const port of ports.slice(0, count)) {
       if (!await clusterOk(cluster.node(port))) return false
       const nodes = parseNodes(await cluster.node(port).cluster('NODES') as string)
-      if (nodes.filter((node) => node.master).length !== 3 || nodes.length !== 6) return false
+      if (nodes.filter((node) => node.master).length !== 3 || nodes.length !== count) return false
     }
     return true
   })
