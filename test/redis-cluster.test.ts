@@ -7,6 +7,7 @@ import { roomKeys } from '../lib/hub/redis/keys.js'
 import { roomSlot } from '../lib/hub/redis/key-tags.js'
 import { brokerConformance, entry, Recorder, type BrokerConformanceOptions } from '../lib/testing/index.js'
 import { DeliveryAudit, reportLine } from './support/delivery-audit.js'
+import { within } from './support/helpers.js'
 import { lateCopies } from './support/late-copies.js'
 import { clusterUnavailable, startRedisCluster, type RedisCluster } from './support/redis-cluster.js'
 import './support/process-guard.js'
@@ -21,6 +22,11 @@ const tapTest = (t: Test) => (name: string, fn: () => Promise<void>) => t.test(n
 const body = (n: number): string => JSON.stringify({ type: 'chat', data: { n } })
 /** How often the brokers read the slot map here: small, so a moved room stalls briefly. */
 const topologyCheckMs = 200
+/** The most a fault, or the publishes after it, may take before the test fails instead of hanging. */
+const FAULT_MS = 30_000
+
+// Two failovers of a few seconds each, on a machine that may be busy with the other test files.
+t.setTimeout(120_000)
 
 t.test('RedisBroker on a Redis Cluster', { skip: unavailable ?? false }, async (t) => {
   const { RedisBroker } = await import('../lib/hub/redis/index.js')
@@ -151,12 +157,15 @@ function clusterTests (t: Test, RedisBroker: typeof RedisBrokerClass, cluster: R
         if (state.faulted) after++
       }
     })()
-    await fault(room)
+    const started = Date.now()
+    await within(FAULT_MS, `${name}: the fault`, fault(room))
+    const faultMs = Date.now() - started
     state.faulted = true
-    await publishing
+    await within(FAULT_MS, `${name}: the publishes after the fault`, publishing)
+    const publishedMs = Date.now() - started
     await audit.settle(15_000)
     const report = audit.report()
-    t.comment(reportLine(name, report))
+    t.comment(`${reportLine(name, report)} (the fault took ${faultMs} ms, publishing until 20 after it ${publishedMs} ms)`)
     t.equal(report.silentlyLost, 0, 'nothing acknowledged is lost silently')
     t.equal(report.duplicated, 0, 'nothing is delivered twice')
     t.equal(report.reordered, 0, 'nothing is delivered out of order')

@@ -1,7 +1,7 @@
-import { EventEmitter } from 'node:events'
+import { EventEmitter, once } from 'node:events'
 import type { Cluster } from 'ioredis'
 import t from 'tap'
-import { clusterOptions } from '../lib/hub/redis/cluster-client.js'
+import { clusterOptions, subscribing, type AnyRedis } from '../lib/hub/redis/cluster-client.js'
 import { roomOfChannel, roomKeys } from '../lib/hub/redis/keys.js'
 import { roomSlot } from '../lib/hub/redis/key-tags.js'
 import { TopologyWatch } from '../lib/hub/redis/topology.js'
@@ -22,6 +22,9 @@ class FakeCluster extends EventEmitter {
 }
 
 function watch (sharded: boolean, moved: (rooms: string[]) => Promise<void>) {
+  // The watch's timers are unref()ed: this one keeps the test's process up while it waits on them.
+  const alive = setInterval(() => {}, 60_000)
+  t.teardown(() => { clearInterval(alive) })
   const cluster = new FakeCluster()
   const rooms = new Set<string>()
   const errors: Error[] = []
@@ -50,22 +53,30 @@ t.test('a room whose slot has a new master is resubscribed; a failed resubscript
   cluster.emit('nodeError', new Error('sunsubscribe'))
   t.equal(cluster.reads, 2, 'a node error reads the slot map at once')
   t.same(calls, [['a']], 'the room whose master changed')
+  cluster.emit('nodeError', new Error('again'))
+  cluster.emit('nodeError', new Error('and again'))
+  t.equal(cluster.reads, 2, 'events right after a read wait')
+  await once(cluster, 'refresh')
+  t.equal(cluster.reads, 3, 'then one read for all of them')
   await new Promise(setImmediate)
-  t.same(errors.map((e) => e.message), ['not yet'])
+  t.same(errors.map((e) => e.message), ['not yet', 'not yet'], 'each failure is reported')
   fail = false
   cluster.refreshSlotsCache()
-  t.same(calls, [['a'], ['a']], 'retried at the next read')
+  t.same(calls, [['a'], ['a'], ['a']], 'retried at each read until it works')
   await new Promise(setImmediate)
   cluster.refreshSlotsCache()
-  t.same(calls.length, 2, 'and not again once it worked')
+  t.same(calls.length, 3, 'and not again once it worked')
   topology.forget('a')
   rooms.delete('a')
+  const read = once(cluster, 'refresh')
   cluster.emit('-node')
-  t.same(calls.length, 2, 'sharded: a node leaving moves only rooms whose master changed')
+  await read
+  t.same(calls.length, 3, 'sharded: a node leaving moves only rooms whose master changed')
+  cluster.emit('nodeError', new Error('held back'))
   topology.close()
   cluster.slots[roomSlot('b')] = ['127.0.0.1:4']
   cluster.emit('refresh')
-  t.same(calls.length, 2, 'closed: nothing more')
+  t.same(calls.length, 3, 'closed: nothing more')
 })
 
 t.test('classic pub/sub: a node leaving resubscribes every room (the one subscriber connection may have gone with it)', async (t) => {
@@ -76,7 +87,9 @@ t.test('classic pub/sub: a node leaving resubscribes every room (the one subscri
   rooms.add('a').add('b')
   topology.note('a')
   topology.note('b')
+  const read = once(cluster, 'refresh')
   cluster.emit('-node')
+  await read
   t.same(calls, [['a', 'b']])
 })
 
@@ -96,4 +109,22 @@ t.test('a Cluster made from URLs gives every node the first URL\'s credentials a
   t.same(clusterOptions([{ host: 'a', port: 1 }, 'rediss://us%40er:p%3Ass@127.0.0.1:7000'], true), {
     shardedSubscribers: true, redisOptions: { username: 'us@er', password: 'p:ss', tls: {} }
   })
+})
+
+t.test('a (un)subscribe on a Cluster is tried up to 3 times; on one Redis once', async (t) => {
+  const failing = (times: number) => {
+    let calls = 0
+    return { run: async () => { if (++calls <= times) throw new Error(`attempt ${calls}`) }, calls: () => calls }
+  }
+  const cluster = { isCluster: true } as unknown as AnyRedis
+  const single = {} as unknown as AnyRedis
+  const twice = failing(2)
+  await subscribing(cluster, twice.run)
+  t.equal(twice.calls(), 3, 'the third attempt works')
+  const always = failing(5)
+  await t.rejects(subscribing(cluster, always.run), { message: 'attempt 3' })
+  t.equal(always.calls(), 3, 'no fourth')
+  const once = failing(1)
+  await t.rejects(subscribing(single, once.run), { message: 'attempt 1' })
+  t.equal(once.calls(), 1, 'one Redis: no retry')
 })

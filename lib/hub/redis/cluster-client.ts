@@ -63,12 +63,13 @@ const SUBSCRIBE_ATTEMPTS = 3
  * subscription, rejecting the commands it held, and the next attempt goes to the new connection.
  */
 export async function subscribing (connection: AnyRedis, run: () => Promise<unknown>): Promise<void> {
-  for (let attempt = 1; ; attempt++) {
+  for (let attempt = 1; attempt < SUBSCRIBE_ATTEMPTS && isCluster(connection); attempt++) {
     try {
       await run()
       return
-    } catch (error) {
-      if (!isCluster(connection) || attempt === SUBSCRIBE_ATTEMPTS) throw error
+    } catch {
+      // The next attempt goes to the connection that replaced the failed one.
     }
   }
+  await run()
 }

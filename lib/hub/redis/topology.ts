@@ -1,6 +1,9 @@
 import type { Cluster } from 'ioredis'
 import { roomSlot } from './key-tags.js'
 
+/** The longest that events wait for a read of the slot map after the last one, in ms. */
+const MAX_GAP_MS = 100
+
 /** What a TopologyWatch needs of its broker. */
 export interface TopologyTarget {
   /** The rooms followed now. */
@@ -27,17 +30,26 @@ export class TopologyWatch {
   /** Rooms still to resubscribe: their last attempt failed. */
   private readonly retry = new Set<string>()
   private readonly timer: NodeJS.Timeout
+  /** A read asked for by an event, held back until `gapMs` after the last read. */
+  private soon: NodeJS.Timeout | null = null
+  private lastRead = 0
+  /**
+   * The least time between two reads that events ask for: while a node is down, each attempt to
+   * reach it is an error, and each read another attempt.
+   */
+  private readonly gapMs: number
   private nodeLeft = false
-  private closed = false
   private readonly refresh = (): void => { this.read() }
-  private readonly leave = (): void => { this.nodeLeft = true; this.read() }
+  private readonly event = (): void => { this.readSoon() }
+  private readonly leave = (): void => { this.nodeLeft = true; this.readSoon() }
   private readonly compare = (): void => { this.check() }
 
   constructor (private readonly cluster: Cluster, private readonly sharded: boolean, private readonly target: TopologyTarget, intervalMs: number) {
+    this.gapMs = Math.min(intervalMs, MAX_GAP_MS)
     this.timer = setInterval(this.refresh, intervalMs).unref()
     cluster.on('refresh', this.compare)
     cluster.on('-node', this.leave)
-    cluster.on('nodeError', this.refresh)
+    cluster.on('nodeError', this.event)
   }
 
   /** Notes where a room's slot lives as it is subscribed. */
@@ -57,11 +69,21 @@ export class TopologyWatch {
 
   /** Reads the slot map again; ioredis emits `refresh` once it has it. */
   private read (): void {
-    if (!this.closed) this.cluster.refreshSlotsCache()
+    this.lastRead = Date.now()
+    this.cluster.refreshSlotsCache()
+  }
+
+  /** Reads now, or `gapMs` after the last read if that was sooner (once, however many events ask). */
+  private readSoon (): void {
+    const wait = this.lastRead + this.gapMs - Date.now()
+    if (wait <= 0) {
+      this.read()
+    } else if (this.soon === null) {
+      this.soon = setTimeout(() => { this.soon = null; this.read() }, wait).unref()
+    }
   }
 
   private check (): void {
-    if (this.closed) return
     const moved = new Set(this.retry)
     const all = this.nodeLeft && !this.sharded
     this.nodeLeft = false
@@ -80,9 +102,10 @@ export class TopologyWatch {
     })
   }
 
+  /** Stops reading: the timers are cleared and the cluster's events no longer heard. */
   close (): void {
-    this.closed = true
     clearInterval(this.timer)
+    if (this.soon !== null) clearTimeout(this.soon)
     this.cluster.off('refresh', this.compare)
     this.cluster.off('-node', this.leave)
     this.cluster.off('nodeError', this.refresh)
