@@ -3,12 +3,12 @@ import { once } from 'node:events'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { Redis } from 'ioredis'
 import t, { type Test } from 'tap'
-import type { Broker, HistoryLimits } from '../lib/hub/broker.js'
 import { MemoryBroker } from '../lib/hub/memory.js'
 import { MemoryPresence } from '../lib/hub/presence.js'
 import { recover } from '../lib/hub/recovery.js'
 import type { RedisBroker as RedisBrokerClass, RedisBrokerOptions } from '../lib/hub/redis/index.js'
 import { brokerConformance, entry, Recorder, type BrokerConformanceOptions, type PresenceConformanceOptions } from '../lib/testing/index.js'
+import { redisBrokers } from './support/redis-brokers.js'
 import { redisServerPath, redisUnavailable, redisUrl, startRedisServer } from './support/redis-server.js'
 import './support/process-guard.js'
 
@@ -66,19 +66,8 @@ function redisTests (t: Test, RedisBroker: typeof RedisBrokerClass, url: string)
   }
 
   /** Brokers on one Redis: each new one with a key prefix of its own, a peer with its broker's. */
-  function onRedis (name: string, extra: RedisBrokerOptions = {}): BrokerConformanceOptions {
-    const optionsOf = new WeakMap<Broker, RedisBrokerOptions>()
-    const make = (options: RedisBrokerOptions): RedisBrokerClass => {
-      const made = new RedisBroker(options)
-      optionsOf.set(made, options)
-      return made
-    }
-    return {
-      name,
-      create: (limits: HistoryLimits) => make({ client: url, keyPrefix: newPrefix(), history: limits, ...extra }),
-      peer: (broker: Broker) => make(optionsOf.get(broker) as RedisBrokerOptions)
-    }
-  }
+  const onRedis = (name: string, extra: RedisBrokerOptions = {}): BrokerConformanceOptions =>
+    redisBrokers(RedisBroker, name, () => ({ client: url, keyPrefix: newPrefix(), ...extra }))
   /** RedisPresence stores, each of a broker closed after the check. */
   function presenceOnRedis (): PresenceConformanceOptions {
     const brokers: RedisBrokerClass[] = []

@@ -1,13 +1,13 @@
 import { randomUUID } from 'node:crypto'
 import { Cluster } from 'ioredis'
 import t, { type Test } from 'tap'
-import type { Broker, HistoryLimits } from '../lib/hub/broker.js'
 import type { RedisBroker as RedisBrokerClass, RedisBrokerOptions } from '../lib/hub/redis/index.js'
 import { roomKeys } from '../lib/hub/redis/keys.js'
 import { roomSlot } from '../lib/hub/redis/key-tags.js'
 import { brokerConformance, entry, Recorder, type BrokerConformanceOptions } from '../lib/testing/index.js'
 import { DeliveryAudit, reportLine } from './support/delivery-audit.js'
 import { within } from './support/helpers.js'
+import { redisBrokers } from './support/redis-brokers.js'
 import { lateCopies } from './support/late-copies.js'
 import { clusterUnavailable, startRedisCluster, type RedisCluster } from './support/redis-cluster.js'
 import './support/process-guard.js'
@@ -46,19 +46,8 @@ function clusterTests (t: Test, RedisBroker: typeof RedisBrokerClass, cluster: R
   }
 
   /** Brokers on the cluster: each new one with a key prefix of its own, a peer with its broker's. */
-  function onCluster (name: string, extra: RedisBrokerOptions): BrokerConformanceOptions {
-    const optionsOf = new WeakMap<Broker, RedisBrokerOptions>()
-    const make = (options: RedisBrokerOptions): RedisBrokerClass => {
-      const made = new RedisBroker(options)
-      optionsOf.set(made, options)
-      return made
-    }
-    return {
-      name,
-      create: (limits: HistoryLimits) => make({ client: cluster.urls, keyPrefix: newPrefix(), history: limits, topologyCheckMs, ...extra }),
-      peer: (broker: Broker) => make(optionsOf.get(broker) as RedisBrokerOptions)
-    }
-  }
+  const onCluster = (name: string, extra: RedisBrokerOptions): BrokerConformanceOptions =>
+    redisBrokers(RedisBroker, name, () => ({ client: cluster.urls, keyPrefix: newPrefix(), topologyCheckMs, ...extra }))
   for (const { mode, extra } of modes) brokerConformance(tapTest(t), onCluster(`RedisBroker on a cluster (${mode})`, extra))
 
   t.test('a room slot is the one Redis computes, whatever braces its name has', async (t) => {
