@@ -73,11 +73,14 @@ async function freePorts (count: number): Promise<number[]> {
 }
 
 /** Polls `probe` until it returns true, for at most settleTimeoutMs: a cluster settles by gossip, which has no event to wait on. */
-async function until (what: string, probe: () => Promise<boolean>): Promise<void> {
+async function until (what: string, probe: () => Promise<boolean>, state?: () => Promise<string>): Promise<void> {
   const deadline = Date.now() + settleTimeoutMs
   for (;;) {
     if (await probe().catch(() => false)) return
-    if (Date.now() > deadline) throw new Error(`the Redis Cluster did not settle within ${settleTimeoutMs} ms: ${what}`)
+    if (Date.now() > deadline) {
+      const seen = await state?.().catch((error: Error) => error.message)
+      throw new Error(`the Redis Cluster did not settle within ${settleTimeoutMs} ms: ${what}${seen === undefined ? '' : `; it is:\n${seen}`}`)
+    }
     await sleep(50)
   }
 }
@@ -160,7 +163,7 @@ export async function startRedisCluster (owner: Owner, { replicas = 1 }: { repli
       await until(`a replica of ${master.port} takes slot ${slot} over`, async () => {
         const now = await cluster.masterOf(slot)
         return now !== undefined && now.port !== master.port && await clusterOk(cluster.node(now.port))
-      })
+      }, async () => await cluster.node(ports.slice(0, count).find((port) => !dead.has(port)) as number).cluster('NODES') as string)
     },
     pids () {
       return [...children.values()].filter((child) => child.exitCode === null && child.signalCode === null).map((child) => child.pid as number)
