@@ -179,7 +179,10 @@ export async function startRedisCluster (owner: Owner, { replicas = 1 }: { repli
   await Promise.all(ports.slice(0, count).map(async (port, i) => {
     children.set(port, await spawnServer(binary, port, [
       '--cluster-enabled', 'yes', '--cluster-port', String(ports[count + i]), '--cluster-config-file', `nodes-${port}.conf`,
-      '--cluster-node-timeout', String(nodeTimeoutMs), '--dir', dir
+      '--cluster-node-timeout', String(nodeTimeoutMs), '--dir', dir,
+      // Any replica may take over, however long ago it last heard its master: on a busy machine a
+      // replica that fell behind must not keep the failover test waiting.
+      '--cluster-replica-validity-factor', '0'
     ], dir))
   }))
   await run('redis-cli', ['--cluster', 'create', ...ports.slice(0, count).map((port) => `127.0.0.1:${port}`), '--cluster-replicas', String(replicas), '--cluster-yes'])
