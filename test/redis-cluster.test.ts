@@ -6,7 +6,10 @@ import { roomKeys } from '../lib/hub/redis/keys.js'
 import { roomSlot } from '../lib/hub/redis/key-tags.js'
 import { brokerConformance, entry, Recorder, type BrokerConformanceOptions } from '../lib/testing/index.js'
 import { DeliveryAudit, reportLine } from './support/delivery-audit.js'
-import { within } from './support/helpers.js'
+import { build, client, within } from './support/helpers.js'
+import { clusterChat } from './support/fixtures/cluster-contract.js'
+import { join, json } from './support/room-client.js'
+import { contractHandler } from '../lib/index.js'
 import { redisBrokers } from './support/redis-brokers.js'
 import { lateCopies } from './support/late-copies.js'
 import { clusterUnavailable, startRedisCluster, type RedisCluster } from './support/redis-cluster.js'
@@ -17,6 +20,14 @@ import './support/process-guard.js'
 // move of a busy room, a master killed). Skipped loudly without redis-server 7 and redis-cli.
 const unavailable = await clusterUnavailable()
 if (unavailable !== null) t.comment(unavailable)
+
+/** The next `$presence` notice a client gets. */
+async function nextNotice (c: Parameters<typeof json>[0]): Promise<Record<string, unknown>> {
+  for (;;) {
+    const message = await json(c)
+    if (message.type === '$presence') return message
+  }
+}
 
 const tapTest = (t: Test) => (name: string, fn: () => Promise<void>) => t.test(name, fn)
 const body = (n: number): string => JSON.stringify({ type: 'chat', data: { n } })
@@ -101,6 +112,33 @@ function clusterTests (t: Test, RedisBroker: typeof RedisBrokerClass, cluster: R
     for (const room of rooms) {
       t.same((await staying.presence.list(room)).map((e) => e.connectionId), room === rooms[0] ? ['stays'] : [], `${room}: the closed instance's entries are gone`)
     }
+  })
+
+  t.test('an app closing on a cluster sends its members\' leave notices and removes their presence', async (t) => {
+    const keyPrefix = newPrefix()
+    const app = async () => await build(t, (app) => {
+      app.get('/chat', { realtime: true }, contractHandler(clusterChat, {
+        async say () {},
+        async dm () {}
+      }, { rooms: { authorize: () => true, notices: true } }))
+    }, { broker: broker(t, { keyPrefix, shardedPubSub: true }) })
+    const [closing, staying] = [await app(), await app()]
+    const observer = await client(t, `${staying.url}/chat`)
+    await join(observer, 'lobby')
+    const [me] = await staying.app.realtime.presence('lobby')
+    for (const room of ['lobby', '}other', 'third']) await join(await client(t, `${closing.url}/chat`), room)
+    const member = (await staying.app.realtime.presence('lobby')).find((entry) => entry.connectionId !== me?.connectionId)
+    t.ok(member, 'the member on the closing app is in the lobby')
+    await closing.app.close()
+    for (;;) {
+      const notice = await nextNotice(observer)
+      if ((notice.data as { event: string }).event !== 'leave') continue
+      t.match(notice, { data: { event: 'leave', connectionId: member?.connectionId } }, 'the leave notice')
+      break
+    }
+    t.same((await staying.app.realtime.presence('lobby')).length, 1, 'only the observer is left')
+    t.same(await staying.app.realtime.presence('}other'), [])
+    t.same(await staying.app.realtime.presence('third'), [])
   })
 
   for (const { mode, extra } of modes) {
