@@ -17,8 +17,9 @@ export interface TopologyTarget {
  * Turns Redis Cluster topology changes into resubscriptions. A sharded subscription lives on the
  * master of its channel's slot, and nothing tells ioredis when that slot moves or its master fails
  * over (a subscriber is never redirected; Redis 7 only sends an unasked `sunsubscribe`, which ioredis
- * reports as a node error). So the watch reads the slot map itself, every `intervalMs` and at once on
- * a node error or a node leaving, and after each read compares the master of every followed room's
+ * reports as a node error). So the watch reads the slot map itself (`refreshSlotsCache()`, typed
+ * public in ioredis 5 though left out of its docs), every `intervalMs` and soon after a node error or
+ * a node leaving (at most every 100 ms), and after each read compares the master of every followed room's
  * slot with the one it had: each room whose master changed is subscribed again and caught up. In
  * classic pub/sub a slot move changes nothing, but a node leaving may have taken the one subscriber
  * connection with it: then every room catches up. Rooms whose resubscription failed are retried at
