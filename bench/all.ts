@@ -1,5 +1,5 @@
 /**
- * Every side-by-side benchmark, one after another: serialize, echo, broadcast, idle, heartbeat. Run with
+ * Every side-by-side benchmark, one after another: serialize, echo, broadcast, idle, heartbeat, redis-cluster. Run with
  * `npm run bench`; see bench/README.md. Each runs in a Node process of its own, as its own
  * `npm run bench:<name>` would run it (same loader, same environment, so the ECHO_*, IDLE_* and
  * BENCH_* variables apply), with its report on stdout. BENCH_ONLY picks some of them. A benchmark that fails does not stop the
@@ -10,7 +10,7 @@ import { once } from 'node:events'
 
 /** BENCH_ONLY=echo,idle runs only those, in this order. */
 const only = process.env.BENCH_ONLY?.split(',')
-const BENCHES = ['serialize', 'echo', 'broadcast', 'idle', 'heartbeat'].filter((name) => only === undefined || only.includes(name))
+const BENCHES = ['serialize', 'echo', 'broadcast', 'idle', 'heartbeat', 'redis-cluster'].filter((name) => only === undefined || only.includes(name))
 /** Each benchmark gives up by itself after 10 minutes; this is the backstop if one hangs anyway. */
 const EACH_TIMEOUT_MS = 15 * 60_000
 

@@ -5,12 +5,12 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process'
 import { once } from 'node:events'
-import { existsSync, readFileSync } from 'node:fs'
+import { existsSync } from 'node:fs'
 import { createServer, type AddressInfo } from 'node:net'
 import { arch, cpus, platform } from 'node:os'
 import { createInterface } from 'node:readline'
 import WebSocket from 'ws'
-import { createHarness, median, type Server } from './harness.js'
+import { createHarness, median, procCpu, type Server } from './harness.js'
 
 const CLIENTS = 1000
 const ROUNDS = Number(process.env.BROADCAST_ROUNDS ?? 5)
@@ -187,17 +187,6 @@ async function startRedis (): Promise<{ url: string, child: ChildProcess }> {
     lines.on('line', (line) => { if (line.includes('Ready to accept connections')) resolve() })
   }), 'starting redis-server')
   return { url: `redis://127.0.0.1:${port}`, child }
-}
-
-/** CPU time a process has used, from /proc (Linux), in µs; null where /proc is missing. */
-function procCpu (pid: number): number | null {
-  try {
-    const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]?.split(' ') ?? []
-    // utime and stime, fields 14 and 15 of stat (11 and 12 after the command name), in clock ticks of 10 ms.
-    return (Number(fields[11]) + Number(fields[12])) * 10_000
-  } catch {
-    return null
-  }
 }
 
 // ---- the run ----

@@ -3,12 +3,12 @@ import { once } from 'node:events'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { Redis } from 'ioredis'
 import t, { type Test } from 'tap'
-import type { Broker, HistoryLimits } from '../lib/hub/broker.js'
 import { MemoryBroker } from '../lib/hub/memory.js'
 import { MemoryPresence } from '../lib/hub/presence.js'
 import { recover } from '../lib/hub/recovery.js'
 import type { RedisBroker as RedisBrokerClass, RedisBrokerOptions } from '../lib/hub/redis/index.js'
 import { brokerConformance, entry, Recorder, type BrokerConformanceOptions, type PresenceConformanceOptions } from '../lib/testing/index.js'
+import { redisBrokers } from './support/redis-brokers.js'
 import { redisServerPath, redisUnavailable, redisUrl, startRedisServer } from './support/redis-server.js'
 import './support/process-guard.js'
 
@@ -66,19 +66,8 @@ function redisTests (t: Test, RedisBroker: typeof RedisBrokerClass, url: string)
   }
 
   /** Brokers on one Redis: each new one with a key prefix of its own, a peer with its broker's. */
-  function onRedis (name: string, extra: RedisBrokerOptions = {}): BrokerConformanceOptions {
-    const optionsOf = new WeakMap<Broker, RedisBrokerOptions>()
-    const make = (options: RedisBrokerOptions): RedisBrokerClass => {
-      const made = new RedisBroker(options)
-      optionsOf.set(made, options)
-      return made
-    }
-    return {
-      name,
-      create: (limits: HistoryLimits) => make({ client: url, keyPrefix: newPrefix(), history: limits, ...extra }),
-      peer: (broker: Broker) => make(optionsOf.get(broker) as RedisBrokerOptions)
-    }
-  }
+  const onRedis = (name: string, extra: RedisBrokerOptions = {}): BrokerConformanceOptions =>
+    redisBrokers(RedisBroker, name, () => ({ client: url, keyPrefix: newPrefix(), ...extra }))
   /** RedisPresence stores, each of a broker closed after the check. */
   function presenceOnRedis (): PresenceConformanceOptions {
     const brokers: RedisBrokerClass[] = []
@@ -381,8 +370,20 @@ function redisTests (t: Test, RedisBroker: typeof RedisBrokerClass, url: string)
     const cases: Array<[unknown, RegExp]> = [
       ['redis://x', /"RedisBroker": expected an object, got "redis:\/\/x"/],
       [[], /"RedisBroker": expected an object, got \[\]/],
-      [{ url }, /"RedisBroker\.url": expected one of client, keyPrefix, history, presenceTtlMs, shardedPubSub, onError \(unknown option\)/],
-      [{ client: 'http://127.0.0.1' }, /"RedisBroker\.client": expected an ioredis client or a redis:\/\/ or rediss:\/\/ URL, got "http:\/\/127\.0\.0\.1"/],
+      [{ url }, /"RedisBroker\.url": expected one of client, keyPrefix, history, presenceTtlMs, shardedPubSub, topologyCheckMs, onError \(unknown option\)/],
+      [{ client: 'http://127.0.0.1' }, /"RedisBroker\.client": expected an ioredis Redis or Cluster, a redis:\/\/ or rediss:\/\/ URL, or a non-empty list of such URLs or \{ host, port \} nodes, got "http:\/\/127\.0\.0\.1"/],
+      [{ client: [] }, /"RedisBroker\.client": .*got \[\]/],
+      [{ client: ['redis://127.0.0.1:7000', 'http://127.0.0.1:7001'] }, /"RedisBroker\.client": .*got \["redis:\/\/127\.0\.0\.1:7000","http:\/\/127\.0\.0\.1:7001"\]/],
+      [{ client: [{ host: '127.0.0.1', port: 0 }] }, /"RedisBroker\.client": .*got \[\{"host":"127\.0\.0\.1","port":0\}\]/],
+      [{ client: [{ host: '', port: 7000 }] }, /"RedisBroker\.client": .*got/],
+      [{ client: [null] }, /"RedisBroker\.client": .*got \[null\]/],
+      [{ client: [7000] }, /"RedisBroker\.client": .*got \[7000\]/],
+      [{ client: [{ host: 1, port: 7000 }] }, /"RedisBroker\.client": .*got/],
+      [{ client: [{ host: 'a', port: 7000.5 }] }, /"RedisBroker\.client": .*got/],
+      [{ client: [{ host: 'a', port: 65536 }] }, /"RedisBroker\.client": .*got/],
+      [{ keyPrefix: 'app{1}:' }, /"RedisBroker\.keyPrefix": expected a string without "\{" or "\}" \(a brace would put every room in one Redis Cluster slot\), got "app\{1\}:"/],
+      [{ keyPrefix: 'app}' }, /"RedisBroker\.keyPrefix": .*got "app\}"/],
+      [{ topologyCheckMs: 0 }, /"RedisBroker\.topologyCheckMs": expected an integer from 1 to 2147483647, got 0/],
       [{ client: 'redis://[nope' }, /"RedisBroker\.client": .*got "redis:\/\/\[nope"/],
       [{ client: 6379 }, /"RedisBroker\.client": .*got 6379/],
       [{ client: {} }, /"RedisBroker\.client": .*got \{\}/],

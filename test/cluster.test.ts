@@ -4,34 +4,15 @@ import { once } from 'node:events'
 import { setTimeout as sleep } from 'node:timers/promises'
 import t, { type Test } from 'tap'
 import { contractHandler } from '../lib/index.js'
-import { build, client, type Client } from './support/helpers.js'
+import { build, client } from './support/helpers.js'
+import { lateCopies } from './support/late-copies.js'
 import { clusterChat } from './support/fixtures/cluster-contract.js'
 import { redisServerPath, redisUnavailable, redisUrl, startRedisServer } from './support/redis-server.js'
+import { join, nextMessage } from './support/room-client.js'
 
 // Several Fastify instances on one Redis, as behind a load balancer. Skipped loudly without Redis.
 const unavailable = redisUnavailable()
 if (unavailable !== null) t.comment(unavailable)
-
-async function json (c: Client): Promise<Record<string, unknown>> {
-  return JSON.parse(await c.text()) as Record<string, unknown>
-}
-
-/** The next message that is not a presence notice. */
-async function nextMessage (c: Client): Promise<Record<string, unknown>> {
-  for (;;) {
-    const message = await json(c)
-    if (message.type !== '$presence') return message
-  }
-}
-
-async function join (c: Client, room: string, extra: Record<string, unknown> = {}): Promise<Record<string, unknown>> {
-  const id = randomUUID()
-  c.ws.send(JSON.stringify({ type: '$join', data: { room, ...extra }, id }))
-  for (;;) {
-    const message = await json(c)
-    if (message.id === id) return message
-  }
-}
 
 t.test('a cluster of instances on one Redis', { skip: unavailable ?? false }, async (t) => {
   const { RedisBroker } = await import('../lib/hub/redis/index.js')
@@ -97,6 +78,22 @@ t.test('a cluster of instances on one Redis', { skip: unavailable ?? false }, as
     t.match(reply.data, { recovered: true, offset: 3 })
     t.match(await nextMessage(again), { data: { text: 'missed 1' }, offset: 2 })
     t.match(await nextMessage(again), { data: { text: 'missed 2' }, offset: 3 })
+  })
+
+  t.test('a late copy of a message a member already has is not delivered to it again (one Redis)', async (t) => {
+    const { Redis } = await import('ioredis')
+    const keyPrefix = `late-${randomUUID()}:`
+    const redis = new Redis(url)
+    t.teardown(() => { redis.disconnect() })
+    const made: Array<InstanceType<typeof RedisBroker>> = []
+    t.teardown(async () => { for (const broker of made) await broker.close() })
+    await lateCopies(t, {
+      broker: () => new RedisBroker({ client: url, keyPrefix }),
+      // SPUBLISH never reaches a plain SUBSCRIBE: the instance hears nothing of these.
+      silent: () => { const broker = new RedisBroker({ client: url, keyPrefix, shardedPubSub: true }); made.push(broker); return broker },
+      rawPublish: async (channel, payload) => { await redis.publish(channel, payload) },
+      keyPrefix
+    })
   })
 
   t.test('an instance killed without closing leaves presence within the TTL', async (t) => {

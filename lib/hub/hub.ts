@@ -6,6 +6,7 @@ import { errors } from '../errors.js'
 import { lostNotice, presenceNotice } from '../protocol.js'
 import type { Broker, HistoryPage, HistoryQuery, Position, RoomMessage } from './broker.js'
 import type { PresenceEntry, PresenceStore } from './presence.js'
+import { floorAt, passFloor, type Floor } from './floor.js'
 import { recover } from './recovery.js'
 import { SharedMessage, type MemberLink } from './member.js'
 
@@ -37,6 +38,8 @@ export class Member {
   readonly pending = new Map<string, RoomMessage[]>()
   /** Rooms whose join was announced: their leave (or this connection's end) is announced too. */
   readonly announced = new Set<string>()
+  /** App rooms joined: the floor under which nothing is delivered again (floor.ts). */
+  readonly floors = new Map<string, Floor>()
 
   constructor (readonly connection: MemberLink, readonly userId: string | null) {}
 }
@@ -204,11 +207,14 @@ export class Hub {
       await options.beforeDelivery?.(result)
       // The replay, then what arrived meanwhile and is newer than the replay.
       for (const message of recovery?.messages ?? []) this.deliver(member, new SharedMessage(message.text))
-      // What is at or before the reported offset was replayed or belongs to the past the client loads itself.
+      // What is at or before the reported offset was replayed or belongs to the past the client
+      // loads itself: the floor keeps it out now, and also when a late copy of it arrives later.
+      const floor = floorAt(position)
+      member.floors.set(room, floor)
       const waiting = member.pending.get(room) ?? []
       member.pending.delete(room)
       for (const message of waiting) {
-        if (message.offset > position.offset || message.history === false) this.deliver(member, new SharedMessage(message.text))
+        if (passFloor(floor, message)) this.deliver(member, new SharedMessage(message.text))
       }
       if (options.notice === true) {
         stillOpen(member)
@@ -228,6 +234,7 @@ export class Hub {
   async leave (member: Member, room: string, options: { notice?: boolean } = {}): Promise<boolean> {
     if (!member.rooms.delete(room)) return false
     member.pending.delete(room)
+    member.floors.delete(room)
     const announce = options.notice ?? member.announced.has(room)
     member.announced.delete(room)
     const members = this.local.get(room)
@@ -308,7 +315,7 @@ export class Hub {
       if (member.id === message.except) continue
       const waiting = member.pending.get(message.room)
       if (waiting !== undefined) waiting.push(message)
-      else this.deliverGuarded(member, shared)
+      else if (passFloor(member.floors.get(message.room), message)) this.deliverGuarded(member, shared)
     }
   }
 
@@ -352,6 +359,8 @@ export class Hub {
     const shared = new SharedMessage(lostNotice({ room, epoch: position.epoch, offset: position.offset }))
     for (const member of members) {
       this.stats.lostNotices++
+      // Delivery goes on after the reported position; what is below it the member reloads.
+      if (!member.pending.has(room)) member.floors.set(room, floorAt(position))
       this.deliverGuarded(member, shared)
     }
   }

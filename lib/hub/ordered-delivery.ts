@@ -92,16 +92,25 @@ export class OrderedDelivery {
   }
 
   /**
-   * After the transport reconnected: every followed room is marked stale before anything arrives
-   * on the new connection (a message that comes in before the catch-up starts must not be delivered
-   * ahead of the ones it missed), `listen()` subscribes them again, then each catches up.
+   * After the transport reconnected (or, given `rooms`, after those rooms' subscriptions moved, as
+   * on a Redis Cluster slot move or failover): each room is marked stale before anything arrives on
+   * the new subscription (a message that comes in before the catch-up starts must not be delivered
+   * ahead of the ones it missed), `listen()` subscribes them again, then each catches up. Rooms not
+   * followed are left out.
    */
-  async resume (listen: (rooms: string[]) => Promise<void>): Promise<void> {
-    const all = [...this.rooms.values()]
+  async resume (listen: (rooms: string[]) => Promise<void>, rooms?: Iterable<string>): Promise<void> {
+    const all: Followed[] = []
+    if (rooms === undefined) all.push(...this.rooms.values())
+    else for (const room of rooms) { const followed = this.rooms.get(room); if (followed !== undefined) all.push(followed) }
     for (const followed of all) followed.stale = true
     if (all.length === 0) return
     await listen(all.map((followed) => followed.room))
     for (const followed of all) this.catchUp(followed).catch(this.report)
+  }
+
+  /** The rooms followed now. */
+  followed (): IterableIterator<string> {
+    return this.rooms.keys()
   }
 
   /** Stops following every room (the broker closes). */

@@ -35,11 +35,14 @@ export function redisServerPath (): string | null {
   return null
 }
 
-/** Starts redis-server and resolves once it logs that it accepts connections (or rejects if it exits first). */
-async function spawnServer (binary: string, port: number): Promise<ChildProcess> {
+/**
+ * Starts redis-server and resolves once it logs that it accepts connections (or rejects if it exits
+ * first); `extra` arguments follow the port, address and no-persistence ones.
+ */
+export async function spawnServer (binary: string, port: number, extra: readonly string[] = [], cwd?: string): Promise<ChildProcess> {
   const child = spawn(binary, [
-    '--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--loglevel', 'notice'
-  ], { stdio: ['ignore', 'pipe', 'pipe'] })
+    '--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--loglevel', 'notice', ...extra
+  ], { stdio: ['ignore', 'pipe', 'pipe'], cwd })
   let output = ''
   const ready = new Promise<void>((resolve, reject) => {
     const timer = setTimeout(() => { reject(new Error(`redis-server did not start within ${startTimeoutMs} ms:\n${output}`)) }, startTimeoutMs)
@@ -65,7 +68,7 @@ async function spawnServer (binary: string, port: number): Promise<ChildProcess>
   return child
 }
 
-async function stopServer (child: ChildProcess, signal: NodeJS.Signals): Promise<void> {
+export async function stopServer (child: ChildProcess, signal: NodeJS.Signals): Promise<void> {
   if (child.exitCode !== null || child.signalCode !== null) return
   const exited = once(child, 'exit')
   child.kill(signal)

@@ -1,10 +1,10 @@
 import { randomUUID } from 'node:crypto'
-import { Redis } from 'ioredis'
 import {
   wholeQueryNumber, type Broker, type BrokerEvents, type HistoryLimits, type HistoryPage, type HistoryQuery,
   type Position, type PublishOptions, type RoomMessage
 } from '../broker.js'
 import { OrderedDelivery } from '../ordered-delivery.js'
+import { commandClient } from './cluster-client.js'
 import { roomKeys } from './keys.js'
 import { settings, type RedisBrokerOptions } from './options.js'
 import { RedisPresence } from './presence.js'
@@ -18,7 +18,8 @@ type StreamEntry = [id: string, fields: ['offset', string, 'text', string, ...([
  * Rooms across instances on Redis: history in a stream per room, offsets and epoch in a hash, both
  * written by one script per publish (offsets dense, publish and history atomic); messages fanned
  * out by pub/sub only as wake-ups (OrderedDelivery fills a missed one from the stream); presence
- * in `presence`, a RedisPresence on the same client.
+ * in `presence`, a RedisPresence on the same client. On one Redis or a Redis Cluster: every key
+ * and the channel of a room share its slot (key-tags.ts).
  */
 export class RedisBroker implements Broker {
   readonly presence: RedisPresence
@@ -45,13 +46,13 @@ export class RedisBroker implements Broker {
       // Before attach() there is no hub to tell yet.
       this.events?.error?.(error)
     }
-    this.ownsClient = typeof s.client === 'string'
-    const client = typeof s.client === 'string' ? new Redis(s.client) : s.client
+    this.ownsClient = typeof s.client === 'string' || Array.isArray(s.client)
+    const client = commandClient(s.client, s.sharded)
     if (this.ownsClient) client.on('error', this.onError)
     this.client = withScripts(client)
     this.presence = new RedisPresence(this.client, this.prefix, s.presenceTtlMs, this.onError)
     this.delivery = new OrderedDelivery((room, query) => this.read(room, query, true))
-    this.subscriber = new RedisSubscriber(client, this.prefix, s.sharded, this.delivery, this.onError)
+    this.subscriber = new RedisSubscriber(client, this.prefix, s.sharded, this.delivery, this.onError, s.topologyCheckMs)
   }
 
   attach (events: BrokerEvents): void {

@@ -2,3 +2,4 @@
 export { RedisBroker } from './broker.js'
 export type { RedisPresence } from './presence.js'
 export type { RedisBrokerOptions } from './options.js'
+export type { ClusterStartNode, RedisClientOption } from './cluster-client.js'

@@ -1,3 +1,5 @@
+import { roomOfTag, roomTag } from './key-tags.js'
+
 /** The keys and channel of one room. */
 export interface RoomKeys {
   /** A hash: the room's epoch and last offset. */
@@ -12,13 +14,13 @@ export interface RoomKeys {
   readonly expiry: string
 }
 
-/** The keys and channel of a room. `{room}` is a Redis Cluster hash tag: all of a room's keys share one slot. */
+/** The keys and channel of a room. The room's tag (key-tags.ts) puts all of them in one Redis Cluster slot. */
 export function roomKeys (prefix: string, room: string): RoomKeys {
-  const base = `${prefix}room:{${room}}`
+  const base = `${prefix}room:${roomTag(room)}`
   return { meta: `${base}:meta`, stream: `${base}:stream`, channel: base, presence: `${base}:presence`, expiry: `${base}:presence:expiry` }
 }
 
-/** The room of a channel made by roomKeys(): `<prefix>room:{<room>}`. */
+/** The room of a channel made by roomKeys(): `<prefix>room:{<tag>}`. */
 export function roomOfChannel (prefix: string, channel: string): string {
-  return channel.slice(prefix.length + 6, -1)
+  return roomOfTag(channel.slice(prefix.length + 6, -1))
 }

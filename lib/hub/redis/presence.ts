@@ -58,18 +58,23 @@ export class RedisPresence implements PresenceStore {
     }
   }
 
-  /** Stops refreshing and removes this instance's entries; resolves also when Redis is unreachable. */
+  /**
+   * Stops refreshing and removes this instance's entries, one transaction per room (a room's keys
+   * share a slot, rooms do not: on a Redis Cluster one pipeline may not span them); resolves also
+   * when Redis is unreachable.
+   */
   async close (): Promise<void> {
     if (this.closed) return
     this.closed = true
     clearInterval(this.refreshTimer)
-    const pipeline = this.client.pipeline()
-    for (const [room, mine] of this.owned) {
+    const removals = [...this.owned].map(([room, mine]) => {
       const keys = roomKeys(this.prefix, room)
-      pipeline.hdel(keys.presence, ...mine.keys()).zrem(keys.expiry, ...mine.keys())
-    }
+      return this.client.multi().hdel(keys.presence, ...mine.keys()).zrem(keys.expiry, ...mine.keys()).exec()
+    })
     this.owned.clear()
     // Unreachable Redis: the entries expire within ttlMs anyway, and closing must not fail.
-    await pipeline.exec().catch(this.onError)
+    for (const result of await Promise.allSettled(removals)) {
+      if (result.status === 'rejected') this.onError(result.reason as Error)
+    }
   }
 }

@@ -1,4 +1,4 @@
-import type { Redis } from 'ioredis'
+import type { AnyRedis } from './cluster-client.js'
 
 /** The Redis scripts, as ioredis methods (defineCommand: EVALSHA, falling back to EVAL after a restart). */
 type Script = (...args: Array<string | number>) => Promise<unknown>
@@ -9,7 +9,7 @@ interface Scripted {
   fastifyRealtimePresence: Script
   fastifyRealtimePresenceCount: Script
 }
-export type Client = Redis & Scripted
+export type Client = AnyRedis & Scripted
 
 /** Redis time in ms, from inside a script: every instance measures ages and expiries on one clock. */
 const now = `
@@ -122,7 +122,7 @@ return redis.call('ZCOUNT', KEYS[2], '(' .. string.format('%d', now), '+inf')
 `
 
 /** Teaches a client the scripts (each runs by EVALSHA, and by EVAL again after a Redis restart). */
-export function withScripts (client: Redis): Client {
+export function withScripts (client: AnyRedis): Client {
   client.defineCommand('fastifyRealtimePublish', { numberOfKeys: 2, lua: publishScript })
   client.defineCommand('fastifyRealtimeRead', { numberOfKeys: 2, lua: readScript })
   client.defineCommand('fastifyRealtimePresenceAdd', { numberOfKeys: 2, lua: presenceAddScript })

@@ -1,43 +1,54 @@
-import type { Redis } from 'ioredis'
 import type { RoomMessage } from '../broker.js'
 import type { OrderedDelivery } from '../ordered-delivery.js'
+import { isCluster, subscriberOf, subscribing, type AnyRedis } from './cluster-client.js'
 import { roomKeys, roomOfChannel } from './keys.js'
+import { TopologyWatch } from './topology.js'
 
 const BAR = 0x7c
 
 /**
- * The pub/sub side of a RedisBroker: a `duplicate()` of its client that subscribes to the rooms'
- * channels, reads each payload as a RoomMessage and hands it to the delivery. Messages on pub/sub
+ * The pub/sub side of a RedisBroker: a `duplicate()` of its client (cluster-client.ts) that
+ * subscribes to the rooms' channels, reads each payload as a RoomMessage and hands it to the delivery. Messages on pub/sub
  * are only wake-ups: the delivery fills a gap from the stream, and after a reconnect it catches
  * every room up before anything newer goes out.
  */
 export class RedisSubscriber {
-  private readonly connection: Redis
+  private readonly connection: AnyRedis
+  /** On a Redis Cluster: resubscribes the rooms whose slot moved or whose master failed over. */
+  private readonly topology: TopologyWatch | null
 
-  constructor (client: Redis, private readonly prefix: string, private readonly sharded: boolean, private readonly delivery: OrderedDelivery, onError: (error: Error) => void) {
-    // Resubscribing is ours, not ioredis's: the catch-up must start only once the channels are subscribed again.
-    this.connection = client.duplicate({ autoResubscribe: false })
+  constructor (client: AnyRedis, private readonly prefix: string, private readonly sharded: boolean, private readonly delivery: OrderedDelivery, onError: (error: Error) => void, topologyCheckMs: number) {
+    this.connection = subscriberOf(client, sharded)
     this.connection.on('error', onError)
     // Buffers: the header counts the bytes of `except`.
     this.connection.on(sharded ? 'smessageBuffer' : 'messageBuffer', (channel: Buffer, payload: Buffer) => { this.receive(channel.toString(), payload) })
     // Runs before anything arrives on the new connection ('ready' is emitted first).
     this.connection.on('ready', () => { this.delivery.resume((rooms) => this.listen(rooms)).catch(onError) })
+    this.topology = isCluster(this.connection)
+      ? new TopologyWatch(this.connection, sharded, {
+        rooms: () => this.delivery.followed(),
+        moved: (rooms) => this.delivery.resume((followed) => this.listen(followed), rooms),
+        onError
+      }, topologyCheckMs)
+      : null
   }
 
   /** Subscribes to the rooms' channels. */
   async listen (rooms: string[]): Promise<void> {
+    for (const room of rooms) this.topology?.note(room)
     const channels = rooms.map((room) => roomKeys(this.prefix, room).channel)
     if (this.sharded) {
       // Standalone Redis takes several at once, Cluster only channels of one slot: one command each.
-      await Promise.all(channels.map((channel) => this.connection.ssubscribe(channel)))
+      await Promise.all(channels.map((channel) => subscribing(this.connection, () => this.connection.ssubscribe(channel))))
     } else {
-      await this.connection.subscribe(...channels)
+      await subscribing(this.connection, () => this.connection.subscribe(...channels))
     }
   }
 
   async unlisten (room: string): Promise<void> {
+    this.topology?.forget(room)
     const channel = roomKeys(this.prefix, room).channel
-    await (this.sharded ? this.connection.sunsubscribe(channel) : this.connection.unsubscribe(channel))
+    await subscribing(this.connection, () => this.sharded ? this.connection.sunsubscribe(channel) : this.connection.unsubscribe(channel))
   }
 
   /**
@@ -66,6 +77,7 @@ export class RedisSubscriber {
 
   /** Drops the connection: nothing is pending any more, and QUIT would reject when Redis is down. */
   disconnect (): void {
+    this.topology?.close()
     this.connection.disconnect()
   }
 }
