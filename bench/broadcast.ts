@@ -3,14 +3,13 @@
  * with `npm run bench:broadcast`; see bench/README.md. Every server runs in a child process
  * (bench/broadcast-server.ts), a fresh one per variant and round; everything is on 127.0.0.1.
  */
-import { spawn, type ChildProcess } from 'node:child_process'
+import type { ChildProcess } from 'node:child_process'
 import { once } from 'node:events'
-import { existsSync, readFileSync } from 'node:fs'
-import { createServer, type AddressInfo } from 'node:net'
+import { existsSync } from 'node:fs'
 import { arch, cpus, platform } from 'node:os'
-import { createInterface } from 'node:readline'
 import WebSocket from 'ws'
 import { createHarness, median, type Server } from './harness.js'
+import { procCpu, startRedis, which } from './processes.js'
 
 const CLIENTS = 1000
 const ROUNDS = Number(process.env.BROADCAST_ROUNDS ?? 5)
@@ -164,42 +163,6 @@ async function measure (variant: Variant, samples: Samples): Promise<void> {
   }
 }
 
-async function freePort (): Promise<number> {
-  const server = createServer()
-  server.listen(0, '127.0.0.1')
-  await once(server, 'listening')
-  const { port } = server.address() as AddressInfo
-  server.close()
-  return port
-}
-
-function which (command: string): boolean {
-  return (process.env.PATH ?? '').split(':').some((dir) => existsSync(`${dir}/${command}`))
-}
-
-/** A throwaway redis-server: no persistence, loopback only, stopped at the end. */
-async function startRedis (): Promise<{ url: string, child: ChildProcess }> {
-  const port = await freePort()
-  const child = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], { stdio: ['ignore', 'pipe', 'inherit'] })
-  harness.track(child)
-  const lines = createInterface({ input: child.stdout as NodeJS.ReadableStream })
-  await withTimeout(new Promise<void>((resolve) => {
-    lines.on('line', (line) => { if (line.includes('Ready to accept connections')) resolve() })
-  }), 'starting redis-server')
-  return { url: `redis://127.0.0.1:${port}`, child }
-}
-
-/** CPU time a process has used, from /proc (Linux), in µs; null where /proc is missing. */
-function procCpu (pid: number): number | null {
-  try {
-    const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]?.split(' ') ?? []
-    // utime and stime, fields 14 and 15 of stat (11 and 12 after the command name), in clock ticks of 10 ms.
-    return (Number(fields[11]) + Number(fields[12])) * 10_000
-  } catch {
-    return null
-  }
-}
-
 // ---- the run ----
 
 const variants: Variant[] = [
@@ -210,7 +173,7 @@ const variants: Variant[] = [
 let redis: { url: string, child: ChildProcess } | null = null
 const redisBroker = existsSync(new URL('../lib/hub/redis/index.ts', here))
 if (redisBroker && which('redis-server')) {
-  redis = await startRedis()
+  redis = await startRedis(harness)
   const url = redis.url
   let run = 0
   variants.push({
