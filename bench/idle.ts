@@ -22,15 +22,28 @@ const GLOBAL_TIMEOUT_MS = 10 * 60_000
 /** What fastify-realtime is held to, as ratios to raw ws. */
 const TARGET = { memory: 1.0, handshakeCpu: 1.25, churn: 0.9 }
 
-/** IDLE_VARIANTS=realtime-raw,socketio runs only those. */
-const { variants, notes } = pickVariants([
-  nodeVariant('raw', 'raw ws', ['raw']),
-  nodeVariant('fastify', '@fastify/websocket, bare route', ['fastify']),
+/**
+ * IDLE_BEFORE: a folder holding another lib/ (e.g. `git archive <commit> lib | tar -x -C dir`):
+ * each fastify-realtime variant runs a second time on it, in the same rounds, as `… (before)`.
+ */
+const BEFORE = process.env.IDLE_BEFORE
+const realtimeVariants = [
   nodeVariant('realtime-raw', 'fastify-realtime raw route', ['realtime-raw']),
   // `defaults`: the contract route with the plugin's default rate limit, as an app would have it.
   nodeVariant('realtime', 'fastify-realtime contractHandler', ['realtime', 'defaults']),
   // The same with `rooms`: each client joins the room `lobby` (`$join`) once open.
-  nodeVariant('realtime-room', 'fastify-realtime contractHandler, joined a room', ['realtime', 'room']),
+  nodeVariant('realtime-room', 'fastify-realtime contractHandler, joined a room', ['realtime', 'room'])
+]
+const beforeVariants = BEFORE === undefined
+  ? []
+  : realtimeVariants.map((variant) => ({ ...variant, key: `${variant.key}@before`, name: `${variant.name} (before)` }))
+
+/** IDLE_VARIANTS=realtime-raw,socketio runs only those. */
+const { variants, notes } = pickVariants([
+  nodeVariant('raw', 'raw ws', ['raw']),
+  nodeVariant('fastify', '@fastify/websocket, bare route', ['fastify']),
+  ...realtimeVariants,
+  ...beforeVariants,
   nodeVariant('socketio', 'socket.io (websocket transport)', ['socketio'], 'socketio')
 ], 'IDLE_VARIANTS')
 
@@ -41,6 +54,8 @@ const { withTimeout } = harness
 delete process.env.ECHO_LIB
 /** The Node servers as plain JavaScript: no TypeScript loader thread whose heap shrinks between the two readings. */
 const serverScript = await plainEchoServer()
+const beforeScript = BEFORE === undefined ? serverScript : await plainEchoServer('bench/echo-server.ts', BEFORE)
+const scriptOf = (variant: Variant): string => variant.key.endsWith('@before') ? beforeScript : serverScript
 /**
  * --expose-gc for GET /mem. V8 also resizes its young generation by itself: it grows it under
  * allocation and gives back up to 32 MiB once allocation has been low for a few seconds, and its
@@ -87,7 +102,7 @@ class Idle {
   async open (server: Server, variant: Variant, count: number, what: string): Promise<void> {
     await openInBatches(harness, this.sockets, count, async () => {
       const ws = await connect(server.port, variant.protocol)
-      if (variant.key === 'realtime-room') await joinLobby(ws)
+      if (variant.key.startsWith('realtime-room')) await joinLobby(ws)
       ws.on('error', () => { this.errors++ })
       ws.on('close', () => { if (!this.closing) this.dropped++ })
       return ws
@@ -171,7 +186,7 @@ interface Round {
 const serverInfo = new Map<string, string>()
 
 async function measure (variant: Variant): Promise<Round> {
-  const server = await variant.start(harness, NODE_ARGS, serverScript)
+  const server = await variant.start(harness, NODE_ARGS, scriptOf(variant))
   const warm = new Idle()
   const idle = new Idle()
   try {
@@ -206,7 +221,7 @@ async function measure (variant: Variant): Promise<Round> {
 /** The churn phase on a fresh server, after the same warm-up: no idle connections around it. */
 async function measureChurn (variant: Variant): Promise<{ churnRate: number, churnCpu: number }> {
   if (CHURN_CYCLES === 0) return { churnRate: NaN, churnCpu: NaN }
-  const server = await variant.start(harness, NODE_ARGS, serverScript)
+  const server = await variant.start(harness, NODE_ARGS, scriptOf(variant))
   try {
     const warm = new Idle()
     await warm.open(server, variant, WARMUP, `${variant.name}, churn warm-up`)

@@ -87,6 +87,7 @@ export function convertRealtimeRoute (routeOptions: RouteOptions & { realtime?: 
   routeOptions.logSerializers = redactedSerializers(routeOptions, plugin)
   // Fastify's automatic HEAD route can never be upgraded.
   if (methods.every((method) => method === 'HEAD')) return
+  const url = routeOptions.url
   routeOptions.onRequest = [handshakeHook(settings, plugin.handshakes, plugin.metrics) as Hook, ...hookList(routeOptions.onRequest)]
   // The plugin's onRequest hook marks each upgrade request for it (ws-internals.ts's bridge).
   routeOptions.config = { ...routeOptions.config, [kRouteServer]: plugin.wsServers.serverFor(settings) }
@@ -103,7 +104,7 @@ export function convertRealtimeRoute (routeOptions: RouteOptions & { realtime?: 
     // (the connection listens for errors itself).
     releaseUpgrade(request.raw)
     socket.removeAllListeners('error')
-    const connection = new RealtimeConnection(socket as RealtimeSocket, request, settings, plugin)
+    const connection = new RealtimeConnection(socket as RealtimeSocket, request, settings, plugin, url)
     // Not returned: @fastify/websocket would hang a closure holding the reply on the promise. It
     // never rejects: the handler's failure is answered inside, and close() with these codes cannot fail.
     void runHandler.call(this, handler, connection)
