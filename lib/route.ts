@@ -54,17 +54,31 @@ function httpFallback (request: FastifyRequest, reply: FastifyReply): void {
   throw new errors.FST_RT_UPGRADE_REQUIRED()
 }
 
-/** Runs the handler, then ends the connection aiohttp's way: 1000 on return, 1011 on a throw. */
-async function runHandler (this: FastifyInstance, handler: RealtimeHandlerFunction, connection: RealtimeConnection): Promise<void> {
-  const request = connection.request
+/** The handler returned (or its promise resolved): the connection closes with 1000. */
+function handlerDone (this: RealtimeConnection): void {
+  void this.close()
+}
+
+/** The handler threw (or its promise rejected): logged, and the connection closes with 1011. */
+function handlerFailed (this: RealtimeConnection, error: unknown): void {
+  this.request.log.error({ err: error }, 'realtime: handler failed')
+  void this.close({ code: 1011, reason: 'Internal error' })
+}
+
+/**
+ * Runs the handler, then ends the connection aiohttp's way: 1000 on return, 1011 on a throw. No
+ * async function: an open connection keeps no suspended frame of its own here, only the two
+ * reactions on the handler's promise. close() with these codes cannot fail.
+ */
+function runHandler (this: FastifyInstance, handler: RealtimeHandlerFunction, connection: RealtimeConnection): void {
+  let result: unknown
   try {
-    await handler.call(this, connection, request)
+    result = handler.call(this, connection, connection.request)
   } catch (error) {
-    request.log.error({ err: error }, 'realtime: handler failed')
-    await connection.close({ code: 1011, reason: 'Internal error' })
+    handlerFailed.call(connection, error)
     return
   }
-  await connection.close()
+  Promise.resolve(result).then(handlerDone.bind(connection), handlerFailed.bind(connection))
 }
 
 /**
@@ -105,8 +119,7 @@ export function convertRealtimeRoute (routeOptions: RouteOptions & { realtime?: 
     releaseUpgrade(request.raw)
     socket.removeAllListeners('error')
     const connection = new RealtimeConnection(socket as RealtimeSocket, request, settings, plugin, url)
-    // Not returned: @fastify/websocket would hang a closure holding the reply on the promise. It
-    // never rejects: the handler's failure is answered inside, and close() with these codes cannot fail.
-    void runHandler.call(this, handler, connection)
+    // Nothing returned: @fastify/websocket would hang a closure holding the reply on a promise.
+    runHandler.call(this, handler, connection)
   }
 }
