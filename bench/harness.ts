@@ -83,7 +83,10 @@ export function createHarness (waitMs: number, globalTimeoutMs: number): Harness
     })
     track(child)
     const lines = createInterface({ input: child.stdout as NodeJS.ReadableStream })
-    const [line] = await withTimeout(once(lines, 'line') as Promise<[string]>, `starting ${what}`)
+    // A server that exits first (prlimit refused a file limit, a crash at start) fails the start at once.
+    const exited = once(child, 'exit').then(([code]) => { throw new Error(`bench: ${what} exited with ${String(code)} before it listened`) })
+    exited.catch(() => {})
+    const [line] = await withTimeout(Promise.race([once(lines, 'line') as Promise<[string]>, exited]), `starting ${what}`)
     lines.close()
     return { port: (JSON.parse(line) as { port: number }).port, child }
   }
