@@ -3,14 +3,13 @@
  * with `npm run bench:broadcast`; see bench/README.md. Every server runs in a child process
  * (bench/broadcast-server.ts), a fresh one per variant and round; everything is on 127.0.0.1.
  */
-import { spawn, type ChildProcess } from 'node:child_process'
+import type { ChildProcess } from 'node:child_process'
 import { once } from 'node:events'
 import { existsSync } from 'node:fs'
-import { createServer, type AddressInfo } from 'node:net'
 import { arch, cpus, platform } from 'node:os'
-import { createInterface } from 'node:readline'
 import WebSocket from 'ws'
-import { createHarness, median, procCpu, type Server } from './harness.js'
+import { createHarness, median, type Server } from './harness.js'
+import { procCpu, startRedis, which } from './processes.js'
 
 const CLIENTS = 1000
 const ROUNDS = Number(process.env.BROADCAST_ROUNDS ?? 5)
@@ -164,31 +163,6 @@ async function measure (variant: Variant, samples: Samples): Promise<void> {
   }
 }
 
-async function freePort (): Promise<number> {
-  const server = createServer()
-  server.listen(0, '127.0.0.1')
-  await once(server, 'listening')
-  const { port } = server.address() as AddressInfo
-  server.close()
-  return port
-}
-
-function which (command: string): boolean {
-  return (process.env.PATH ?? '').split(':').some((dir) => existsSync(`${dir}/${command}`))
-}
-
-/** A throwaway redis-server: no persistence, loopback only, stopped at the end. */
-async function startRedis (): Promise<{ url: string, child: ChildProcess }> {
-  const port = await freePort()
-  const child = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], { stdio: ['ignore', 'pipe', 'inherit'] })
-  harness.track(child)
-  const lines = createInterface({ input: child.stdout as NodeJS.ReadableStream })
-  await withTimeout(new Promise<void>((resolve) => {
-    lines.on('line', (line) => { if (line.includes('Ready to accept connections')) resolve() })
-  }), 'starting redis-server')
-  return { url: `redis://127.0.0.1:${port}`, child }
-}
-
 // ---- the run ----
 
 const variants: Variant[] = [
@@ -199,7 +173,7 @@ const variants: Variant[] = [
 let redis: { url: string, child: ChildProcess } | null = null
 const redisBroker = existsSync(new URL('../lib/hub/redis/index.ts', here))
 if (redisBroker && which('redis-server')) {
-  redis = await startRedis()
+  redis = await startRedis(harness)
   const url = redis.url
   let run = 0
   variants.push({

@@ -17,7 +17,8 @@
  *   GET /mem   process.memoryUsage() after two full GCs (start with --expose-gc; `gc` says whether it ran)
  *
  * A second argument `defaults` gives the contract route the plugin's default rate limit, as the
- * idle bench wants; the echo bench turns it off (it would throttle the load). Either way the
+ * idle bench wants; the echo bench turns it off (it would throttle the load). `room` is `defaults`
+ * plus `rooms` that let every client `$join` (the idle bench's clients join `lobby`). Either way the
  * plugin's connection caps are raised so that they never refuse the bench's clients.
  *
  * ECHO_LIB, when set, is the path of another build of lib/index.ts to load (to compare two
@@ -130,7 +131,7 @@ async function startFastify (typed: boolean): Promise<void> {
 
 // ---- (4) fastify-realtime ----
 
-async function startRealtime (route: 'contract' | 'raw', defaults: boolean): Promise<void> {
+async function startRealtime (route: 'contract' | 'raw', mode: string | undefined): Promise<void> {
   const path = process.env.ECHO_LIB ?? '../lib/index.js'
   const { default: realtime, contractHandler, defineContract } = await import(path) as typeof import('../lib/index.js')
   const contract = defineContract({
@@ -154,7 +155,8 @@ async function startRealtime (route: 'contract' | 'raw', defaults: boolean): Pro
   } else {
     // rateLimit: false for the echo bench, because the default (100 messages a second per
     // connection, bursts of 200) would throttle the benchmark long before the server is busy.
-    app.get('/', { realtime: true }, contractHandler(contract, { echo: (data) => data }, defaults ? {} : { rateLimit: false }))
+    const options = mode === 'room' ? { rooms: { authorize: () => true } } : mode === 'defaults' ? {} : { rateLimit: false as const }
+    app.get('/', { realtime: true }, contractHandler(contract, { echo: (data) => data }, options))
   }
   await listen(app)
 }
@@ -187,10 +189,10 @@ if (variant === 'raw') {
 } else if (variant === 'fastify' || variant === 'typed') {
   await startFastify(variant === 'typed')
 } else if (variant === 'realtime' || variant === 'realtime-raw') {
-  await startRealtime(variant === 'realtime' ? 'contract' : 'raw', mode === 'defaults')
+  await startRealtime(variant === 'realtime' ? 'contract' : 'raw', mode)
 } else if (variant === 'socketio') {
   startSocketIo()
 } else {
-  console.error('usage: echo-server.ts raw | fastify | typed | realtime | socketio | realtime-raw [defaults]')
+  console.error('usage: echo-server.ts raw | fastify | typed | realtime | socketio | realtime-raw [defaults | room]')
   process.exit(2)
 }

@@ -3,7 +3,6 @@
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process'
 import { createHash } from 'node:crypto'
 import { once } from 'node:events'
-import { readFileSync } from 'node:fs'
 import { arch, availableParallelism, cpus, platform } from 'node:os'
 import { createInterface } from 'node:readline'
 
@@ -84,7 +83,10 @@ export function createHarness (waitMs: number, globalTimeoutMs: number): Harness
     })
     track(child)
     const lines = createInterface({ input: child.stdout as NodeJS.ReadableStream })
-    const [line] = await withTimeout(once(lines, 'line') as Promise<[string]>, `starting ${what}`)
+    // A server that exits first (prlimit refused a file limit, a crash at start) fails the start at once.
+    const exited = once(child, 'exit').then(([code]) => { throw new Error(`bench: ${what} exited with ${String(code)} before it listened`) })
+    exited.catch(() => {})
+    const [line] = await withTimeout(Promise.race([once(lines, 'line') as Promise<[string]>, exited]), `starting ${what}`)
     lines.close()
     return { port: (JSON.parse(line) as { port: number }).port, child }
   }
@@ -145,16 +147,5 @@ export function gitState (): string {
     return `lib/ at ${head} plus uncommitted changes to ${files} (diff sha1 ${createHash('sha1').update(diff).digest('hex').slice(0, 10)})`
   } catch {
     return 'lib/ version unknown (no git)'
-  }
-}
-
-/** CPU time a process has used, from /proc (Linux), in µs; null where /proc is missing. */
-export function procCpu (pid: number): number | null {
-  try {
-    const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]?.split(' ') ?? []
-    // utime and stime, fields 14 and 15 of stat (11 and 12 after the command name), in clock ticks of 10 ms.
-    return (Number(fields[11]) + Number(fields[12])) * 10_000
-  } catch {
-    return null
   }
 }

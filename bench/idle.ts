@@ -14,18 +14,36 @@ const ROUNDS = Number(process.env.IDLE_ROUNDS ?? 3)
 const CONNECTIONS = Number(process.env.IDLE_CONNECTIONS ?? 5000)
 /** Handshakes done and closed again before the first figures, so that code compiled on first use is not counted per connection. */
 const WARMUP = Math.min(100, CONNECTIONS)
+/** Connect + close cycles per round of the churn phase, spread over CHURN_WORKERS concurrent loops. */
+const CHURN_CYCLES = Number(process.env.IDLE_CHURN_CYCLES ?? 5000)
+const CHURN_WORKERS = Number(process.env.IDLE_CHURN_WORKERS ?? 50)
 const WAIT_MS = 30_000
 const GLOBAL_TIMEOUT_MS = 10 * 60_000
 /** What fastify-realtime is held to, as ratios to raw ws. */
-const TARGET = { memory: 1.0, handshakeCpu: 1.25 }
+const TARGET = { memory: 1.0, handshakeCpu: 1.25, churn: 0.9 }
+
+/**
+ * IDLE_BEFORE: a folder holding another lib/ (e.g. `git archive <commit> lib | tar -x -C dir`):
+ * each fastify-realtime variant runs a second time on it, in the same rounds, as `… (before)`.
+ */
+const BEFORE = process.env.IDLE_BEFORE
+const realtimeVariants = [
+  nodeVariant('realtime-raw', 'fastify-realtime raw route', ['realtime-raw']),
+  // `defaults`: the contract route with the plugin's default rate limit, as an app would have it.
+  nodeVariant('realtime', 'fastify-realtime contractHandler', ['realtime', 'defaults']),
+  // The same with `rooms`: each client joins the room `lobby` (`$join`) once open.
+  nodeVariant('realtime-room', 'fastify-realtime contractHandler, joined a room', ['realtime', 'room'])
+]
+const beforeVariants = BEFORE === undefined
+  ? []
+  : realtimeVariants.map((variant) => ({ ...variant, key: `${variant.key}@before`, name: `${variant.name} (before)` }))
 
 /** IDLE_VARIANTS=realtime-raw,socketio runs only those. */
 const { variants, notes } = pickVariants([
   nodeVariant('raw', 'raw ws', ['raw']),
   nodeVariant('fastify', '@fastify/websocket, bare route', ['fastify']),
-  nodeVariant('realtime-raw', 'fastify-realtime raw route', ['realtime-raw']),
-  // `defaults`: the contract route with the plugin's default rate limit, as an app would have it.
-  nodeVariant('realtime', 'fastify-realtime contractHandler', ['realtime', 'defaults']),
+  ...realtimeVariants,
+  ...beforeVariants,
   nodeVariant('socketio', 'socket.io (websocket transport)', ['socketio'], 'socketio')
 ], 'IDLE_VARIANTS')
 
@@ -36,6 +54,8 @@ const { withTimeout } = harness
 delete process.env.ECHO_LIB
 /** The Node servers as plain JavaScript: no TypeScript loader thread whose heap shrinks between the two readings. */
 const serverScript = await plainEchoServer()
+const beforeScript = BEFORE === undefined ? serverScript : await plainEchoServer('bench/echo-server.ts', BEFORE)
+const scriptOf = (variant: Variant): string => variant.key.endsWith('@before') ? beforeScript : serverScript
 /**
  * --expose-gc for GET /mem. V8 also resizes its young generation by itself: it grows it under
  * allocation and gives back up to 32 MiB once allocation has been low for a few seconds, and its
@@ -60,6 +80,18 @@ async function serverMemory (server: Server): Promise<Memory> {
   return memory
 }
 
+/** Sends `$join` for the room `lobby` and waits for its reply. */
+async function joinLobby (ws: WebSocket): Promise<void> {
+  const reply = new Promise<void>((resolve, reject) => {
+    ws.once('message', (data: Buffer) => {
+      const message = JSON.parse(String(data)) as { type: string }
+      message.type === '$join:reply' ? resolve() : reject(new Error(`bench: $join answered with ${String(data).slice(0, 200)}`))
+    })
+  })
+  ws.send('{"type":"$join","data":{"room":"lobby"},"id":1}')
+  await reply
+}
+
 /** Connections of one round, and whether any ended while it was meant to be open. */
 class Idle {
   readonly sockets: WebSocket[] = []
@@ -70,6 +102,7 @@ class Idle {
   async open (server: Server, variant: Variant, count: number, what: string): Promise<void> {
     await openInBatches(harness, this.sockets, count, async () => {
       const ws = await connect(server.port, variant.protocol)
+      if (variant.key.startsWith('realtime-room')) await joinLobby(ws)
       ws.on('error', () => { this.errors++ })
       ws.on('close', () => { if (!this.closing) this.dropped++ })
       return ws
@@ -97,6 +130,39 @@ class Idle {
   }
 }
 
+// ---- churn ----
+
+/** One cycle: connect, upgrade, close frame (1000), and the server's close frame back. */
+async function cycle (server: Server, variant: Variant): Promise<void> {
+  const ws = await connect(server.port, variant.protocol)
+  const closed = new Promise<void>((resolve, reject) => {
+    ws.once('close', (code: number) => { code === 1000 ? resolve() : reject(new Error(`bench: churn: closed with ${code}`)) })
+    ws.once('error', reject)
+  })
+  ws.close(1000)
+  await closed
+}
+
+/**
+ * CHURN_WORKERS loops, each connecting, upgrading and closing one connection at a time until
+ * CHURN_CYCLES cycles are done in all: cycles per second and the server's CPU per cycle.
+ */
+async function churn (server: Server, variant: Variant): Promise<{ rate: number, cpu: number }> {
+  let left = CHURN_CYCLES
+  const worker = async (): Promise<void> => {
+    while (left > 0) {
+      left--
+      await cycle(server, variant)
+    }
+  }
+  const cpuBefore = await harness.serverCpu(server.port)
+  const start = process.hrtime.bigint()
+  await withTimeout(Promise.all(Array.from({ length: CHURN_WORKERS }, worker)), `${variant.name}: ${CHURN_CYCLES} connect + close cycles`, GLOBAL_TIMEOUT_MS / 4)
+  const seconds = Number(process.hrtime.bigint() - start) / 1e9
+  const cpu = await harness.serverCpu(server.port) - cpuBefore
+  return { rate: CHURN_CYCLES / seconds, cpu: cpu / CHURN_CYCLES }
+}
+
 // ---- measuring ----
 
 interface Round {
@@ -110,13 +176,17 @@ interface Round {
   connectMs: number
   /** The server's RSS before the connections, in bytes. */
   baseRss: number
+  /** Connect + close cycles per second (churn phase, on a fresh server of its own). */
+  churnRate: number
+  /** Server CPU per connect + close cycle, in µs. */
+  churnCpu: number
 }
 
 /** What each variant's server said it runs on (aiohttp's versions and event loop), for the report. */
 const serverInfo = new Map<string, string>()
 
 async function measure (variant: Variant): Promise<Round> {
-  const server = await variant.start(harness, NODE_ARGS, serverScript)
+  const server = await variant.start(harness, NODE_ARGS, scriptOf(variant))
   const warm = new Idle()
   const idle = new Idle()
   try {
@@ -138,11 +208,27 @@ async function measure (variant: Variant): Promise<Round> {
       heap: after.heapUsed === null || before.heapUsed === null ? NaN : (after.heapUsed - before.heapUsed) / CONNECTIONS,
       cpu: cpu / CONNECTIONS,
       connectMs,
-      baseRss: before.rss
+      baseRss: before.rss,
+      ...await measureChurn(variant)
     }
   } finally {
     warm.terminate()
     idle.terminate()
+    await harness.stopServer(server)
+  }
+}
+
+/** The churn phase on a fresh server, after the same warm-up: no idle connections around it. */
+async function measureChurn (variant: Variant): Promise<{ churnRate: number, churnCpu: number }> {
+  if (CHURN_CYCLES === 0) return { churnRate: NaN, churnCpu: NaN }
+  const server = await variant.start(harness, NODE_ARGS, scriptOf(variant))
+  try {
+    const warm = new Idle()
+    await warm.open(server, variant, WARMUP, `${variant.name}, churn warm-up`)
+    await warm.close()
+    const { rate, cpu } = await churn(server, variant)
+    return { churnRate: rate, churnCpu: cpu }
+  } finally {
     await harness.stopServer(server)
   }
 }
@@ -158,7 +244,7 @@ for (let round = 0; round < ROUNDS; round++) {
     const result = await measure(variant)
     ;(results.get(variant.key) as Round[]).push(result)
     process.stderr.write(`  ${CONNECTIONS} connections in ${Math.round(result.connectMs)} ms; RSS ${num(result.rss)} B, heap ${Number.isNaN(result.heap) ? 'n/a' : `${num(result.heap)} B`} ` +
-      `per connection; ${num(result.cpu)} µs CPU per handshake\n`)
+      `per connection; ${num(result.cpu)} µs CPU per handshake; churn ${num(result.churnRate)} cycles/s, ${num(result.churnCpu)} µs CPU per cycle\n`)
   }
 }
 
@@ -184,6 +270,7 @@ console.log('')
 console.log(`### ${CONNECTIONS.toLocaleString('en-US')} idle connections\n`)
 console.log('| variant | RSS KiB per connection | ratio | heap KiB per connection | ratio | server CPU µs per handshake | ratio | connect time ms | server RSS before, MiB |')
 console.log('| --- | --- | --- | --- | --- | --- | --- | --- | --- |')
+const churnRows: string[] = []
 for (const variant of variants) {
   const rss = series(variant.key, (round) => round.rss)
   const heap = series(variant.key, (round) => round.heap)
@@ -192,9 +279,20 @@ for (const variant of variants) {
   const baseRss = series(variant.key, (round) => round.baseRss)
   console.log(`| ${variant.name} | ${spread(rss.values, kib)} | ${spread(rss.ratios, ratio)} | ${maybe(heap.values, kib)} | ${maybe(heap.ratios, ratio)} | ` +
     `${spread(cpu.values, num)} | ${spread(cpu.ratios, ratio)} | ${spread(connect.values, num)} | ${spread(baseRss.values, mib)} |`)
+  const churnRate = series(variant.key, (round) => round.churnRate)
+  const churnCpu = series(variant.key, (round) => round.churnCpu)
+  churnRows.push(`| ${variant.name} | ${maybe(churnRate.values, num)} | ${maybe(churnRate.ratios, ratio)} | ${maybe(churnCpu.values, num)} | ${maybe(churnCpu.ratios, ratio)} |`)
+}
+if (CHURN_CYCLES > 0) {
+  console.log('')
+  console.log(`### churn: ${CHURN_WORKERS} workers looping connect → upgrade → close frame, ${CHURN_CYCLES.toLocaleString('en-US')} cycles per round\n`)
+  console.log('| variant | cycles per second | ratio | server CPU µs per cycle | ratio |')
+  console.log('| --- | --- | --- | --- | --- |')
+  for (const row of churnRows) console.log(row)
 }
 console.log('')
-console.log(`Targets for fastify-realtime: idle memory ≤ ${TARGET.memory.toFixed(2)}× raw ws, handshake CPU ≤ ${TARGET.handshakeCpu.toFixed(2)}× raw ws (median ratios).`)
+console.log(`Targets for fastify-realtime: idle memory ≤ ${TARGET.memory.toFixed(2)}× raw ws, handshake CPU ≤ ${TARGET.handshakeCpu.toFixed(2)}× raw ws, ` +
+  `connect + close cycles per second ≥ ${TARGET.churn.toFixed(2)}× raw ws (median ratios).`)
 for (const variant of variants.filter((variant) => variant.key.startsWith('realtime'))) {
   // With few connections the RSS can fall between the two readings (pages given back): no verdict then.
   const verdict = (value: number, target: number): string =>
@@ -202,6 +300,9 @@ for (const variant of variants.filter((variant) => variant.key.startsWith('realt
   const rss = median(series(variant.key, (round) => round.rss).ratios)
   const heap = median(series(variant.key, (round) => round.heap).ratios)
   const cpu = median(series(variant.key, (round) => round.cpu).ratios)
-  console.log(`- ${variant.name}: RSS ${verdict(rss, TARGET.memory)}, heap ${verdict(heap, TARGET.memory)}, handshake CPU ${verdict(cpu, TARGET.handshakeCpu)}`)
+  const churnRate = median(series(variant.key, (round) => round.churnRate).ratios)
+  const churnVerdict = Number.isNaN(churnRate) ? 'not measured' : `${ratio(churnRate)} (${churnRate >= TARGET.churn ? 'met' : 'not met'})`
+  console.log(`- ${variant.name}: RSS ${verdict(rss, TARGET.memory)}, heap ${verdict(heap, TARGET.memory)}, handshake CPU ${verdict(cpu, TARGET.handshakeCpu)}, ` +
+    `connect + close cycles per second ${churnVerdict}`)
 }
 harness.done()

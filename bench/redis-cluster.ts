@@ -9,7 +9,8 @@ import type { RoomMessage } from '../lib/hub/broker.js'
 import { freePort } from '../test/support/helpers.js'
 import { clusterUnavailable, startRedisCluster } from '../test/support/redis-cluster.js'
 import { redisServerPath, spawnServer, stopServer } from '../test/support/redis-server.js'
-import { gitState, machine, median, num, procCpu, spread } from './harness.js'
+import { gitState, machine, median, num, spread } from './harness.js'
+import { procCpu } from './processes.js'
 
 const ROUNDS = Number(process.env.REDIS_CLUSTER_ROUNDS ?? 3)
 /** Messages of the throughput phase, published with FLIGHT in flight over ROOMS rooms. */

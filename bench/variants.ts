@@ -160,20 +160,25 @@ export async function connect (port: number, protocol: Protocol): Promise<WebSoc
  * bench/echo-server.ts and lib/ as plain JavaScript, for servers that must run without the
  * TypeScript loader: in Node 20 the loader's hooks run on a thread of their own, whose heap (the
  * TypeScript compiler) shrinks on its own schedule, some seconds after start, by tens of MiB: too
- * much noise for an RSS difference. Each file is transpiled alone (as the loader does with
- * TS_NODE_TRANSPILE_ONLY) into node_modules/.cache, where the packages still resolve. Resolves with
- * the path of the server script.
+ * much noise for an RSS difference. `script` is another server of bench/ to transpile instead
+ * (bench/scale.ts's); `libRoot` a folder with another lib/ to serve it with (a before/after run).
+ * Each file is transpiled alone (as the loader does with TS_NODE_TRANSPILE_ONLY) into a folder of
+ * this process under node_modules/.cache, where the packages still resolve, removed on exit.
+ * Resolves with the path of the server script.
  */
-export async function plainEchoServer (): Promise<string> {
+let builds = 0
+export async function plainEchoServer (script = 'bench/echo-server.ts', libRoot?: string): Promise<string> {
   // Loaded here, not at the top: the echo bench's load generator has no use for the compiler.
   const { default: ts } = await import('typescript')
   const root = new URL('..', import.meta.url).pathname
-  const out = join(root, 'node_modules', '.cache', 'fastify-realtime-bench')
+  const out = join(root, 'node_modules', '.cache', 'fastify-realtime-bench', `${process.pid}-${builds++}`)
   rmSync(out, { recursive: true, force: true })
-  const sources = ['bench/echo-server.ts', ...readdirSync(join(root, 'lib'), { recursive: true, encoding: 'utf8' })
+  process.once('exit', () => { rmSync(out, { recursive: true, force: true }) })
+  const lib = libRoot ?? root
+  const sources = [script, ...readdirSync(join(lib, 'lib'), { recursive: true, encoding: 'utf8' })
     .filter((file) => file.endsWith('.ts') && !file.endsWith('.d.ts')).map((file) => join('lib', file))]
   for (const source of sources) {
-    const { outputText } = ts.transpileModule(readFileSync(join(root, source), 'utf8'), {
+    const { outputText } = ts.transpileModule(readFileSync(join(source === script ? root : lib, source), 'utf8'), {
       compilerOptions: { module: ts.ModuleKind.ESNext, target: ts.ScriptTarget.ES2022 },
       fileName: source
     })
@@ -183,7 +188,7 @@ export async function plainEchoServer (): Promise<string> {
   }
   // Below node_modules, Node does not look further up for the package's "type": module.
   writeFileSync(join(out, 'package.json'), '{ "type": "module", "private": true }\n')
-  return join(out, 'bench', 'echo-server.js')
+  return join(out, script.replace(/\.ts$/, '.js'))
 }
 
 /**

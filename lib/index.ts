@@ -263,9 +263,11 @@ const fastifyRealtime: FastifyPluginAsync<RealtimePluginOptions & RealtimeHubOpt
       if (typeof headers['sec-websocket-version'] === 'number') headers['sec-websocket-version'] = String(headers['sec-websocket-version'])
       holdExtensionOffer(request)
       handshakes.routed(request)
-      const server = (request.routeOptions.config as { [kRouteServer]?: WebSocketServer })[kRouteServer]
+      // Read once: Fastify builds a new frozen routeOptions object on every read.
+      const config = request.routeOptions.config as { [kRouteServer]?: WebSocketServer, [kPlainRoute]?: true }
+      const server = config[kRouteServer]
       if (server !== undefined) markUpgrade(request.raw, server)
-      if ((request.routeOptions.config as { [kPlainRoute]?: true })[kPlainRoute] === true) {
+      if (config[kPlainRoute] === true) {
         done(new errors.FST_RT_NOT_WEBSOCKET_ROUTE())
         return
       }

@@ -65,17 +65,31 @@ function describeRoute (routeOptions: RouteOptions, handler: RealtimeHandlerFunc
   plugin.contractRoutes.push({ ...tag, url: routeOptions.url, querystring: schema.querystring, headers: schema.headers, tokenAuth: tokenAuth ?? null })
 }
 
-/** Runs the handler, then ends the connection aiohttp's way: 1000 on return, 1011 on a throw. */
-async function runHandler (this: FastifyInstance, handler: RealtimeHandlerFunction, connection: RealtimeConnection): Promise<void> {
-  const request = connection.request
+/** The handler returned (or its promise resolved): the connection closes with 1000. */
+function handlerDone (this: RealtimeConnection): void {
+  void this.close()
+}
+
+/** The handler threw (or its promise rejected): logged, and the connection closes with 1011. */
+function handlerFailed (this: RealtimeConnection, error: unknown): void {
+  this.request.log.error({ err: error }, 'realtime: handler failed')
+  void this.close({ code: 1011, reason: 'Internal error' })
+}
+
+/**
+ * Runs the handler, then ends the connection aiohttp's way: 1000 on return, 1011 on a throw. No
+ * async function: an open connection keeps no suspended frame of its own here, only the two
+ * reactions on the handler's promise. close() with these codes cannot fail.
+ */
+function runHandler (this: FastifyInstance, handler: RealtimeHandlerFunction, connection: RealtimeConnection): void {
+  let result: unknown
   try {
-    await handler.call(this, connection, request)
+    result = handler.call(this, connection, connection.request)
   } catch (error) {
-    request.log.error({ err: error }, 'realtime: handler failed')
-    await connection.close({ code: 1011, reason: 'Internal error' })
+    handlerFailed.call(connection, error)
     return
   }
-  await connection.close()
+  Promise.resolve(result).then(handlerDone.bind(connection), handlerFailed.bind(connection))
 }
 
 /**
@@ -99,6 +113,7 @@ export function convertRealtimeRoute (routeOptions: RouteOptions & { realtime?: 
   // Fastify's automatic HEAD route can never be upgraded.
   if (methods.every((method) => method === 'HEAD')) return
   describeRoute(routeOptions, handler, plugin)
+  const url = routeOptions.url
   routeOptions.onRequest = [handshakeHook(settings, plugin.handshakes, plugin.metrics) as Hook, ...hookList(routeOptions.onRequest)]
   // The plugin's onRequest hook marks each upgrade request for it (ws-internals.ts's bridge).
   routeOptions.config = { ...routeOptions.config, [kRouteServer]: plugin.wsServers.serverFor(settings) }
@@ -115,9 +130,8 @@ export function convertRealtimeRoute (routeOptions: RouteOptions & { realtime?: 
     // (the connection listens for errors itself).
     releaseUpgrade(request.raw)
     socket.removeAllListeners('error')
-    const connection = new RealtimeConnection(socket as RealtimeSocket, request, settings, plugin)
-    // Not returned: @fastify/websocket would hang a closure holding the reply on the promise. It
-    // never rejects: the handler's failure is answered inside, and close() with these codes cannot fail.
-    void runHandler.call(this, handler, connection)
+    const connection = new RealtimeConnection(socket as RealtimeSocket, request, settings, plugin, url)
+    // Nothing returned: @fastify/websocket would hang a closure holding the reply on a promise.
+    runHandler.call(this, handler, connection)
   }
 }

@@ -113,7 +113,8 @@ export class RealtimeConnection {
   /** @internal The plugin instance this connection belongs to: its hub, clock and metrics. */
   readonly plugin: ConnectionContext
 
-  constructor (ws: RealtimeSocket, request: FastifyRequest, settings: RouteSettings, plugin: ConnectionContext) {
+  /** `route`: the route's URL, known when the route was declared (Fastify builds `request.routeOptions` anew on every read). */
+  constructor (ws: RealtimeSocket, request: FastifyRequest, settings: RouteSettings, plugin: ConnectionContext, route: string) {
     this.ws = ws
     this.request = request
     this.settings = settings
@@ -135,7 +136,7 @@ export class RealtimeConnection {
     // A plain property: defining one with attributes can turn the socket's properties into a dictionary.
     ;(socket as Duplex & { [kConnection]?: RealtimeConnection })[kConnection] = this
     plugin.connections.add(this)
-    this.route = request.routeOptions.url as string
+    this.route = route
     // Its connection slot was taken at the handshake and is given back when the socket closes (handshake/slots.ts).
     plugin.metrics.connections[this.route] = (plugin.metrics.connections[this.route] ?? 0) + 1
     this.reschedule()

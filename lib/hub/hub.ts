@@ -34,12 +34,12 @@ let lastId = 0
 export class Member {
   readonly id = `${ID_PREFIX}${(++lastId).toString(36)}`
   readonly rooms = new Set<string>()
-  /** Rooms being joined: their live messages wait here until the join reply and replay are out. */
-  readonly pending = new Map<string, RoomMessage[]>()
-  /** Rooms whose join was announced: their leave (or this connection's end) is announced too. */
-  readonly announced = new Set<string>()
-  /** App rooms joined: the floor under which nothing is delivered again (floor.ts). */
-  readonly floors = new Map<string, Floor>()
+  /** Rooms being joined: their live messages wait here until the join reply and replay are out. Made on the first join (most members never join one). */
+  pending: Map<string, RoomMessage[]> | null = null
+  /** Rooms whose join was announced: their leave (or this connection's end) is announced too. Made on the first such join. */
+  announced: Set<string> | null = null
+  /** App rooms joined: the floor under which nothing is delivered again (floor.ts). Made on the first join. */
+  floors: Map<string, Floor> | null = null
 
   constructor (readonly connection: MemberLink, readonly userId: string | null) {}
 }
@@ -190,7 +190,8 @@ export class Hub {
       return result
     }
     this.checkCapacity(member, room)
-    member.pending.set(room, [])
+    const pending = member.pending ??= new Map()
+    pending.set(room, [])
     const subscribed = this.enterInternal(member, room)
     try {
       // Also when another member started the subscription: a position read before it is live could miss messages.
@@ -210,20 +211,22 @@ export class Hub {
       // What is at or before the reported offset was replayed or belongs to the past the client
       // loads itself: the floor keeps it out now, and also when a late copy of it arrives later.
       const floor = floorAt(position)
+      member.floors ??= new Map()
       member.floors.set(room, floor)
-      const waiting = member.pending.get(room) ?? []
-      member.pending.delete(room)
+      const waiting = pending.get(room) ?? []
+      pending.delete(room)
       for (const message of waiting) {
         if (passFloor(floor, message)) this.deliver(member, new SharedMessage(message.text))
       }
       if (options.notice === true) {
         stillOpen(member)
+        member.announced ??= new Set()
         member.announced.add(room)
         await this.broker.publish(room, notice(room, 'join', member, options.meta ?? null), { history: false })
       }
       return result
     } catch (error) {
-      member.pending.delete(room)
+      pending.delete(room)
       // Out of the room; if the disconnect took it out first, the presence entry added since goes too.
       if (!await this.leave(member, room)) await this.presenceStore.remove(room, member.id)
       throw error
@@ -233,10 +236,10 @@ export class Hub {
   /** Removes the member from a room; false if it was not in it. A room that announced the join announces the leave. */
   async leave (member: Member, room: string, options: { notice?: boolean } = {}): Promise<boolean> {
     if (!member.rooms.delete(room)) return false
-    member.pending.delete(room)
-    member.floors.delete(room)
-    const announce = options.notice ?? member.announced.has(room)
-    member.announced.delete(room)
+    member.pending?.delete(room)
+    member.floors?.delete(room)
+    const wasAnnounced = member.announced?.delete(room) === true
+    const announce = options.notice ?? wasAnnounced
     const members = this.local.get(room)
     members?.delete(member)
     if (members !== undefined && members.size === 0) {
@@ -313,9 +316,9 @@ export class Hub {
     const shared = new SharedMessage(message.text)
     for (const member of members) {
       if (member.id === message.except) continue
-      const waiting = member.pending.get(message.room)
+      const waiting = member.pending?.get(message.room)
       if (waiting !== undefined) waiting.push(message)
-      else if (passFloor(member.floors.get(message.room), message)) this.deliverGuarded(member, shared)
+      else if (passFloor(member.floors?.get(message.room), message)) this.deliverGuarded(member, shared)
     }
   }
 
@@ -360,7 +363,10 @@ export class Hub {
     for (const member of members) {
       this.stats.lostNotices++
       // Delivery goes on after the reported position; what is below it the member reloads.
-      if (!member.pending.has(room)) member.floors.set(room, floorAt(position))
+      if (member.pending?.has(room) !== true) {
+        member.floors ??= new Map()
+        member.floors.set(room, floorAt(position))
+      }
       this.deliverGuarded(member, shared)
     }
   }
