@@ -154,7 +154,7 @@ async function startRealtime (route: 'contract' | 'raw', defaults: boolean): Pro
   } else {
     // rateLimit: false for the echo bench, because the default (100 messages a second per
     // connection, bursts of 200) would throttle the benchmark long before the server is busy.
-    app.get('/', { realtime: true }, contractHandler(contract, { echo: (data) => data }, defaults ? {} : { rateLimit: false }))
+    app.get('/', { realtime: true }, contractHandler(contract, { echo: (data) => data }, { rateLimit: defaults ? undefined : false }))
   }
   await listen(app)
 }

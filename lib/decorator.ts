@@ -1,4 +1,5 @@
-import type { Contract, ServerData, ServerType } from './messages/contract.js'
+import type { Contract, ServerData, ServerMessage, ServerType } from './messages/contract.js'
+import { decodeHistory, type RoomHistory } from './messages/history.js'
 import { compiledFor, serializeOutgoing } from './messages/outgoing.js'
 import type { Broker, HistoryPage, HistoryQuery, PresenceEntry } from './hub/broker.js'
 import type { Hub, HubStats } from './hub/hub.js'
@@ -16,7 +17,10 @@ export interface RealtimeDecorator {
   checkRoom (room: unknown): string
   presence (room: string): Promise<PresenceEntry[]>
   presenceCount (room: string): Promise<number>
+  /** The room's position and kept messages as stored: each message's wire `text`. */
   history (room: string, query?: HistoryQuery): Promise<HistoryPage>
+  /** The room's position and kept messages, decoded and typed by the contract (see `ctx.rooms.history`). */
+  history<C extends Contract> (contract: C, room: string, query?: HistoryQuery): Promise<RoomHistory<ServerMessage<C>>>
   /** Counters: published, delivered, slow-consumer closes, lost notices. */
   readonly stats: Readonly<HubStats>
   /** Connections by route, messages and bytes in and out, refusals, kills: see docs/operations.md. */
@@ -26,6 +30,19 @@ export interface RealtimeDecorator {
   /** Makes the next `app.close()` close connections with 1012 (service restart) instead of 1001. */
   restarting (): void
   readonly broker: Broker
+}
+
+/** `app.realtime.history`: as stored, or decoded when a contract comes first. */
+function historyReader (hub: Hub): RealtimeDecorator['history'] {
+  function history (room: string, query?: HistoryQuery): Promise<HistoryPage>
+  function history<C extends Contract> (contract: C, room: string, query?: HistoryQuery): Promise<RoomHistory<ServerMessage<C>>>
+  async function history (first: string | Contract, second?: string | HistoryQuery, third?: HistoryQuery): Promise<HistoryPage | RoomHistory> {
+    if (typeof first === 'string') return await hub.history(first, second as HistoryQuery | undefined)
+    // Checks the contract (FST_RT_INVALID_CONTRACT), as publish does.
+    compiledFor(first)
+    return decodeHistory(await hub.history(second as string, third))
+  }
+  return history
 }
 
 export function createDecorator (hub: Hub, metrics: RealtimeMetrics, restarting: () => void): RealtimeDecorator {
@@ -40,7 +57,7 @@ export function createDecorator (hub: Hub, metrics: RealtimeMetrics, restarting:
     checkRoom: (room) => hub.checkRoom(room),
     presence: (room) => hub.presence(room),
     presenceCount: (room) => hub.presenceCount(room),
-    history: (room, query) => hub.history(room, query),
+    history: historyReader(hub),
     get stats () { return hub.stats },
     metrics,
     prometheus: () => prometheusText(metrics, hub.stats),

@@ -37,10 +37,13 @@ export { CloseCode, RECONNECT_RANGE, TERMINAL_RANGE, shouldReconnect } from './c
 export { errors } from './errors.js'
 export { defineContract } from './messages/contract.js'
 export type {
-  ClientData, ClientMessageSpec, ClientType, Contract, ContractDefinition, Envelope, ErrorEnvelope, ReplyData, ServerData, ServerType
+  ClientData, ClientMessageSpec, ClientType, Contract, ContractDefinition, Envelope, ErrorEnvelope, PresenceMeta, ReplyData, ServerData,
+  ServerMessage, ServerType
 } from './messages/contract.js'
 export { contractHandler } from './messages/contract-handler.js'
-export type { ContractOptions, MessageContext, MessageHandler, MessageHandlers, RequestContext } from './messages/types.js'
+export type { ContractRouteHandler } from './messages/contract-handler.js'
+export type { ContractOptions, MessageContext, MessageHandler, MessageHandlers, RequestContext, RouteRequest, UserIdOf } from './messages/types.js'
+export type { HistoryStamp, RoomHistory } from './messages/history.js'
 export { MessageError } from './messages/message-error.js'
 export type { AuthOptions, ClientRoomsOptions, RateLimitOptions, RoomsApi } from './messages/types.js'
 export { MemoryBroker } from './hub/memory.js'
@@ -57,7 +60,7 @@ export type { HubSettings, HubStats, JoinOptions, JoinResult } from './hub/hub.j
 export type { RealtimeDecorator } from './decorator.js'
 export type { RealtimeMetrics } from './metrics.js'
 export { redactUrl } from './handshake/redaction.js'
-export { tokenAuth } from './handshake/token-auth.js'
+export { requireUser, tokenAuth } from './handshake/token-auth.js'
 export type { TokenAuthOptions, TokenSource } from './handshake/token-auth.js'
 export { roomHistoryRoute } from './history-route.js'
 export type { HistoryQuerystring, HistoryResponse, HistoryRouteOptions } from './history-route.js'

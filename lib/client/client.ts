@@ -1,9 +1,9 @@
 import { CloseCode, shouldReconnect } from '../close-codes.js'
-import type { ClientData, ClientType, Contract, ReplyData, ServerData, ServerType } from '../messages/contract.js'
+import type { ClientData, ClientType, Contract, PresenceMeta, ReplyData, ServerData, ServerType } from '../messages/contract.js'
 import { backoffDelay } from './backoff.js'
 import { RealtimeClientError } from './errors.js'
 import { checkers, describe } from '../options/checks.js'
-import { AUTH, envelope, ERROR, JOIN, JOIN_REPLY, LEAVE, LEAVE_REPLY, LOST, PING, PONG, PRESENCE, type LostData } from '../protocol.js'
+import { AUTH, envelope, ERROR, JOIN, JOIN_REPLY, LEAVE, LEAVE_REPLY, LOST, PING, PONG, PRESENCE, type LostData, type PresenceData } from '../protocol.js'
 
 /**
  * An event handler slot of a socket. The client only ever assigns to these, never calls them, so a
@@ -260,8 +260,11 @@ export class RealtimeClient<C extends Contract> {
   onJoin (listener: (outcome: JoinOutcome) => void): () => void { return add(this.joinListeners, listener) }
   /** The server lost messages of a room (e.g. its Redis restarted): reload that room from your source. */
   onLost (listener: (lost: { room: string, epoch: string, offset: number }) => void): () => void { return add(this.lostListeners, listener) }
-  /** `$presence` join and leave notices. */
-  onPresence (listener: (notice: unknown) => void): () => void { return add(this.presenceListeners, listener) }
+  /** `$presence` join and leave notices; `meta` is typed by the contract's `presence` schema (null on a leave). */
+  onPresence (listener: (notice: PresenceData<PresenceMeta<C>>) => void): () => void {
+    return add(this.presenceListeners, listener as Listener<[unknown]>)
+  }
+
   /** Error envelopes that answer no request, and expired queue entries. */
   onError (listener: (error: Error) => void): () => void { return add(this.errorListeners, listener) }
   onClose (listener: (info: CloseInfo) => void): () => void { return add(this.closeListeners, listener) }
@@ -283,7 +286,7 @@ export class RealtimeClient<C extends Contract> {
    * is a position the app already has (e.g. history loaded over HTTP): the join recovers from there.
    * Called while not connected, it joins as soon as the connection opens.
    */
-  async join (room: string, options?: { meta?: unknown, from?: { epoch: string, offset: number }, timeoutMs?: number }): Promise<JoinOutcome> {
+  async join (room: string, options?: { meta?: PresenceMeta<C>, from?: { epoch: string, offset: number }, timeoutMs?: number }): Promise<JoinOutcome> {
     if (this.stopped && this.currentState === 'closed') throw new RealtimeClientError('FST_RT_CLIENT_CLOSED', 'The client is closed')
     const state: RoomState = this.rooms.get(room) ?? { meta: undefined, position: null, joinedOn: null, waiters: [] }
     if (options?.meta !== undefined) state.meta = options.meta

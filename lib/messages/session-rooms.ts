@@ -1,6 +1,7 @@
-import type { HistoryPage, HistoryQuery, PresenceEntry } from '../hub/broker.js'
+import type { HistoryQuery, PresenceEntry } from '../hub/broker.js'
 import type { Hub, JoinOptions, JoinResult, Member } from '../hub/hub.js'
 import type { Contract } from './contract.js'
+import { decodeHistory, type RoomHistory } from './history.js'
 import type { RoomsApi } from './types.js'
 
 /** What the rooms facade needs of its session. */
@@ -60,7 +61,7 @@ export class SessionRooms implements RoomsApi<Contract> {
     return this.session.hub.presenceCount(room)
   }
 
-  history (room: string, query?: HistoryQuery): Promise<HistoryPage> {
-    return this.session.hub.history(room, query)
+  async history (room: string, query?: HistoryQuery): Promise<RoomHistory> {
+    return decodeHistory(await this.session.hub.history(room, query))
   }
 }

@@ -81,7 +81,7 @@ export class Session implements RoomsOwner, RoomRequestOwner {
   ) {
     this.context = { connection, request, userId: member.userId, send: (type, data) => this.send(type, data), rooms: new SessionRooms(this) }
     this.limiter = settings.rateLimit === null ? null : new RateLimiter(settings.rateLimit, Date.now())
-    this.roomRequests = settings.rooms === null ? null : new RoomRequests(this, settings.rooms)
+    this.roomRequests = settings.rooms === null ? null : new RoomRequests(this, settings.rooms, compiled.presence)
     // A handler only runs for a matched route, so its URL is always known.
     this.routeUrl = request.routeOptions.url as string
   }

@@ -1,0 +1,112 @@
+import Fastify from 'fastify'
+import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
+import { Type } from '@sinclair/typebox'
+import { describe, expect, test } from 'tstyche'
+import { contractHandler, defineContract, requireUser, type HistoryPage, type HistoryStamp, type PresenceEntry, type RoomHistory } from '../lib/index.js'
+import { RealtimeClient } from '../lib/client/index.js'
+import type { PresenceData } from '../lib/protocol.js'
+
+const Meta = Type.Object({ name: Type.String() })
+const chat = defineContract({
+  client: { say: Type.Object({ room: Type.String(), text: Type.String() }) },
+  server: { message: Type.Object({ text: Type.String() }), typing: Type.Object({ user: Type.String() }) },
+  presence: Meta
+})
+const plain = defineContract({ client: { say: Type.String() }, server: {} })
+const Query = Type.Object({ user: Type.String(), room: Type.Optional(Type.String()) })
+const app = Fastify().withTypeProvider<TypeBoxTypeProvider>()
+
+describe('ctx.request in a contract handler', () => {
+  test('is typed by the route\'s schema and the type provider', () => {
+    app.get('/a', { realtime: true, schema: { querystring: Query } }, contractHandler(chat, {
+      say (_data, ctx) { expect(ctx.request.query).type.toBe<{ user: string, room?: string }>() },
+      open (ctx) { expect(ctx.request.query.user).type.toBe<string>() }
+    }))
+  })
+
+  test('also through app.route()', () => {
+    app.route({
+      method: 'GET',
+      url: '/b',
+      realtime: true,
+      schema: { querystring: Query },
+      handler: contractHandler(chat, { say (_data, ctx) { expect(ctx.request.query.user).type.toBe<string>() } })
+    })
+  })
+
+  test('reaches the userId option and the rooms authorize callback', () => {
+    app.get('/c', { realtime: true, schema: { querystring: Query } }, contractHandler(chat, { say () {} }, {
+      userId: (request) => { expect(request.query).type.toBe<{ user: string, room?: string }>(); return request.query.user },
+      rooms: { authorize: (_room, ctx) => { expect(ctx.request.query.user).type.toBe<string>(); return true } }
+    }))
+  })
+
+  test('a handler without route schema sees unknown', () => {
+    app.get('/d', { realtime: true }, contractHandler(chat, { say (_data, ctx) { expect(ctx.request.query).type.toBe<unknown>() } }))
+  })
+})
+
+describe('ctx.userId', () => {
+  test('is string with requireUser (after tokenAuth)', () => {
+    app.get('/e', { realtime: true }, contractHandler(chat, { say (_data, ctx) { expect(ctx.userId).type.toBe<string>() } }, { userId: requireUser }))
+  })
+
+  test('is string with first-message auth', () => {
+    app.get('/f', { realtime: true }, contractHandler(chat, { say (_data, ctx) { expect(ctx.userId).type.toBe<string>() } }, {
+      auth: { verify: (token: string) => token === 'ok' ? 'ada' : null }
+    }))
+  })
+
+  test('is string | null without options, or with a userId that may return null', () => {
+    app.get('/g', { realtime: true }, contractHandler(chat, { say (_data, ctx) { expect(ctx.userId).type.toBe<string | null>() } }))
+    app.get('/h', { realtime: true }, contractHandler(chat, { say (_data, ctx) { expect(ctx.userId).type.toBe<string | null>() } }, {
+      userId: (request) => request.realtimeUser
+    }))
+  })
+
+  test('unknown options and wrong types do not compile', () => {
+    expect(contractHandler(plain, { say () {} }, { bogus: 1 })).type.toRaiseError()
+    expect(contractHandler(plain, { say () {} }, { userId: 1 })).type.toRaiseError()
+  })
+})
+
+describe('presence and history are typed by the contract', () => {
+  test('presence entries carry the contract\'s meta; join takes it', () => {
+    contractHandler(chat, {
+      async say ({ room }, ctx) {
+        expect(await ctx.rooms.presence(room)).type.toBe<Array<PresenceEntry<{ name: string }>>>()
+        await ctx.rooms.join(room, { meta: { name: 'ada' } })
+        expect(ctx.rooms.join(room, { meta: { name: 1 } })).type.toRaiseError()
+      }
+    })
+  })
+
+  test('without a presence schema, meta is unknown', () => {
+    contractHandler(plain, { async say (room, ctx) { expect((await ctx.rooms.presence(room))[0]?.meta).type.toBe<unknown>() } })
+  })
+
+  test('history is decoded: a switch on type narrows data', () => {
+    contractHandler(chat, {
+      async say ({ room }, ctx) {
+        const page = await ctx.rooms.history(room)
+        expect(page).type.toBe<RoomHistory<{ type: 'message', data: { text: string } } | { type: 'typing', data: { user: string } }>>()
+        const first = page.messages[0]
+        if (first?.type === 'message') expect(first.data.text).type.toBe<string>()
+        if (first !== undefined) expect(first).type.toBeAssignableTo<HistoryStamp>()
+      }
+    })
+  })
+
+  test('the client\'s presence notices and join meta are typed', () => {
+    const client = new RealtimeClient<typeof chat>({ url: 'ws://x' })
+    client.onPresence((notice) => { expect(notice).type.toBe<PresenceData<{ name: string }>>() })
+    expect(client.join('lobby', { meta: { name: 1 } })).type.toRaiseError()
+  })
+})
+
+describe('app.realtime.history', () => {
+  test('decodes by the contract given, or gives the stored page', async () => {
+    expect(await app.realtime.history(chat, 'lobby')).type.toBe<RoomHistory<{ type: 'message', data: { text: string } } | { type: 'typing', data: { user: string } }>>()
+    expect(await app.realtime.history('lobby')).type.toBe<HistoryPage>()
+  })
+})
