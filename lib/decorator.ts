@@ -2,17 +2,17 @@ import type { Contract, ServerData, ServerMessage, ServerType } from './messages
 import { decodeHistory, type RoomHistory } from './messages/history.js'
 import { compiledFor, serializeOutgoing } from './messages/outgoing.js'
 import type { Broker, HistoryPage, HistoryQuery, PresenceEntry } from './hub/broker.js'
-import type { Hub, HubStats } from './hub/hub.js'
+import { Hub, type HubStats, type RoomSendOptions } from './hub/hub.js'
 import { prometheusText, type RealtimeMetrics } from './metrics.js'
 
 /** `app.realtime`: what handlers can do with rooms, from anywhere in the app. Sends are typed by the contract given. */
 export interface RealtimeDecorator {
-  /** Sends to every member of the rooms, on every instance. */
-  publish<C extends Contract, K extends ServerType<C>>(contract: C, rooms: string | readonly string[], type: K, data: ServerData<C, K>): Promise<void>
-  /** Sends to every connection of a user, on every instance. */
-  toUser<C extends Contract, K extends ServerType<C>>(contract: C, userId: string, type: K, data: ServerData<C, K>): Promise<void>
-  /** Sends to every connection of a route (its URL as declared, e.g. '/chat'), on every instance. */
-  toRoute<C extends Contract, K extends ServerType<C>>(contract: C, url: string, type: K, data: ServerData<C, K>): Promise<void>
+  /** Sends to every member of the rooms, on every instance; `{ volatile: true }`: not kept, and dropped for a member that cannot take it at once. */
+  publish<C extends Contract, K extends ServerType<C>>(contract: C, rooms: string | readonly string[], type: K, data: ServerData<C, K>, options?: RoomSendOptions): Promise<void>
+  /** Sends to every connection of a user, on every instance (`volatile` as for publish). */
+  toUser<C extends Contract, K extends ServerType<C>>(contract: C, userId: string, type: K, data: ServerData<C, K>, options?: RoomSendOptions): Promise<void>
+  /** Sends to every connection of a route (its URL as declared, e.g. '/chat'), on every instance (`volatile` as for publish). */
+  toRoute<C extends Contract, K extends ServerType<C>>(contract: C, url: string, type: K, data: ServerData<C, K>, options?: RoomSendOptions): Promise<void>
   /** Returns `room` if apps and clients may use it; throws FST_RT_INVALID_ROOM (400) otherwise. */
   checkRoom (room: unknown): string
   presence (room: string): Promise<PresenceEntry[]>
@@ -48,12 +48,13 @@ function historyReader (hub: Hub): RealtimeDecorator['history'] {
 export function createDecorator (hub: Hub, metrics: RealtimeMetrics, restarting: () => void): RealtimeDecorator {
   const body = (contract: Contract, type: string, data: unknown): string => serializeOutgoing(compiledFor(contract), type, data, false)
   return {
-    async publish (contract, rooms, type, data) {
+    async publish (contract, rooms, type, data, options) {
       const list = hub.checkRooms(rooms)
-      await hub.publishAll(list, body(contract, type, data))
+      const send = Hub.sendOptions(options)
+      await hub.publishAll(list, body(contract, type, data), send)
     },
-    toUser: async (contract, userId, type, data) => { await hub.toUser(userId, body(contract, type, data)) },
-    toRoute: async (contract, url, type, data) => { await hub.toRoute(url, body(contract, type, data)) },
+    toUser: async (contract, userId, type, data, options) => { await hub.toUser(userId, body(contract, type, data), options) },
+    toRoute: async (contract, url, type, data, options) => { await hub.toRoute(url, body(contract, type, data), options) },
     checkRoom: (room) => hub.checkRoom(room),
     presence: (room) => hub.presence(room),
     presenceCount: (room) => hub.presenceCount(room),

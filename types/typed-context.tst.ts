@@ -110,3 +110,26 @@ describe('app.realtime.history', () => {
     expect(await app.realtime.history('lobby')).type.toBe<HistoryPage>()
   })
 })
+
+describe('volatile sends', () => {
+  test('take { volatile } on every send, typed by the contract', () => {
+    contractHandler(chat, {
+      async say ({ room }, ctx) {
+        await ctx.rooms.publish(room, 'typing', { user: 'a' }, { volatile: true })
+        await ctx.rooms.broadcast([room], 'typing', { user: 'a' }, { volatile: true })
+        await ctx.rooms.toUser('bob', 'typing', { user: 'a' }, { volatile: true })
+        await ctx.rooms.toRoute('typing', { user: 'a' }, { volatile: true })
+        expect(ctx.rooms.publish(room, 'typing', { user: 1 }, { volatile: true })).type.toRaiseError()
+        expect(ctx.rooms.publish(room, 'typing', { user: 'a' }, { volatile: 'yes' })).type.toRaiseError()
+      }
+    })
+    expect(app.realtime.publish(chat, 'r', 'typing', { user: 'a' }, { volatile: true })).type.toBe<Promise<void>>()
+    expect(app.realtime.toUser(chat, 'u', 'typing', { user: 'a' }, { later: true })).type.toRaiseError()
+  })
+
+  test('the client\'s send says whether it wrote', () => {
+    const client = new RealtimeClient<typeof chat>({ url: 'ws://x' })
+    expect(client.send('say', { room: 'r', text: 't' }, { volatile: true })).type.toBe<boolean>()
+    expect(client.send('say', { room: 'r', text: 't' }, { volatile: 1 })).type.toRaiseError()
+  })
+})

@@ -15,6 +15,8 @@ export type SocketEventHandler<E> = { handle (event: E): void }['handle']
 /** The part of the WHATWG WebSocket the client uses; browsers' and `ws`'s both fit. */
 export interface WebSocketLike {
   readonly readyState: number
+  /** Bytes sent but not yet written to the network, where the socket reports it: a volatile send is dropped above 0. */
+  readonly bufferedAmount?: number
   send (data: string): void
   close (code?: number, reason?: string): void
   onopen: SocketEventHandler<unknown> | null
@@ -271,9 +273,23 @@ export class RealtimeClient<C extends Contract> {
 
   // ---- sending ----
 
-  /** Sends a client message of the contract now, or queues it while the client is not open. */
-  send<K extends ClientType<C>>(type: K, data: ClientData<C, K>): void {
-    this.transmit(envelope(type, data))
+  /**
+   * Sends a client message of the contract now (true), or queues it while the client is not open
+   * (false). With `{ volatile: true }` (a typing indicator, a cursor) it is never queued: it is
+   * dropped (false) unless the client is open and its socket has nothing unsent.
+   */
+  send<K extends ClientType<C>>(type: K, data: ClientData<C, K>, options?: { volatile?: boolean }): boolean {
+    if (options !== undefined) {
+      check.object('send options', options, ['volatile'], 'an object { volatile?: boolean }')
+      if (options.volatile !== undefined) check.boolean('volatile', options.volatile)
+    }
+    if (options?.volatile === true) {
+      const socket = this.openSocket()
+      if (socket === null || (socket.bufferedAmount ?? 0) > 0) return false
+      socket.send(envelope(type, data))
+      return true
+    }
+    return this.transmit(envelope(type, data))
   }
 
   /** Sends a request and resolves with its typed reply; rejects with a RealtimeClientError. */
@@ -606,12 +622,19 @@ export class RealtimeClient<C extends Contract> {
     })
   }
 
-  private transmit (text: string, id?: string): void {
+  /** The socket to send on now, or null while the client is not open; throws FST_RT_CLIENT_CLOSED once it is closed for good. */
+  private openSocket (): WebSocketLike | null {
     if (this.stopped && this.currentState === 'closed') throw new RealtimeClientError('FST_RT_CLIENT_CLOSED', 'The client is closed')
     const socket = this.socket
-    if (this.currentState === 'open' && socket !== null && socket.readyState === OPEN) {
+    return this.currentState === 'open' && socket !== null && socket.readyState === OPEN ? socket : null
+  }
+
+  /** Sends now (true) or queues (false). */
+  private transmit (text: string, id?: string): boolean {
+    const socket = this.openSocket()
+    if (socket !== null) {
       socket.send(text)
-      return
+      return true
     }
     this.expire(Date.now())
     if (this.queue.length >= this.queueMax) {
@@ -619,6 +642,7 @@ export class RealtimeClient<C extends Contract> {
       this.dropQueued(this.queue.shift() as Queued, new RealtimeClientError('FST_RT_CLIENT_QUEUE_FULL', 'Dropped from the full offline queue for a newer message'))
     }
     this.queue.push(id === undefined ? { text, at: Date.now() } : { text, at: Date.now(), id })
+    return false
   }
 
   private expire (now: number): void {

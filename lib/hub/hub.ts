@@ -3,11 +3,13 @@ import type { FastifyBaseLogger } from 'fastify'
 import { CloseCode } from '../close-codes.js'
 import type { RealtimeMetrics } from '../metrics.js'
 import { errors } from '../errors.js'
+import { check } from '../options/server-checks.js'
 import { lostNotice, presenceNotice } from '../protocol.js'
 import type { Broker, HistoryPage, HistoryQuery, Position, RoomMessage } from './broker.js'
 import type { PresenceEntry, PresenceStore } from './presence.js'
 import { recover } from './recovery.js'
 import { SharedMessage, type MemberLink } from './member.js'
+import { isVolatile, volatileBody } from './volatile.js'
 
 export interface HubSettings {
   /** Longest room name, in characters. @default 128 */
@@ -66,9 +68,19 @@ export interface HubStats {
   delivered: number
   slowConsumerCloses: number
   lostNotices: number
+  /** Volatile messages not delivered to a member that could not take them at once. */
+  volatileDropped: number
+}
+
+/** How a message is sent: `volatile` ones are not stored, take no offset and are dropped, never queued, for a member that cannot take them now. */
+export interface RoomSendOptions {
+  /** @default false */
+  volatile?: boolean
 }
 
 const INTERNAL_PREFIX = '$'
+/** Longest user id `toUser` and `disconnect` take (the user's room name is made of it). */
+const MAX_USER_ID_LENGTH = 1024
 
 /** A route's or a user's room: no presence, history or client joins. */
 function isInternal (room: string): boolean {
@@ -92,7 +104,7 @@ function notice (room: string, event: 'join' | 'leave', member: Member, meta: un
  * message (one string) to the local members, bounded per member by the slow-consumer rule.
  */
 export class Hub {
-  readonly stats: HubStats = { published: 0, delivered: 0, slowConsumerCloses: 0, lostNotices: 0 }
+  readonly stats: HubStats = { published: 0, delivered: 0, slowConsumerCloses: 0, lostNotices: 0, volatileDropped: 0 }
   private readonly local = new Map<string, Set<Member>>()
   /** Rooms in `local` that are not internal: what maxRooms bounds. */
   private appRooms = 0
@@ -122,6 +134,21 @@ export class Hub {
     if (room.startsWith(INTERNAL_PREFIX)) throw new errors.FST_RT_INVALID_ROOM(`names starting with "${INTERNAL_PREFIX}" are reserved`)
     if (CONTROL.test(room)) throw new errors.FST_RT_INVALID_ROOM('control characters are not allowed')
     return room
+  }
+
+  /** Throws FST_RT_INVALID_USER_ID unless `userId` is a user id `toUser` can address. */
+  checkUser (userId: unknown): string {
+    if (typeof userId !== 'string' || userId.length === 0 || userId.length > MAX_USER_ID_LENGTH) {
+      throw new errors.FST_RT_INVALID_USER_ID(`expected a non-empty string of at most ${MAX_USER_ID_LENGTH} characters`)
+    }
+    return userId
+  }
+
+  /** Throws FST_RT_INVALID_OPTION unless `options` is `{ volatile?: boolean }` or undefined. */
+  static sendOptions (options: unknown): RoomSendOptions {
+    if (options === undefined) return {}
+    const { volatile } = check.object('send options', options, ['volatile'], 'an object { volatile?: boolean }')
+    return volatile === undefined ? {} : { volatile: check.boolean('volatile', volatile) }
   }
 
   /** The internal room of every connection of one user. */
@@ -208,7 +235,7 @@ export class Hub {
       const waiting = member.pending.get(room) ?? []
       member.pending.delete(room)
       for (const message of waiting) {
-        if (message.offset > position.offset || message.history === false) this.deliver(member, new SharedMessage(message.text))
+        if (message.offset > position.offset || message.history === false) this.deliver(member, new SharedMessage(message.text), isVolatile(message))
       }
       if (options.notice === true) {
         stillOpen(member)
@@ -266,19 +293,23 @@ export class Hub {
     return list
   }
 
-  /** Publishes one serialized body to each room (from checkRooms). */
-  async publishAll (rooms: readonly string[], body: string, options: { except?: string } = {}): Promise<void> {
-    for (const room of rooms) await this.publish(room, body, options)
+  /** Publishes one serialized body to each room (from checkRooms); a volatile one unstored and marked. */
+  async publishAll (rooms: readonly string[], body: string, options: { except?: string } & RoomSendOptions = {}): Promise<void> {
+    const volatile = options.volatile === true
+    const text = volatile ? volatileBody(body) : body
+    const publish = options.except === undefined ? { history: !volatile } : { history: !volatile, except: options.except }
+    for (const room of rooms) await this.publish(room, text, publish)
   }
 
   /** Sends to every connection of a user, on every instance (not kept in history). */
-  async toUser (userId: string, body: string): Promise<void> {
-    await this.publish(Hub.userRoom(userId), body, { history: false })
+  async toUser (userId: string, body: string, options?: RoomSendOptions): Promise<void> {
+    const room = Hub.userRoom(this.checkUser(userId))
+    await this.publish(room, Hub.sendOptions(options).volatile === true ? volatileBody(body) : body, { history: false })
   }
 
   /** Sends to every connection of a route, on every instance (not kept in history). */
-  async toRoute (url: string, body: string): Promise<void> {
-    await this.publish(Hub.routeRoom(url), body, { history: false })
+  async toRoute (url: string, body: string, options?: RoomSendOptions): Promise<void> {
+    await this.publish(Hub.routeRoom(url), Hub.sendOptions(options).volatile === true ? volatileBody(body) : body, { history: false })
   }
 
   /** Publishes a serialized `{ type, data }` body to a room on every instance. */
@@ -304,11 +335,12 @@ export class Hub {
     const members = this.local.get(message.room)
     if (members === undefined) return
     const shared = new SharedMessage(message.text)
+    const volatile = isVolatile(message)
     for (const member of members) {
       if (member.id === message.except) continue
       const waiting = member.pending.get(message.room)
       if (waiting !== undefined) waiting.push(message)
-      else this.deliverGuarded(member, shared)
+      else this.deliverGuarded(member, shared, volatile)
     }
   }
 
@@ -317,9 +349,9 @@ export class Hub {
    * failure no rule foresaw closes that member with 1011, logged with its request id; the others
    * still get the message.
    */
-  private deliverGuarded (member: Member, message: SharedMessage): void {
+  private deliverGuarded (member: Member, message: SharedMessage, volatile = false): void {
     try {
-      this.deliver(member, message)
+      this.deliver(member, message, volatile)
     } catch (error) {
       const connection = member.connection
       connection.request.log.error({ err: error, connectionId: member.id }, 'realtime: unexpected failure delivering a room message; closing the connection with 1011')
@@ -328,9 +360,15 @@ export class Hub {
     }
   }
 
-  private deliver (member: Member, message: SharedMessage): void {
+  private deliver (member: Member, message: SharedMessage, volatile = false): void {
     const connection = member.connection
     if (connection.closed) return
+    // A volatile message is worth nothing late: a member with anything unsent goes without it.
+    if (volatile) {
+      if (connection.backlog > 0 || !connection.sendShared(message, true)) this.stats.volatileDropped++
+      else this.stats.delivered++
+      return
+    }
     // A member that cannot keep up is closed rather than buffered without bound; it may reconnect and recover.
     if (connection.backlog > this.settings.slowConsumerBytes) {
       this.stats.slowConsumerCloses++

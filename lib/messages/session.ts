@@ -4,7 +4,7 @@ import type { WSMessage } from '../connection/messages.js'
 import type { DeadlineClock, DeadlineOwner } from '../connection/timers.js'
 import { CloseCode } from '../close-codes.js'
 import { errors } from '../errors.js'
-import { Hub, type Member } from '../hub/hub.js'
+import { Hub, type Member, type RoomSendOptions } from '../hub/hub.js'
 import type { ClientCheck } from './client-check.js'
 import type { CompiledClientType, CompiledContract } from './compile.js'
 import type { Contract } from './contract.js'
@@ -105,9 +105,10 @@ export class Session implements RoomsOwner, RoomRequestOwner {
   }
 
   /** One serialization for every room, each published on every instance. */
-  async publish (rooms: string | readonly string[], type: string, data: unknown, except: string | undefined): Promise<void> {
+  async publish (rooms: string | readonly string[], type: string, data: unknown, except: string | undefined, options: RoomSendOptions | undefined): Promise<void> {
     const list = this.hub.checkRooms(rooms)
-    await this.hub.publishAll(list, this.serialize(type, data), except === undefined ? {} : { except })
+    const send = Hub.sendOptions(options)
+    await this.hub.publishAll(list, this.serialize(type, data), except === undefined ? send : { ...send, except })
   }
 
   async run (): Promise<void> {

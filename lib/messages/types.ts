@@ -4,7 +4,7 @@ import type {
 } from 'fastify'
 import type { RealtimeConnection } from '../connection/connection.js'
 import type { HistoryQuery, PresenceEntry } from '../hub/broker.js'
-import type { JoinOptions, JoinResult } from '../hub/hub.js'
+import type { JoinOptions, JoinResult, RoomSendOptions } from '../hub/hub.js'
 import type { AuthOptions } from './auth.js'
 import type { ClientData, ClientType, Contract, HandlerResult, PresenceMeta, ServerData, ServerMessage, ServerType } from './contract.js'
 import type { RoomHistory } from './history.js'
@@ -88,14 +88,18 @@ export interface RoomsApi<C extends Contract> {
   /** Joins a room; with `recover`, replays what the client missed or reports `recovered: false`. */
   join (room: string, options?: Pick<JoinOptions, 'recover' | 'notice'> & { meta?: PresenceMeta<C> }): Promise<JoinResult>
   leave (room: string, options?: { notice?: boolean }): Promise<boolean>
-  /** Sends to every member of the rooms, on every instance, this connection included. */
-  publish<K extends ServerType<C>>(rooms: string | readonly string[], type: K, data: ServerData<C, K>): Promise<void>
-  /** Sends to every member of the rooms except this connection. */
-  broadcast<K extends ServerType<C>>(rooms: string | readonly string[], type: K, data: ServerData<C, K>): Promise<void>
-  /** Sends to every connection of a user, on every instance (not kept in history). */
-  toUser<K extends ServerType<C>>(userId: string, type: K, data: ServerData<C, K>): Promise<void>
-  /** Sends to every connection of this route, on every instance (not kept in history). */
-  toRoute<K extends ServerType<C>>(type: K, data: ServerData<C, K>): Promise<void>
+  /**
+   * Sends to every member of the rooms, on every instance, this connection included; kept in the
+   * history with the next offset. With `{ volatile: true }`: not kept, no offset, and dropped for a
+   * member that cannot take it at once (see docs/rooms.md#volatile-messages).
+   */
+  publish<K extends ServerType<C>>(rooms: string | readonly string[], type: K, data: ServerData<C, K>, options?: RoomSendOptions): Promise<void>
+  /** Sends to every member of the rooms except this connection (`volatile` as for publish). */
+  broadcast<K extends ServerType<C>>(rooms: string | readonly string[], type: K, data: ServerData<C, K>, options?: RoomSendOptions): Promise<void>
+  /** Sends to every connection of a user, on every instance (not kept in history; `volatile` as for publish). */
+  toUser<K extends ServerType<C>>(userId: string, type: K, data: ServerData<C, K>, options?: RoomSendOptions): Promise<void>
+  /** Sends to every connection of this route, on every instance (not kept in history; `volatile` as for publish). */
+  toRoute<K extends ServerType<C>>(type: K, data: ServerData<C, K>, options?: RoomSendOptions): Promise<void>
   /** Who is in the room, on every instance; `meta` is typed by the contract's `presence` schema. */
   presence (room: string): Promise<Array<PresenceEntry<PresenceMeta<C>>>>
   presenceCount (room: string): Promise<number>
