@@ -1,7 +1,8 @@
 import type { Contract, ServerData, ServerMessage, ServerType } from './messages/contract.js'
 import { decodeHistory, type RoomHistory } from './messages/history.js'
 import { compiledFor, serializeOutgoing } from './messages/outgoing.js'
-import type { Broker, HistoryPage, HistoryQuery, PresenceEntry } from './hub/broker.js'
+import type { Broker, HistoryPage, Position, PresenceEntry } from './hub/broker.js'
+import type { HistoryRange } from './hub/history-query.js'
 import { Hub, type HubStats, type RoomSendOptions } from './hub/hub.js'
 import { prometheusText, type RealtimeMetrics } from './metrics.js'
 
@@ -18,9 +19,11 @@ export interface RealtimeDecorator {
   presence (room: string): Promise<PresenceEntry[]>
   presenceCount (room: string): Promise<number>
   /** The room's position and kept messages as stored: each message's wire `text`. */
-  history (room: string, query?: HistoryQuery): Promise<HistoryPage>
+  history (room: string, query?: HistoryRange): Promise<HistoryPage>
   /** The room's position and kept messages, decoded and typed by the contract (see `ctx.rooms.history`). */
-  history<C extends Contract> (contract: C, room: string, query?: HistoryQuery): Promise<RoomHistory<ServerMessage<C>>>
+  history<C extends Contract> (contract: C, room: string, query?: HistoryRange): Promise<RoomHistory<ServerMessage<C>>>
+  /** The room's position, read alone. */
+  position (room: string): Promise<Position>
   /** Counters: published, delivered, slow-consumer closes, lost notices. */
   readonly stats: Readonly<HubStats>
   /** Connections by route, messages and bytes in and out, refusals, kills: see docs/operations.md. */
@@ -34,10 +37,10 @@ export interface RealtimeDecorator {
 
 /** `app.realtime.history`: as stored, or decoded when a contract comes first. */
 function historyReader (hub: Hub): RealtimeDecorator['history'] {
-  function history (room: string, query?: HistoryQuery): Promise<HistoryPage>
-  function history<C extends Contract> (contract: C, room: string, query?: HistoryQuery): Promise<RoomHistory<ServerMessage<C>>>
-  async function history (first: string | Contract, second?: string | HistoryQuery, third?: HistoryQuery): Promise<HistoryPage | RoomHistory> {
-    if (typeof first === 'string') return await hub.history(first, second as HistoryQuery | undefined)
+  function history (room: string, query?: HistoryRange): Promise<HistoryPage>
+  function history<C extends Contract> (contract: C, room: string, query?: HistoryRange): Promise<RoomHistory<ServerMessage<C>>>
+  async function history (first: string | Contract, second?: string | HistoryRange, third?: HistoryRange): Promise<HistoryPage | RoomHistory> {
+    if (typeof first === 'string') return await hub.history(first, second as HistoryRange | undefined)
     // Checks the contract (FST_RT_INVALID_CONTRACT), as publish does.
     compiledFor(first)
     return decodeHistory(await hub.history(second as string, third))
@@ -59,6 +62,7 @@ export function createDecorator (hub: Hub, metrics: RealtimeMetrics, restarting:
     presence: (room) => hub.presence(room),
     presenceCount: (room) => hub.presenceCount(room),
     history: historyReader(hub),
+    position: (room) => hub.position(room),
     get stats () { return hub.stats },
     metrics,
     prometheus: () => prometheusText(metrics, hub.stats),

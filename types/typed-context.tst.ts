@@ -2,7 +2,10 @@ import Fastify from 'fastify'
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import { Type } from '@sinclair/typebox'
 import { describe, expect, test } from 'tstyche'
-import { contractHandler, defineContract, requireUser, type HistoryPage, type HistoryStamp, type PresenceEntry, type RoomHistory } from '../lib/index.js'
+import {
+  contractHandler, defineContract, requireUser, roomHistoryRoute,
+  type HistoryPage, type HistoryResponse, type HistoryStamp, type Position, type PresenceEntry, type RoomHistory
+} from '../lib/index.js'
 import { RealtimeClient } from '../lib/client/index.js'
 import type { PresenceData } from '../lib/protocol.js'
 
@@ -131,5 +134,27 @@ describe('volatile sends', () => {
     const client = new RealtimeClient<typeof chat>({ url: 'ws://x' })
     expect(client.send('say', { room: 'r', text: 't' }, { volatile: true })).type.toBe<boolean>()
     expect(client.send('say', { room: 'r', text: 't' }, { volatile: 1 })).type.toRaiseError()
+  })
+})
+
+describe('history queries', () => {
+  test('take since, before, limit and newest; position reads alone', () => {
+    contractHandler(chat, {
+      async say ({ room }, ctx) {
+        await ctx.rooms.history(room, { before: 42, limit: 50, newest: true })
+        expect(await ctx.rooms.position(room)).type.toBe<Position>()
+        expect(ctx.rooms.history(room, { newest: 'yes' })).type.toRaiseError()
+        expect(ctx.rooms.history(room, { after: 3 })).type.toRaiseError()
+      }
+    })
+    expect(app.realtime.position('r')).type.toBe<Promise<Position>>()
+  })
+
+  test('roomHistoryRoute is typed by its contract', async () => {
+    const route = roomHistoryRoute({ authorize: () => true, contract: chat })
+    const body = await route.handler.call(app, {} as never, {} as never)
+    const first = body.messages[0]
+    if (first?.type === 'typing') expect(first.data.user).type.toBe<string>()
+    expect(roomHistoryRoute({ authorize: () => true }).handler).type.toBeAssignableTo<(...args: never[]) => Promise<HistoryResponse>>()
   })
 })

@@ -5,11 +5,12 @@ import type { RealtimeMetrics } from '../metrics.js'
 import { errors } from '../errors.js'
 import { check } from '../options/server-checks.js'
 import { lostNotice, presenceNotice } from '../protocol.js'
-import type { Broker, HistoryPage, HistoryQuery, Position, RoomMessage } from './broker.js'
+import type { Broker, HistoryPage, Position, RoomMessage } from './broker.js'
 import type { PresenceEntry, PresenceStore } from './presence.js'
 import { recover } from './recovery.js'
 import { SharedMessage, type MemberLink } from './member.js'
 import { isVolatile, volatileBody } from './volatile.js'
+import { readRange, type HistoryRange } from './history-query.js'
 
 export interface HubSettings {
   /** Longest room name, in characters. @default 128 */
@@ -319,8 +320,14 @@ export class Hub {
     return message
   }
 
-  async history (room: string, query?: HistoryQuery): Promise<HistoryPage> {
-    return await this.broker.history(this.checkRoom(room), query)
+  /** A range of the room's kept messages (see HistoryRange), with its position. */
+  async history (room: string, range?: HistoryRange): Promise<HistoryPage> {
+    return await readRange(this.broker, this.checkRoom(room), range)
+  }
+
+  /** The room's position: where a client that loaded the room up to now goes on from. */
+  async position (room: string): Promise<Position> {
+    return await this.broker.position(this.checkRoom(room))
   }
 
   async presence (room: string): Promise<PresenceEntry[]> {

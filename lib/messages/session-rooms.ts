@@ -1,4 +1,5 @@
-import type { HistoryQuery, PresenceEntry } from '../hub/broker.js'
+import type { Position, PresenceEntry } from '../hub/broker.js'
+import type { HistoryRange } from '../hub/history-query.js'
 import type { Hub, JoinOptions, JoinResult, Member, RoomSendOptions } from '../hub/hub.js'
 import type { Contract } from './contract.js'
 import { decodeHistory, type RoomHistory } from './history.js'
@@ -61,7 +62,11 @@ export class SessionRooms implements RoomsApi<Contract> {
     return this.session.hub.presenceCount(room)
   }
 
-  async history (room: string, query?: HistoryQuery): Promise<RoomHistory> {
+  async history (room: string, query?: HistoryRange): Promise<RoomHistory> {
     return decodeHistory(await this.session.hub.history(room, query))
+  }
+
+  position (room: string): Promise<Position> {
+    return this.session.hub.position(room)
   }
 }

@@ -3,7 +3,8 @@ import type {
   FastifyInstance, FastifyRequest, FastifySchema, FastifyTypeProvider, FastifyTypeProviderDefault, RawServerDefault, RouteGenericInterface
 } from 'fastify'
 import type { RealtimeConnection } from '../connection/connection.js'
-import type { HistoryQuery, PresenceEntry } from '../hub/broker.js'
+import type { Position, PresenceEntry } from '../hub/broker.js'
+import type { HistoryRange } from '../hub/history-query.js'
 import type { JoinOptions, JoinResult, RoomSendOptions } from '../hub/hub.js'
 import type { AuthOptions } from './auth.js'
 import type { ClientData, ClientType, Contract, HandlerResult, PresenceMeta, ServerData, ServerMessage, ServerType } from './contract.js'
@@ -103,8 +104,13 @@ export interface RoomsApi<C extends Contract> {
   /** Who is in the room, on every instance; `meta` is typed by the contract's `presence` schema. */
   presence (room: string): Promise<Array<PresenceEntry<PresenceMeta<C>>>>
   presenceCount (room: string): Promise<number>
-  /** The room's kept messages, decoded and typed by the contract, with the room's position. */
-  history (room: string, query?: HistoryQuery): Promise<RoomHistory<ServerMessage<C>>>
+  /**
+   * The room's kept messages, decoded and typed by the contract, oldest first, with the room's
+   * position: after an offset (`since`), before one (`before`), the latest (`limit` with `newest`).
+   */
+  history (room: string, query?: HistoryRange): Promise<RoomHistory<ServerMessage<C>>>
+  /** The room's position, read alone. */
+  position (room: string): Promise<Position>
 }
 
 /** What every handler gets beside its data. */
