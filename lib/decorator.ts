@@ -5,6 +5,7 @@ import type { Broker, HistoryPage, Position, PresenceEntry } from './hub/broker.
 import type { HistoryRange } from './hub/history-query.js'
 import { Hub, type HubStats, type RoomSendOptions } from './hub/hub.js'
 import { prometheusText, type RealtimeMetrics } from './metrics.js'
+import { errors } from './errors.js'
 
 /** `app.realtime`: what handlers can do with rooms, from anywhere in the app. Sends are typed by the contract given. */
 export interface RealtimeDecorator {
@@ -24,6 +25,12 @@ export interface RealtimeDecorator {
   history<C extends Contract> (contract: C, room: string, query?: HistoryRange): Promise<RoomHistory<ServerMessage<C>>>
   /** The room's position, read alone. */
   position (room: string): Promise<Position>
+  /**
+   * Snapshot, then stream: reads the room's position first, then the app's own state of the room
+   * (`load`, given that position), and returns both. A client that joins from `{ epoch, offset }`
+   * gets every message after the position and none before it (see docs/rooms.md#snapshot-then-stream).
+   */
+  snapshot<S> (room: string, load: (position: Position) => S | Promise<S>): Promise<RoomSnapshot<S>>
   /** Counters: published, delivered, slow-consumer closes, lost notices. */
   readonly stats: Readonly<HubStats>
   /** Connections by route, messages and bytes in and out, refusals, kills: see docs/operations.md. */
@@ -33,6 +40,14 @@ export interface RealtimeDecorator {
   /** Makes the next `app.close()` close connections with 1012 (service restart) instead of 1001. */
   restarting (): void
   readonly broker: Broker
+}
+
+/** What `snapshot()` returns: the room's position and the app's state read after it. */
+export interface RoomSnapshot<S> {
+  readonly room: string
+  readonly epoch: string
+  readonly offset: number
+  readonly state: S
 }
 
 /** `app.realtime.history`: as stored, or decoded when a contract comes first. */
@@ -63,6 +78,11 @@ export function createDecorator (hub: Hub, metrics: RealtimeMetrics, restarting:
     presenceCount: (room) => hub.presenceCount(room),
     history: historyReader(hub),
     position: (room) => hub.position(room),
+    async snapshot (room, load) {
+      if (typeof load !== 'function') throw new errors.FST_RT_INVALID_OPTION('"load"', 'expected a function (position) => state')
+      const position = await hub.position(room)
+      return { room, epoch: position.epoch, offset: position.offset, state: await load(position) }
+    },
     get stats () { return hub.stats },
     metrics,
     prometheus: () => prometheusText(metrics, hub.stats),

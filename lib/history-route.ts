@@ -1,7 +1,7 @@
 import { Type, type Static } from '@sinclair/typebox'
 import type { FastifyInstance, FastifyReply, FastifyRequest, RouteShorthandOptions } from 'fastify'
-import { errors } from './errors.js'
 import { check } from './options/server-checks.js'
+import { checkAuthorize, readableRoom, type RoomReadAuthorizer } from './room-route.js'
 import type { HistoryPage } from './hub/broker.js'
 import type { Contract, ServerMessage } from './messages/contract.js'
 
@@ -44,7 +44,7 @@ export interface HistoryRouteOptions<C extends Contract = Contract> {
   /** The contract of the room's messages: it types the response (for a client that shares it). @default none */
   contract?: C
   /** Decides whether the request may read the room; refused requests get 403 FST_RT_JOIN_FORBIDDEN. */
-  authorize: (room: string, request: FastifyRequest) => boolean | Promise<boolean>
+  authorize: RoomReadAuthorizer
   /** The most messages one request may ask for. @default 100 */
   maxLimit?: number
 }
@@ -64,9 +64,7 @@ export const historyRouteOptionNames = Object.freeze(['authorize', 'contract', .
 export function roomHistoryRoute<C extends Contract = Contract> (options: HistoryRouteOptions<C>): RouteShorthandOptions & {
   handler: (this: FastifyInstance, request: FastifyRequest, reply: FastifyReply) => Promise<HistoryResponse<ServerMessage<C>>>
 } {
-  if (typeof options?.authorize !== 'function') {
-    throw new errors.FST_RT_INVALID_OPTION('"authorize"', 'expected a function (room, request) => boolean')
-  }
+  checkAuthorize(options)
   check.object('roomHistoryRoute', options, historyRouteOptionNames, 'an object { authorize, contract?, maxLimit? }')
   if (options.contract !== undefined && (typeof options.contract !== 'object' || options.contract === null)) check.fail('contract', 'a contract (defineContract())', options.contract)
   const maxLimit = options.maxLimit ?? historyRouteDefaults.maxLimit
@@ -75,8 +73,7 @@ export function roomHistoryRoute<C extends Contract = Contract> (options: Histor
     schema: { querystring: Querystring, response: { 200: Page } },
     async handler (this: FastifyInstance, request: FastifyRequest) {
       const query = request.query as HistoryQuerystring
-      const room = this.realtime.checkRoom(query.room)
-      if (await options.authorize(room, request) !== true) throw new errors.FST_RT_JOIN_FORBIDDEN(JSON.stringify(room))
+      const room = await readableRoom(this, options.authorize, query.room, request)
       const range = { since: query.since ?? 0, limit: Math.min(query.limit ?? maxLimit, maxLimit), newest: query.newest ?? false }
       const page: HistoryPage = await this.realtime.history(room, query.before === undefined ? range : { ...range, before: query.before })
       return {

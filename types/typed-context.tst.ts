@@ -3,7 +3,7 @@ import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import { Type } from '@sinclair/typebox'
 import { describe, expect, test } from 'tstyche'
 import {
-  contractHandler, defineContract, requireUser, roomHistoryRoute,
+  contractHandler, defineContract, requireUser, roomHistoryRoute, roomSnapshotRoute, type RoomSnapshot,
   type HistoryPage, type HistoryResponse, type HistoryStamp, type Position, type PresenceEntry, type RoomHistory
 } from '../lib/index.js'
 import { RealtimeClient } from '../lib/client/index.js'
@@ -156,5 +156,20 @@ describe('history queries', () => {
     const first = body.messages[0]
     if (first?.type === 'typing') expect(first.data.user).type.toBe<string>()
     expect(roomHistoryRoute({ authorize: () => true }).handler).type.toBeAssignableTo<(...args: never[]) => Promise<HistoryResponse>>()
+  })
+})
+
+describe('snapshot, then stream', () => {
+  test('the state keeps its type through the route and app.realtime.snapshot', async () => {
+    const route = roomSnapshotRoute({ authorize: () => true, state: (_room, _request, position) => ({ at: position.offset, names: ['a'] }) })
+    expect(await route.handler.call(app, {} as never, {} as never)).type.toBe<RoomSnapshot<{ at: number, names: string[] }>>()
+    expect(await app.realtime.snapshot('r', async () => [1, 2])).type.toBe<RoomSnapshot<number[]>>()
+    expect(roomSnapshotRoute({ authorize: () => true })).type.toRaiseError()
+  })
+
+  test('the client takes a loader that returns a position', () => {
+    const client = new RealtimeClient<typeof chat>({ url: 'ws://x' })
+    void client.join('r', { snapshot: async () => ({ epoch: 'e', offset: 1, state: [] }) })
+    expect(client.join('r', { snapshot: async () => ({ offset: 1 }) })).type.toRaiseError()
   })
 })

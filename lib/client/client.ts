@@ -2,6 +2,7 @@ import { CloseCode, shouldReconnect } from '../close-codes.js'
 import type { ClientData, ClientType, Contract, PresenceMeta, ReplyData, ServerData, ServerType } from '../messages/contract.js'
 import { backoffDelay } from './backoff.js'
 import { RealtimeClientError } from './errors.js'
+import { MAX_RESYNCS, RoomResync, snapshotPosition, type HeldMessage, type SnapshotLoader, type SnapshotPosition } from './resync.js'
 import { checkers, describe } from '../options/checks.js'
 import { AUTH, envelope, ERROR, JOIN, JOIN_REPLY, LEAVE, LEAVE_REPLY, LOST, PING, PONG, PRESENCE, type LostData, type PresenceData } from '../protocol.js'
 
@@ -108,6 +109,8 @@ interface Queued {
 interface RoomState {
   meta: unknown
   position: { epoch: string, offset: number } | null
+  /** With a snapshot loader: how the room is reloaded when it cannot be recovered. */
+  resync: RoomResync | null
   /** The socket this room was last joined on: a room is joined once per connection. */
   joinedOn: WebSocketLike | null
   /** join() calls made while not connected, settled by the join on the next connection. */
@@ -300,13 +303,22 @@ export class RealtimeClient<C extends Contract> {
   /**
    * Joins a room; after a reconnect it is joined again, recovering from the last offset seen. `from`
    * is a position the app already has (e.g. history loaded over HTTP): the join recovers from there.
+   * `snapshot` loads the app's state with the server's snapshot helper and returns its position:
+   * it is called first, the join goes on from exactly there, and it is called again whenever the
+   * room can no longer be recovered (`recovered: false`, `$lost`): the client re-syncs instead of
+   * leaving the app to reload (see docs/rooms.md#snapshot-then-stream).
    * Called while not connected, it joins as soon as the connection opens.
    */
-  async join (room: string, options?: { meta?: PresenceMeta<C>, from?: { epoch: string, offset: number }, timeoutMs?: number }): Promise<JoinOutcome> {
+  async join (room: string, options?: { meta?: PresenceMeta<C>, from?: SnapshotPosition, snapshot?: SnapshotLoader, timeoutMs?: number }): Promise<JoinOutcome> {
     if (this.stopped && this.currentState === 'closed') throw new RealtimeClientError('FST_RT_CLIENT_CLOSED', 'The client is closed')
-    const state: RoomState = this.rooms.get(room) ?? { meta: undefined, position: null, joinedOn: null, waiters: [] }
+    if (options?.snapshot !== undefined) check.func('snapshot', options.snapshot, 'a function () => Promise<{ epoch, offset }>')
+    const state: RoomState = this.rooms.get(room) ?? { meta: undefined, position: null, resync: null, joinedOn: null, waiters: [] }
     if (options?.meta !== undefined) state.meta = options.meta
     if (options?.from !== undefined) state.position = { epoch: options.from.epoch, offset: options.from.offset }
+    if (options?.snapshot !== undefined) {
+      state.resync = new RoomResync(options.snapshot)
+      state.position = snapshotPosition(await options.snapshot())
+    }
     this.rooms.set(room, state)
     if (this.currentState === 'open') return await this.joinRoom(room, state, options?.timeoutMs)
     const timeout = options?.timeoutMs ?? this.requestTimeoutMs
@@ -534,15 +546,79 @@ export class RealtimeClient<C extends Contract> {
       const state = this.rooms.get(lost.room)
       if (state !== undefined) state.position = { epoch: lost.epoch, offset: lost.offset }
       emit(this.lostListeners, lost)
+      if (state !== undefined) this.resync(lost.room, state, lost)
       return
     }
     if (type === PONG || type === JOIN_REPLY || type === LEAVE_REPLY) return
-    const meta: MessageMeta = typeof message.room === 'string'
-      ? { room: message.room, epoch: message.epoch as string, offset: message.offset as number }
-      : {}
-    if (meta.room !== undefined) this.advance(meta.room, meta.epoch as string, meta.offset as number)
+    if (typeof message.room === 'string') {
+      const held = { type, data: message.data, room: message.room, epoch: message.epoch as string, offset: message.offset as number }
+      if (this.rooms.get(held.room)?.resync?.hold(held) === true) return
+      this.deliver(held)
+      return
+    }
+    this.dispatch(type, message.data, {})
+  }
+
+  /** A room message to the app, after its position is kept. */
+  private deliver (message: HeldMessage): void {
+    this.advance(message.room, message.epoch, message.offset)
+    this.dispatch(message.type, message.data, { room: message.room, epoch: message.epoch, offset: message.offset })
+  }
+
+  private dispatch (type: string, data: unknown, meta: MessageMeta): void {
     const set = this.handlers.get(type)
-    if (set !== undefined) for (const listener of set) listener(message.data, meta)
+    if (set !== undefined) for (const listener of set) listener(data, meta)
+  }
+
+  /**
+   * A room joined with a snapshot loader that cannot be recovered from where the client stood: live
+   * messages from `live` on are held while the app reloads. A snapshot at or past `live` in the same
+   * epoch lets the held messages after it through (none is missed: they came in live after `live`;
+   * none is seen twice: the snapshot holds those up to its offset); otherwise the room is joined
+   * again from the snapshot, which the server recovers.
+   */
+  private resync (room: string, state: RoomState, live: SnapshotPosition): void {
+    const resync = state.resync
+    if (resync === null || resync.held !== null) return
+    resync.held = []
+    resync.overflowed = false
+    // Called in a promise: a loader that throws at once must not throw out of the socket's event.
+    Promise.resolve().then(async () => snapshotPosition(await resync.load())).then((snapshot) => { this.resynced(room, state, resync, live, snapshot) }, (error: unknown) => {
+      // The app could not reload: what was held goes through, as without a loader.
+      const held = resync.held ?? []
+      resync.held = null
+      this.report(error instanceof Error ? error : new Error(String(error)))
+      if (this.rooms.get(room) === state) for (const message of held) this.deliver(message)
+    })
+  }
+
+  private resynced (room: string, state: RoomState, resync: RoomResync, live: SnapshotPosition, snapshot: SnapshotPosition): void {
+    const held = resync.held ?? []
+    resync.held = null
+    if (this.rooms.get(room) !== state) return
+    if (!resync.overflowed && snapshot.epoch === live.epoch && snapshot.offset >= live.offset) {
+      resync.attempts = 0
+      state.position = snapshot
+      resync.through = snapshot
+      for (const message of held) if (!resync.hold(message)) this.deliver(message)
+      return
+    }
+    if (++resync.attempts > MAX_RESYNCS) {
+      resync.attempts = 0
+      this.report(new RealtimeClientError('FST_RT_CLIENT_RESYNC_FAILED', `${room} could not be re-synced after ${MAX_RESYNCS} reloads; it stays joined live`))
+      for (const message of held) this.deliver(message)
+      return
+    }
+    // Behind the live stream or from another epoch: leave, and join again from the snapshot, which
+    // replays what follows it; what arrives until the join reply is dropped.
+    state.position = snapshot
+    const socket = this.socket
+    if (socket === null || state.joinedOn !== socket) return
+    resync.held = []
+    resync.rejoining = true
+    this.call(LEAVE, { room }, undefined, socket)
+      .then(async () => { if (this.rooms.get(room) === state) await this.joinRoom(room, state, undefined, socket) })
+      .catch((error: unknown) => { this.report(error as Error) })
   }
 
   /** Keeps the newest position seen per joined room: what a rejoin recovers from. */
@@ -589,6 +665,14 @@ export class RealtimeClient<C extends Contract> {
    */
   private joined (state: RoomState, outcome: JoinOutcome, from: { epoch: string, offset: number } | null): void {
     state.joinedOn = this.socket
+    const resync = state.resync
+    if (resync !== null) {
+      resync.through = null
+      if (resync.rejoining) {
+        resync.rejoining = false
+        resync.held = null
+      }
+    }
     // Recovered: the replay follows and advances from where the client stood. Otherwise the reply is
     // where it stands now.
     state.position = outcome.recovered === true && from !== null ? from : { epoch: outcome.epoch, offset: outcome.offset }
@@ -597,6 +681,8 @@ export class RealtimeClient<C extends Contract> {
       waiter.resolve(outcome)
     }
     emit(this.joinListeners, outcome)
+    if (outcome.recovered === false) this.resync(outcome.room, state, outcome)
+    else if (resync !== null) resync.attempts = 0
   }
 
   private call (type: string, data: unknown, timeoutMs: number | undefined, socket?: WebSocketLike, onReply?: (data: unknown) => void): Promise<unknown> {
