@@ -3,7 +3,8 @@ import { decodeHistory, type RoomHistory } from './messages/history.js'
 import { compiledFor, serializeOutgoing } from './messages/outgoing.js'
 import type { Broker, HistoryPage, Position, PresenceEntry } from './hub/broker.js'
 import type { HistoryRange } from './hub/history-query.js'
-import { Hub, type HubStats, type RoomSendOptions } from './hub/hub.js'
+import { Hub, type ConnectionInfo, type HubStats, type RoomSendOptions } from './hub/hub.js'
+import type { DisconnectTarget } from './hub/control.js'
 import { prometheusText, type RealtimeMetrics } from './metrics.js'
 import { errors } from './errors.js'
 
@@ -31,6 +32,15 @@ export interface RealtimeDecorator {
    * gets every message after the position and none before it (see docs/rooms.md#snapshot-then-stream).
    */
   snapshot<S> (room: string, load: (position: Position) => S | Promise<S>): Promise<RoomSnapshot<S>>
+  /**
+   * Closes connections of contract routes on every instance (through the broker): every one of a
+   * user, one by its id, or every member of a room, with this close code (default 4500, terminal:
+   * the client does not reconnect) and reason. Resolves once sent; an unknown id or an empty room
+   * closes nothing.
+   */
+  disconnect (target: DisconnectTarget, code?: number, reason?: string): Promise<void>
+  /** This instance's connections of contract routes: all, or those of a room, a user or a connection id. */
+  connections (filter?: DisconnectTarget): ConnectionInfo[]
   /** Counters: published, delivered, slow-consumer closes, lost notices. */
   readonly stats: Readonly<HubStats>
   /** Connections by route, messages and bytes in and out, refusals, kills: see docs/operations.md. */
@@ -78,6 +88,8 @@ export function createDecorator (hub: Hub, metrics: RealtimeMetrics, restarting:
     presenceCount: (room) => hub.presenceCount(room),
     history: historyReader(hub),
     position: (room) => hub.position(room),
+    disconnect: (target, code, reason) => hub.disconnect(target, code, reason),
+    connections: (filter) => hub.connections(filter),
     async snapshot (room, load) {
       if (typeof load !== 'function') throw new errors.FST_RT_INVALID_OPTION('"load"', 'expected a function (position) => state')
       const position = await hub.position(room)

@@ -4,7 +4,7 @@ import { Type } from '@sinclair/typebox'
 import { describe, expect, test } from 'tstyche'
 import {
   contractHandler, defineContract, requireUser, roomHistoryRoute, roomSnapshotRoute, type RoomSnapshot,
-  type HistoryPage, type HistoryResponse, type HistoryStamp, type Position, type PresenceEntry, type RoomHistory
+  type ConnectionInfo, type HistoryPage, type HistoryResponse, type HistoryStamp, type Position, type PresenceEntry, type RoomHistory
 } from '../lib/index.js'
 import { RealtimeClient } from '../lib/client/index.js'
 import type { PresenceData } from '../lib/protocol.js'
@@ -171,5 +171,17 @@ describe('snapshot, then stream', () => {
     const client = new RealtimeClient<typeof chat>({ url: 'ws://x' })
     void client.join('r', { snapshot: async () => ({ epoch: 'e', offset: 1, state: [] }) })
     expect(client.join('r', { snapshot: async () => ({ offset: 1 }) })).type.toRaiseError()
+  })
+})
+
+describe('connection management', () => {
+  test('disconnect takes one target, a code and a reason; connections lists', () => {
+    expect(app.realtime.disconnect({ userId: 'ada' })).type.toBe<Promise<void>>()
+    expect(app.realtime.disconnect({ connectionId: 'c1' }, 4000, 'token expired')).type.toBe<Promise<void>>()
+    expect(app.realtime.disconnect({ room: 'r' }, 1000)).type.toBe<Promise<void>>()
+    expect(app.realtime.disconnect({ user: 'ada' })).type.toRaiseError()
+    expect(app.realtime.disconnect({ userId: 'ada' }, '4000')).type.toRaiseError()
+    expect(app.realtime.connections({ room: 'r' })).type.toBe<ConnectionInfo[]>()
+    expect(app.realtime.connections()[0]?.rooms).type.toBe<string[] | undefined>()
   })
 })

@@ -11,6 +11,7 @@ import { recover } from './recovery.js'
 import { SharedMessage, type MemberLink } from './member.js'
 import { isVolatile, volatileBody } from './volatile.js'
 import { readRange, type HistoryRange } from './history-query.js'
+import { checkTarget, CONTROL_ROOM, controlBody, disconnectCommand, readControl, type DisconnectTarget } from './control.js'
 
 export interface HubSettings {
   /** Longest room name, in characters. @default 128 */
@@ -62,6 +63,14 @@ export interface JoinResult {
   readonly offset: number
   /** Present when recovery was asked for: true if every missed message follows, false if the client must reload. */
   readonly recovered?: boolean
+}
+
+/** One local connection, as `connections()` lists it. */
+export interface ConnectionInfo {
+  readonly connectionId: string
+  readonly userId: string | null
+  /** The app rooms it is in. */
+  readonly rooms: string[]
 }
 
 export interface HubStats {
@@ -120,7 +129,7 @@ export class Hub {
     readonly presenceStore: PresenceStore
   ) {
     broker.attach({
-      message: (message) => { this.fanOut(message) },
+      message: (message) => { if (message.room === CONTROL_ROOM) this.onControl(message.text); else this.fanOut(message) },
       lost: (room, position) => { this.onLost(room, position) },
       error: (error) => { this.log.warn({ err: error }, 'realtime: broker error (it retries by itself)') }
     })
@@ -186,6 +195,56 @@ export class Hub {
     }
     members.add(member)
     return this.subscriptions.get(room) as Promise<void>
+  }
+
+  /**
+   * Registers a contract connection: its route's room, its user's room, and the control room every
+   * instance with members listens on (for `disconnect()`). Resolves once all three are live.
+   */
+  async enter (member: Member, routeUrl: string): Promise<void> {
+    await this.enterInternal(member, CONTROL_ROOM)
+    await this.enterInternal(member, Hub.routeRoom(routeUrl))
+    if (member.userId !== null) await this.enterInternal(member, Hub.userRoom(member.userId))
+  }
+
+  /**
+   * Closes connections on every instance, through the control room: every one of a user, one by
+   * its id, or every member of a room. Resolves once the command is published; an id or room with
+   * no connection closes nothing.
+   */
+  async disconnect (target: DisconnectTarget, code?: number, reason?: string): Promise<void> {
+    const command = disconnectCommand(target, code, reason)
+    if ('userId' in command.target) this.checkUser(command.target.userId)
+    if ('room' in command.target) this.checkRoom(command.target.room)
+    await this.broker.publish(CONTROL_ROOM, controlBody(command), { history: false })
+  }
+
+  /** This instance's connections (of contract routes): all, or those of a room, a user or an id. */
+  connections (filter?: DisconnectTarget): ConnectionInfo[] {
+    return this.localMembers(filter === undefined ? undefined : checkTarget(filter)).map((member) => ({
+      connectionId: member.id,
+      userId: member.userId,
+      rooms: [...member.rooms].filter((room) => !isInternal(room))
+    }))
+  }
+
+  /** The open local members a target names (a closing one is on its way out of every room). */
+  private localMembers (target: DisconnectTarget | undefined): Member[] {
+    let members: Iterable<Member> = this.local.get(CONTROL_ROOM) ?? []
+    if (target !== undefined && !('connectionId' in target)) {
+      members = this.local.get('userId' in target ? Hub.userRoom(this.checkUser(target.userId)) : this.checkRoom(target.room)) ?? []
+    }
+    return [...members].filter((member) => !member.connection.closed && (target === undefined || !('connectionId' in target) || member.id === target.connectionId))
+  }
+
+  /** A command from the control room (this instance's own too): closes the local connections it names. */
+  private onControl (text: string): void {
+    const command = readControl(text)
+    if (command === null) return
+    for (const member of this.localMembers(command.target)) {
+      this.log.info({ connectionId: member.id, code: command.code }, 'realtime: disconnecting a connection on request')
+      void member.connection.close({ code: command.code, reason: command.reason })
+    }
   }
 
   /**
@@ -277,7 +336,7 @@ export class Hub {
   }
 
   /** Takes a closed connection out of every room, announcing the leave where the join was announced. */
-  async disconnect (member: Member): Promise<void> {
+  async remove (member: Member): Promise<void> {
     for (const room of [...member.rooms]) {
       try {
         await this.leave(member, room)

@@ -92,12 +92,7 @@ export class Session implements RoomsOwner, RoomRequestOwner {
   /** Registers the connection with the hub, runs it, and always takes it out of every room. */
   serve (): Promise<void> {
     // A promise chain, not an async function: an open connection then holds one suspended frame (run's), not two.
-    return this.enter().then(() => this.run()).finally(() => this.hub.disconnect(this.member))
-  }
-
-  private async enter (): Promise<void> {
-    await this.hub.enterInternal(this.member, Hub.routeRoom(this.routeUrl))
-    if (this.member.userId !== null) await this.hub.enterInternal(this.member, Hub.userRoom(this.member.userId))
+    return this.hub.enter(this.member, this.routeUrl).then(() => this.run()).finally(() => this.hub.remove(this.member))
   }
 
   serialize (type: string, data: unknown): string {
