@@ -4,7 +4,7 @@ import { Type } from '@sinclair/typebox'
 import { describe, expect, test } from 'tstyche'
 import {
   contractHandler, defineContract, requireUser, roomHistoryRoute, roomSnapshotRoute, type RoomSnapshot,
-  type ConnectionInfo, type HistoryPage, type HistoryResponse, type HistoryStamp, type Position, type PresenceEntry, type RoomHistory
+  type ConnectionInfo, type ContractOptions, type HistoryPage, type HistoryResponse, type HistoryStamp, type Position, type PresenceEntry, type RoomHistory
 } from '../lib/index.js'
 import { RealtimeClient } from '../lib/client/index.js'
 import type { PresenceData } from '../lib/protocol.js'
@@ -183,5 +183,23 @@ describe('connection management', () => {
     expect(app.realtime.disconnect({ userId: 'ada' }, '4000')).type.toRaiseError()
     expect(app.realtime.connections({ room: 'r' })).type.toBe<ConnectionInfo[]>()
     expect(app.realtime.connections()[0]?.rooms).type.toBe<string[] | undefined>()
+  })
+})
+
+describe('ctx.userId beside other inline options', () => {
+  test('requireUser keeps it a string when rooms.authorize is an inline arrow', () => {
+    app.get('/k', { realtime: true }, contractHandler(chat, { say (_data, ctx) { expect(ctx.userId).type.toBe<string>() } }, {
+      userId: requireUser,
+      rooms: { authorize: (room) => room.length > 0, notices: true }
+    }))
+  })
+
+  test('an auth TypeScript cannot see for sure, inline and unannotated or optional in a declared type, stays string | null', () => {
+    app.get('/l', { realtime: true }, contractHandler(chat, { say (_data, ctx) { expect(ctx.userId).type.toBe<string | null>() } }, {
+      auth: { verify: (token) => token },
+      rooms: { authorize: () => true }
+    }))
+    const declared: ContractOptions<typeof chat> = {}
+    app.get('/m', { realtime: true }, contractHandler(chat, { say (_data, ctx) { expect(ctx.userId).type.toBe<string | null>() } }, declared))
   })
 })

@@ -35,18 +35,21 @@ function checkHandlers (compiled: CompiledContract, handlers: Record<string, unk
  * parses, validates and dispatches every message to its handler, and answers requests.
  *
  * Typing: the route's schema and type provider (`S`, `TP`) come from the route the handler is
- * passed to; `O` is the options given, which tell whether every connection has a user (see
- * `UserIdOf`): then `ctx.userId` is a string. A key that is not an option is refused.
+ * passed to. `O` (the options given) and `UF` (its `userId`, inferred on its own, so other inline
+ * functions do not hide it) tell whether every connection has a user (see `UserIdOf`): then
+ * `ctx.userId` is a string. A key of `O` that is not an option is refused.
  */
 export function contractHandler<
   C extends Contract,
   S extends FastifySchema = FastifySchema,
   TP extends FastifyTypeProvider = FastifyTypeProviderDefault,
-  O = object
+  O = object,
+  UF = unknown
 > (
   contract: C,
-  handlers: NoInfer<MessageHandlers<C, RouteRequest<S, TP>, UserIdOf<O>>>,
-  options?: O & NoInfer<ContractOptions<C, RouteRequest<S, TP>, UserIdOf<O>>> & Record<Exclude<keyof O, keyof ContractOptions>, never>
+  handlers: NoInfer<MessageHandlers<C, RouteRequest<S, TP>, UserIdOf<UF, O>>>,
+  options?: O & NoInfer<ContractOptions<C, RouteRequest<S, TP>, UserIdOf<UF, O>>> & Record<Exclude<keyof O, keyof ContractOptions>, never> &
+    { userId?: UF }
 ): ContractRouteHandler<S, TP> {
   const compiled = compiledFor(contract)
   checkHandlers(compiled, handlers as Record<string, unknown>)

@@ -24,14 +24,17 @@ export type RouteRequest<S extends FastifySchema = FastifySchema, TP extends Fas
   FastifyRequest<RouteGenericInterface, RawServerDefault, IncomingMessage, S, TP>
 
 /**
- * Who a route's connections belong to, from the options given (`O`): `string` where they guarantee
- * a user (`auth` with a `verify` whose token parameter is annotated, or a `userId` function that
- * never returns null, such as `requireUser`), else `string | null`. An inline function with
- * unannotated parameters is typed from context, after this is decided: it counts as `string | null`.
+ * Who a route's connections belong to: `string` where the options guarantee a user, else
+ * `string | null`, from the options as `contractHandler()` infers them: `O` the whole object and
+ * `UF` its `userId`. A `userId` function that never returns null (`requireUser` after
+ * `tokenAuth()`) makes it a string; so does a required `auth`, where TypeScript infers the whole
+ * options object: it cannot when the object holds a function with unannotated parameters (typed
+ * from context later), so annotate `verify`'s (`(token: string) => ...`). Anything less sure is
+ * `string | null`.
  */
-export type UserIdOf<O> = O extends { auth: object }
+export type UserIdOf<UF, O> = O extends { auth: object }
   ? string
-  : O extends { userId: (...args: never[]) => infer U } ? (null extends Awaited<U> ? string | null : string) : string | null
+  : UF extends (...args: never[]) => infer U ? (null extends Awaited<U> ? string | null : string) : string | null
 
 /** Rooms clients join and leave themselves, with `$join` and `$leave` messages. */
 export interface ClientRoomsOptions<C extends Contract = Contract, R = FastifyRequest, U extends string | null = string | null> {
