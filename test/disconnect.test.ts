@@ -3,7 +3,6 @@ import { Type } from '@sinclair/typebox'
 import WebSocket from 'ws'
 import { CloseCode, contractHandler, defineContract, shouldReconnect } from '../lib/index.js'
 import { RealtimeClient, type CloseInfo } from '../lib/client/index.js'
-import { readControl } from '../lib/hub/control.js'
 import { build, client, type Client } from './support/helpers.js'
 import { redisUnavailable, redisUrl } from './support/redis-server.js'
 
@@ -102,7 +101,6 @@ t.test('bad disconnect targets, codes and reasons are refused with their codes',
   t.throws(() => server.realtime.connections({ room: '' }), { code: 'FST_RT_INVALID_ROOM' })
   t.throws(() => server.realtime.connections({ userId: '' }), { code: 'FST_RT_INVALID_USER_ID' })
   t.throws(() => server.realtime.connections({ nope: 1 } as never), { code: 'FST_RT_INVALID_DISCONNECT' })
-  t.equal(readControl('{"type":"$other","data":{}}'), null, 'the control room carries only disconnects')
 })
 
 t.test('the client stops after 4500 and reconnects after a code in the reconnect range', async (t) => {

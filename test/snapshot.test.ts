@@ -187,6 +187,37 @@ t.test('more live messages than the client holds while reloading: it joins again
   t.same(items, [9999], 'none of the let-go messages reached the app: the snapshot holds them')
 })
 
+t.test('a room left while the app reloads gets nothing of the reload, whether it succeeds or fails', async (t) => {
+  const { url, publish, load, broker } = await app(t)
+  const { client, items, errors, itemsCount } = recorder(t, url)
+  for (const outcome of ['resolve', 'reject'] as const) {
+    const room = `left-${outcome}`
+    const gate = deferred()
+    let calls = 0
+    await client.join(room, {
+      snapshot: async () => {
+        if (++calls === 2) {
+          await gate.promise
+          if (outcome === 'reject') throw new Error('too late')
+        }
+        return await load(room)
+      }
+    })
+    const lostSeen = new Promise<void>((resolve) => { const off = client.onLost(() => { off(); resolve() }) })
+    broker.events?.lost(room, await broker.position(room))
+    await lostSeen
+    await publish(room, 1)
+    await client.request('noop', null).catch(() => {})
+    await client.leave(room)
+    gate.resolve()
+  }
+  await client.join('after', {})
+  await publish('after', 2)
+  await itemsCount(1)
+  t.same(items, [2], 'nothing held for the left rooms came through')
+  t.match(errors, [{ message: 'too late' }])
+})
+
 t.test('bad snapshots and options are refused; the snapshot route checks rooms and options', async (t) => {
   const { url, load, app: server } = await app(t)
   const { client } = recorder(t, url)

@@ -9,6 +9,7 @@ const chat = defineContract({
     whoami: { data: Type.Null(), reply: Type.Object({ user: Type.String(), page: Type.Integer() }) },
     say: Type.Object({ room: Type.String(), text: Type.String() }),
     past: { data: Type.Object({ room: Type.String() }), reply: Type.Array(Type.Object({ text: Type.String(), offset: Type.Integer(), time: Type.Integer() })) },
+    where: { data: Type.Object({ room: Type.String() }), reply: Type.Integer() },
     who: { data: Type.Object({ room: Type.String() }), reply: Type.Array(Type.String()) }
   },
   server: { message: Type.Object({ text: Type.String() }) },
@@ -46,6 +47,7 @@ async function app (t: Parameters<typeof build>[0]) {
         const page = await ctx.rooms.history(room)
         return page.messages.map((message) => ({ text: message.data.text, offset: message.offset, time: message.time }))
       },
+      async where ({ room }, ctx) { return (await ctx.rooms.position(room)).offset },
       async who ({ room }, ctx) { return (await ctx.rooms.presence(room)).map((entry) => entry.meta.name) }
     }, { userId: requireUser, rooms: { authorize: () => true } }))
     // No tokenAuth: requireUser finds no user.
@@ -86,6 +88,7 @@ t.test('history in a handler is decoded: typed data, offset and publish time', a
   const reply = await ask(c, 'past', { room: 'h' })
   const [first] = reply.data as Array<{ text: string, offset: number, time: number }>
   t.match(first, { text: 'one', offset: 1 })
+  t.match(await ask(c, 'where', { room: 'h' }), { data: 1 }, 'ctx.rooms.position reads the position alone')
   t.ok(first !== undefined && first.time >= before && first.time <= Date.now())
 })
 

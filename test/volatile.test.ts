@@ -86,6 +86,8 @@ t.test('app.realtime sends volatile too; every send checks its options and its u
   t.match(await json(a), { data: { user: 'srv' }, volatile: true, offset: 0 })
   await server.realtime.toUser(typing, 'ada', 'typing', { user: 'dm' }, { volatile: true })
   t.match(await json(a), { data: { user: 'dm' }, volatile: true })
+  await server.realtime.publish(typing, 'r', 'typing', { user: 'plain' }, {})
+  t.match(await json(a), { data: { user: 'plain' }, offset: 1 }, '{} is a plain, stored send')
   await server.realtime.toRoute(typing, '/chat', 'typing', { user: 'all' }, { volatile: false })
   const plain = await json(a)
   t.match(plain, { data: { user: 'all' } })
@@ -112,6 +114,24 @@ t.test('a real connection over its write limit in this turn drops the volatile m
   await server.realtime.publish(typing, 'b', 'typing', { user: 'after' }, { volatile: true })
   t.match(await json(a), { type: 'typing', data: { user: 'after' } }, 'the next message is the later volatile one: the one in the burst was dropped')
   t.equal(server.realtime.stats.volatileDropped, 1)
+})
+
+t.test('a volatile message to a compressing connection goes out through the usual path when it can', async (t) => {
+  const { url, app: server } = await build(t, (app) => {
+    app.get('/z', { realtime: { compress: true } }, contractHandler(typing, {
+      async enter ({ room }, ctx) { return (await ctx.rooms.join(room)).offset },
+      typing () {},
+      shout () {},
+      poke () {},
+      everyone () {},
+      bad () {},
+      burst () {}
+    }))
+  })
+  const a = await client(t, `${url}/z`)
+  await ask(a, 'enter', { room: 'z' })
+  await server.realtime.publish(typing, 'z', 'typing', { user: 'squeezed' }, { volatile: true })
+  t.match(await json(a), { data: { user: 'squeezed' }, volatile: true })
 })
 
 /** A member link whose backlog and writes the test decides. */
@@ -216,7 +236,10 @@ t.test('a client socket with unsent bytes drops a volatile send', async (t) => {
   t.equal(c.send('typing', { room: 'r' }, { volatile: true }), false)
   socket.bufferedAmount = 0
   t.equal(c.send('typing', { room: 'r' }, { volatile: true }), true)
-  t.equal(sent.length, 1)
+  t.equal(c.send('typing', { room: 'r' }, {}), true, 'no options of note: a plain send')
+  delete (socket as { bufferedAmount?: number }).bufferedAmount
+  t.equal(c.send('typing', { room: 'r' }, { volatile: true }), true, 'a socket that does not report unsent bytes sends')
+  t.equal(sent.length, 3)
 })
 
 t.test('a volatile message crosses instances on Redis, unstored and still marked', { skip: redisUnavailable() ?? false }, async (t) => {

@@ -580,20 +580,19 @@ export class RealtimeClient<C extends Contract> {
   private resync (room: string, state: RoomState, live: SnapshotPosition): void {
     const resync = state.resync
     if (resync === null || resync.held !== null) return
-    resync.held = []
+    const held: HeldMessage[] = []
+    resync.held = held
     resync.overflowed = false
     // Called in a promise: a loader that throws at once must not throw out of the socket's event.
-    Promise.resolve().then(async () => snapshotPosition(await resync.load())).then((snapshot) => { this.resynced(room, state, resync, live, snapshot) }, (error: unknown) => {
+    Promise.resolve().then(async () => snapshotPosition(await resync.load())).then((snapshot) => { this.resynced(room, state, resync, held, live, snapshot) }, (error: unknown) => {
       // The app could not reload: what was held goes through, as without a loader.
-      const held = resync.held ?? []
       resync.held = null
-      this.report(error instanceof Error ? error : new Error(String(error)))
+      this.report(error as Error)
       if (this.rooms.get(room) === state) for (const message of held) this.deliver(message)
     })
   }
 
-  private resynced (room: string, state: RoomState, resync: RoomResync, live: SnapshotPosition, snapshot: SnapshotPosition): void {
-    const held = resync.held ?? []
+  private resynced (room: string, state: RoomState, resync: RoomResync, held: HeldMessage[], live: SnapshotPosition, snapshot: SnapshotPosition): void {
     resync.held = null
     if (this.rooms.get(room) !== state) return
     if (!resync.overflowed && snapshot.epoch === live.epoch && snapshot.offset >= live.offset) {
@@ -613,6 +612,8 @@ export class RealtimeClient<C extends Contract> {
     // replays what follows it; what arrives until the join reply is dropped.
     state.position = snapshot
     const socket = this.socket
+    // The connection dropped while the app reloaded: the rejoin after the reconnect starts from the snapshot.
+    /* c8 ignore next */
     if (socket === null || state.joinedOn !== socket) return
     resync.held = []
     resync.rejoining = true

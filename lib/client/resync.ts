@@ -56,7 +56,7 @@ export class RoomResync {
     }
     if (this.held.length >= MAX_HELD) {
       this.overflowed = true
-      this.held = []
+      this.held.length = 0
     }
     if (!this.overflowed) this.held.push(message)
     return true

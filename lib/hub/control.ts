@@ -47,8 +47,7 @@ export function controlBody (command: DisconnectCommand): string {
   return JSON.stringify({ type: DISCONNECT, data: command })
 }
 
-/** The command in a control room message (published by a hub: its own format), or null for anything else. */
-export function readControl (text: string): DisconnectCommand | null {
-  const message = JSON.parse(text) as { type?: unknown, data?: DisconnectCommand }
-  return message.type === DISCONNECT && message.data !== undefined ? message.data : null
+/** The command in a control room message (only hubs publish there, in this format). */
+export function readControl (text: string): DisconnectCommand {
+  return (JSON.parse(text) as { data: DisconnectCommand }).data
 }

@@ -240,7 +240,6 @@ export class Hub {
   /** A command from the control room (this instance's own too): closes the local connections it names. */
   private onControl (text: string): void {
     const command = readControl(text)
-    if (command === null) return
     for (const member of this.localMembers(command.target)) {
       this.log.info({ connectionId: member.id, code: command.code }, 'realtime: disconnecting a connection on request')
       void member.connection.close({ code: command.code, reason: command.reason })
