@@ -421,6 +421,9 @@ export class RealtimeConnection {
       this.socket.write(wire.frame)
       return true
     }
+    // The hub drops a volatile message for any unsent byte before it gets here; this keeps
+    // sendShared right on its own (a turn's own frames over writeLimit), which the hub's check preempts.
+    /* c8 ignore next */
     if (droppable && !this.writableNow()) return false
     this.sendText(message.text).catch(ignoreClosed)
     return true
