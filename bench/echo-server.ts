@@ -32,6 +32,7 @@ import websocket from '@fastify/websocket'
 import Fastify, { type FastifyInstance } from 'fastify'
 import { Server as SocketIoServer, type Socket as SocketIoSocket } from 'socket.io'
 import { WebSocketServer, type RawData, type WebSocket } from 'ws'
+import type { ContractOptions } from '../lib/index.js'
 
 /** The data of an echo: `{"user":"ada","text":"hello, world"}` is 36 bytes; the 4 KiB case has a 4000-char text. */
 const EchoData = Type.Object({ user: Type.String(), text: Type.String() })
@@ -155,7 +156,7 @@ async function startRealtime (route: 'contract' | 'raw', mode: string | undefine
   } else {
     // rateLimit: false for the echo bench, because the default (100 messages a second per
     // connection, bursts of 200) would throttle the benchmark long before the server is busy.
-    const options = mode === 'room' ? { rooms: { authorize: () => true } } : mode === 'defaults' ? {} : { rateLimit: false as const }
+    const options: ContractOptions<typeof contract> = mode === 'room' ? { rooms: { authorize: () => true } } : mode === 'defaults' ? {} : { rateLimit: false }
     app.get('/', { realtime: true }, contractHandler(contract, { echo: (data) => data }, options))
   }
   await listen(app)

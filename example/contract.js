@@ -13,6 +13,8 @@ export const chat = defineContract({
       room: Type.String({ minLength: 1, maxLength: 32 }),
       text: Type.String({ minLength: 1, maxLength: 500 })
     }),
+    // Volatile: "I am typing" (sent with { volatile: true }, never queued; the server passes it on volatile too).
+    typing: Type.Object({ room: Type.String({ minLength: 1, maxLength: 32 }) }),
     // A request: who is in a room now, one entry per connection (a user with two tabs is there twice).
     who: {
       data: Type.Object({ room: Type.String({ minLength: 1, maxLength: 32 }) }),
@@ -21,6 +23,8 @@ export const chat = defineContract({
   },
   server: {
     // `at` is the server's time of the message, in ms.
-    message: Type.Object({ user: Type.String(), text: Type.String(), at: Type.Integer() })
+    message: Type.Object({ user: Type.String(), text: Type.String(), at: Type.Integer() }),
+    // Someone else in the room is typing (volatile: not kept, dropped for a page that cannot take it now).
+    typing: Type.Object({ user: Type.String() })
   }
 })

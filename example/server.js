@@ -12,7 +12,7 @@ import { fileURLToPath } from 'node:url'
 import Fastify, { LogController } from 'fastify'
 import fastifyStatic from '@fastify/static'
 import { Type } from '@sinclair/typebox'
-import realtime, { contractHandler, MessageError, roomHistoryRoute } from 'fastify-realtime'
+import realtime, { contractHandler, MessageError, roomSnapshotRoute } from 'fastify-realtime'
 import { chat, ROOM_NAME } from './contract.js'
 
 const PORT = Number(process.env.PORT ?? 3000)
@@ -81,6 +81,12 @@ app.get('/chat', {
     await ctx.rooms.publish(room, 'message', { user: ctx.userId, text, at: Date.now() })
   },
 
+  async typing ({ room }, ctx) {
+    if (!ctx.rooms.joined.has(room)) return
+    // To the others only, now or never: not kept, no offset, dropped for a page that lags.
+    await ctx.rooms.broadcast(room, 'typing', { user: ctx.userId }, { volatile: true })
+  },
+
   async who ({ room }, ctx) {
     if (!ctx.rooms.joined.has(room)) throw new MessageError('NOT_A_MEMBER', 'Join the room first')
     const entries = await ctx.rooms.presence(room)
@@ -94,10 +100,13 @@ app.get('/chat', {
   requestTimeout: 5_000
 }))
 
-// The page loads a room's past over HTTP: GET /history?room=lobby&since=&limit= with its token.
-app.get('/history', roomHistoryRoute({
+// Snapshot, then stream: GET /snapshot?room=lobby (with the page's token) reads the room's position,
+// then its last 100 messages up to it. The page's client joins from exactly that position, and
+// loads it again by itself when the room cannot be recovered (a restart, a $lost notice).
+app.get('/snapshot', roomSnapshotRoute({
   authorize: (room, request) => ROOM_NAME.test(room) && userOf(bearer(request)) !== null,
-  maxLimit: 100
+  state: async (room, _request, position) =>
+    (await app.realtime.history(chat, room, { before: position.offset + 1, limit: 100, newest: true })).messages
 }))
 
 // A guest picks a name; the same name logs in again with its previous token (a page that

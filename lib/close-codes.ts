@@ -16,6 +16,8 @@ export const CloseCode = {
   SLOW_CONSUMER: 4008,
   /** No `$auth` message within the route's auth timeout (reconnect). */
   AUTH_TIMEOUT: 4401,
+  /** Disconnected by the app (`app.realtime.disconnect()`'s default): do not reconnect. */
+  DISCONNECTED: 4500,
   /** The `$auth` token was refused or missing (do not reconnect with the same token). */
   AUTH_FAILED: 4501
 } as const

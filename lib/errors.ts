@@ -60,6 +60,9 @@ export const errors = {
 
   // ---- rooms: sent as error envelopes (client joins) or thrown to server code ----
   FST_RT_INVALID_ROOM: createError('FST_RT_INVALID_ROOM', 'Invalid room name: %s', 400, TypeError),
+  FST_RT_INVALID_HISTORY_QUERY: createError('FST_RT_INVALID_HISTORY_QUERY', 'Invalid history query: %s', 400, TypeError),
+  FST_RT_INVALID_DISCONNECT: createError('FST_RT_INVALID_DISCONNECT', 'Invalid disconnect: %s', 500, TypeError),
+  FST_RT_INVALID_USER_ID: createError('FST_RT_INVALID_USER_ID', 'Invalid user id: %s', 400, TypeError),
   FST_RT_JOIN_FORBIDDEN: createError('FST_RT_JOIN_FORBIDDEN', 'Joining room %s is not allowed', 403),
   FST_RT_TOO_MANY_ROOMS: createError('FST_RT_TOO_MANY_ROOMS', 'Cannot join one more room: %s'),
 

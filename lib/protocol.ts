@@ -57,12 +57,13 @@ export interface JoinReplyData {
 }
 export interface LeaveData { room: string }
 export interface LeaveReplyData { room: string, left: boolean }
-export interface PresenceData {
+/** A `$presence` notice; `M` is the contract's presence meta (a leave notice's meta is null). */
+export interface PresenceData<M = unknown> {
   room: string
   event: 'join' | 'leave'
   connectionId: string
   userId: string | null
-  meta: unknown
+  meta: M | null
 }
 export interface LostData { room: string, epoch: string, offset: number }
 export interface ErrorData {

@@ -9,7 +9,7 @@ import './support/process-guard.js'
 // to the session, then the hub and the broker, and nothing below reaches back up.
 // Each entry is a path under lib/: a folder ends in '/', the longest match wins.
 const LAYERS: ReadonlyArray<readonly string[]> = [
-  ['index.ts', 'route.ts', 'context.ts', 'decorator.ts', 'history-route.ts', 'options/plugin.ts', 'testing/'],
+  ['index.ts', 'route.ts', 'context.ts', 'decorator.ts', 'history-route.ts', 'snapshot-route.ts', 'room-route.ts', 'options/plugin.ts', 'testing/'],
   ['asyncapi/'],
   ['handshake/'],
   ['messages/', 'options/contract.ts'],

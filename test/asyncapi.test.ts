@@ -54,8 +54,10 @@ t.test('the demo chat\'s document passes the AsyncAPI parser without an error or
   t.equal(channel.address, '/chat')
   t.same(Object.keys(channel.messages).sort(), [
     'message', 'say', 'system.auth', 'system.auth.reply', 'system.error', 'system.join', 'system.join.reply', 'system.leave',
-    'system.leave.reply', 'system.lost', 'system.ping', 'system.pong', 'system.presence', 'who', 'who.reply'
+    'system.leave.reply', 'system.lost', 'system.ping', 'system.pong', 'system.presence', 'typing', 'typing.server', 'who', 'who.reply'
   ])
+  t.match(document.operations['chat.typing'], { action: 'receive' })
+  t.match(document.operations['chat.typing.server'], { action: 'send', messages: [{ $ref: '#/channels/chat/messages/typing.server' }] })
   t.match(document.operations['chat.who'], {
     action: 'receive',
     channel: { $ref: '#/channels/chat' },

@@ -139,7 +139,13 @@ async function demo (t: Test): Promise<void> {
   for (const page of [ada, zoe]) await sees(page, 'hi ada!')
   t.pass('ada and zoe exchange messages')
 
-  // A late joiner loads the room's past from GET /history, then leaves: the others see it go.
+  // Typing sends a volatile `typing`; the others show it.
+  await zoe.fill('#text', 'typing…')
+  await ada.locator('#typing', { hasText: 'zoe is typing' }).waitFor()
+  await zoe.fill('#text', '')
+  t.pass('ada sees zoe typing')
+
+  // A late joiner loads the room's past from GET /snapshot, joins from its position, then leaves: the others see it go.
   const bob = await open('bob')
   await bob.fill('#room', 'lobby')
   await bob.click('[data-user="bob"]')

@@ -54,7 +54,7 @@ function chatRoute (options: ContractOptions<typeof chat> = {}) {
     },
     async past ({ room, since }, ctx) {
       const page = await ctx.rooms.history(room, { since })
-      return page.messages.map((message) => (JSON.parse(message.text) as { data: { text: string } }).data.text)
+      return page.messages.map((message) => message.data.text)
     },
     mine: (_data, ctx) => [...ctx.rooms.joined].filter((room) => !room.startsWith('$')).sort()
   }, { ...routeOptions, ...options })

@@ -38,7 +38,7 @@ const handlers: MessageHandlers<typeof chat> = {
   }
 }
 
-async function chatApp (t: Test, options: ContractOptions = {}, extra: Partial<MessageHandlers<typeof chat>> = {}, setup?: (app: FastifyInstance) => void) {
+async function chatApp (t: Test, options: ContractOptions<typeof chat> = {}, extra: Partial<MessageHandlers<typeof chat>> = {}, setup?: (app: FastifyInstance) => void) {
   return await build(t, (app) => {
     app.get('/chat', { realtime: true }, contractHandler(chat, { ...handlers, ...extra }, { validateOutgoing: true, ...options }))
     setup?.(app)
@@ -354,7 +354,7 @@ t.test('handlers that do not match the contract are refused at registration with
 
 t.test('invalid contract options are refused at registration with FST_RT_INVALID_OPTION', async (t) => {
   const small = defineContract({ client: { say: Type.Null() }, server: {} })
-  const bad: Array<[ContractOptions, RegExp]> = [
+  const bad: Array<[ContractOptions<typeof small>, RegExp]> = [
     [{ onInvalid: 1000 as never }, /"onInvalid".*got 1000/],
     [{ requestTimeout: 0 }, /"requestTimeout".*got 0/],
     [{ maxErrors: 1.5 }, /"maxErrors".*got 1\.5/],

@@ -66,7 +66,7 @@ t.test("tokenAuth()'s options table (docs/security.md) has one row per option, w
 })
 
 t.test("roomHistoryRoute()'s options table (docs/rooms.md) has one row per option, with the code's default", async (t) => {
-  await checkTable(t, { doc: 'docs/rooms.md', heading: '### History over HTTP', names: historyRouteOptionNames, defaults: historyRouteDefaults, otherwise: { authorize: 'required' } })
+  await checkTable(t, { doc: 'docs/rooms.md', heading: '### History over HTTP', names: historyRouteOptionNames, defaults: historyRouteDefaults, otherwise: { authorize: 'required', contract: 'none' } })
 })
 
 t.test("RedisBroker's options table (docs/rooms.md) has one row per option, with the code's default", async (t) => {

@@ -1,7 +1,7 @@
 import { Type } from '@sinclair/typebox'
 import Fastify, { type FastifyInstance } from 'fastify'
 import t, { type Test } from 'tap'
-import realtime, { contractHandler, defineContract, MessageError, tokenAuth } from '../lib/index.js'
+import realtime, { contractHandler, defineContract, MessageError, tokenAuth, type ContractOptions } from '../lib/index.js'
 import { connectTest } from '../lib/testing/index.js'
 import './support/process-guard.js'
 
@@ -18,7 +18,7 @@ const contract = defineContract({
 })
 
 /** An app with a chat route (rooms open to all, `userId` from tokenAuth), closed on teardown. No listen(). */
-async function chatApp (t: Test, route: Record<string, unknown> = {}, options: Parameters<typeof contractHandler>[2] = {}): Promise<FastifyInstance> {
+async function chatApp (t: Test, route: Record<string, unknown> = {}, options: ContractOptions<typeof contract> = {}): Promise<FastifyInstance> {
   const app = Fastify({ logger: false })
   t.teardown(() => app.close())
   await app.register(realtime)

@@ -18,7 +18,7 @@ declare const client: RealtimeClient<typeof chat>
 
 describe('RealtimeClient typed by the contract', () => {
   test('send only accepts client-to-server messages with their payloads', () => {
-    expect(client.send('say', { room: 'r', text: 'hi' })).type.toBe<void>()
+    expect(client.send('say', { room: 'r', text: 'hi' })).type.toBe<boolean>()
     expect(client.send('message', { text: 'x', from: 'y' })).type.toRaiseError()
     expect(client.send('say', { room: 'r' })).type.toRaiseError()
     expect(client.send('say', { room: 1, text: 'hi' })).type.toRaiseError()

@@ -27,6 +27,8 @@ let presenceBacklog = null
 let shown = []
 /** True between the room's join reply and the next disconnect: only then may `say` go out. */
 let inRoom = false
+/** The first join of this session has been answered: later join replies are rejoins. */
+let joinedOnce = false
 
 // ---- signing in ----
 
@@ -110,6 +112,7 @@ async function start (user, demoToken) {
     }
   }
   session = { user, room, token, guest: demoToken === null }
+  joinedOnce = false
   presence.clear()
   clearMessages()
   hideNotice()
@@ -132,10 +135,10 @@ async function start (user, demoToken) {
   client.onState(onState)
   client.onJoin(onJoin)
   client.onLost((lost) => {
-    if (lost.room !== session?.room) return
-    notice('The server lost some messages of this room: reloaded its history.', 'warn')
-    void reload(lost)
+    // The client reloads the room through loadSnapshot by itself.
+    if (lost.room === session?.room) notice('The server lost some messages of this room: reloaded its history.', 'warn')
   })
+  client.on('typing', ({ user }) => { showTyping(user) })
   client.onPresence(onPresence)
   client.on('message', (data, meta) => { addMessage(data, meta) })
   client.onError((error) => {
@@ -161,7 +164,9 @@ function onState (state) {
   }
   // Open: join the room the first time; after a reconnect the client rejoins it by itself.
   if (!client.joinedRooms.includes(session.room)) {
-    client.join(session.room).catch((error) => { notice(`Could not join #${session.room}: ${error.message}`, 'warn') })
+    const current = session
+    // Snapshot, then stream: the history up to a position, then everything after it, live.
+    client.join(current.room, { snapshot: () => loadSnapshot(current) }).catch((error) => { notice(`Could not join #${current.room}: ${error.message}`, 'warn') })
   }
 }
 
@@ -178,43 +183,33 @@ function onJoin (outcome) {
   inRoom = true
   renderCompose()
   void refreshPresence()
-  if (outcome.recovered === true) {
-    // The missed messages follow this reply: nothing to load.
-    notice('Reconnected: caught up with everything you missed.', 'info')
-    return
-  }
-  if (outcome.recovered === false) {
-    notice('Reconnected, but the server could not replay what you missed (it restarted?): history reloaded.', 'warn')
-  }
-  void reload(outcome)
+  const rejoin = joinedOnce
+  joinedOnce = true
+  // The first join goes on from the snapshot just loaded: nothing to say.
+  if (!rejoin) return
+  // Recovered: the missed messages follow this reply. Not: the client reloads through loadSnapshot.
+  if (outcome.recovered === true) notice('Reconnected: caught up with everything you missed.', 'info')
+  else notice('Reconnected, but the server could not replay what you missed (it restarted?): history reloaded.', 'warn')
 }
 
 // ---- messages ----
 
 /**
- * Loads the room's history up to `position` (a join reply or a $lost notice). The join came first,
- * so every later message arrives live: together they leave no gap, and duplicates are skipped by
- * their offset.
+ * The client's snapshot loader: the room's last messages up to a position, from GET /snapshot.
+ * The client calls it before it joins and whenever the room cannot be recovered, then goes on from
+ * that position: no message is missed, none is shown twice.
  */
-async function reload (position) {
-  const { room, epoch, offset } = position
-  const current = session
-  clearMessages()
-  const query = new URLSearchParams({ room, since: String(Math.max(0, offset - 100)), limit: '100' })
-  let page
-  try {
-    const response = await fetch(`/history?${query}`, { headers: { authorization: `Bearer ${current.token}` } })
-    if (!response.ok) throw new Error(`HTTP ${response.status}`)
-    page = await response.json()
-  } catch (error) {
-    notice(`Could not load the history: ${error.message}`, 'warn')
-    return
+async function loadSnapshot (current) {
+  const query = new URLSearchParams({ room: current.room })
+  const response = await fetch(`/snapshot?${query}`, { headers: { authorization: `Bearer ${current.token}` } })
+  if (!response.ok) throw new Error(`Could not load the history: HTTP ${response.status}`)
+  const snapshot = await response.json()
+  if (session === current) {
+    clearMessages()
+    for (const message of snapshot.state) addMessage(message.data, message)
+    if (shown.length === 0) $('messages').dataset.empty = 'No messages yet. Say hello!'
   }
-  if (session !== current) return
-  for (const message of page.messages) {
-    if (message.type === 'message' && message.epoch === epoch && message.offset <= offset) addMessage(message.data, message)
-  }
-  if (shown.length === 0) $('messages').dataset.empty = 'No messages yet. Say hello!'
+  return snapshot
 }
 
 function clearMessages () {
@@ -262,6 +257,28 @@ $('compose').addEventListener('submit', (event) => {
   client.send('say', { room: session.room, text })
   $('text').value = ''
 })
+
+// ---- typing ----
+
+let typingSentAt = 0
+$('text').addEventListener('input', () => {
+  // At most one every 2 s; volatile: never queued while offline, dropped if the socket is busy.
+  if (!inRoom || Date.now() - typingSentAt < 2000) return
+  typingSentAt = Date.now()
+  client.send('typing', { room: session.room }, { volatile: true })
+})
+
+const typingTimers = new Map()
+function showTyping (user) {
+  clearTimeout(typingTimers.get(user))
+  typingTimers.set(user, setTimeout(() => { typingTimers.delete(user); renderTyping() }, 3000))
+  renderTyping()
+}
+
+function renderTyping () {
+  const users = [...typingTimers.keys()]
+  $('typing').textContent = users.length === 0 ? '' : `${users.join(', ')} ${users.length === 1 ? 'is' : 'are'} typing…`
+}
 
 function renderCompose () {
   $('send').disabled = !inRoom

@@ -86,7 +86,8 @@ const REQUEST_ID: JsonSchema = { description: 'Sent with a request, repeated by 
 const ROOM_POSITION: Record<string, JsonSchema> = {
   room: { type: 'string', description: 'On a room message: the room.' },
   epoch: { type: 'string', description: 'On a room message: the room history\'s epoch.' },
-  offset: { type: 'integer', minimum: 0, description: 'On a room message: its offset in the room.' }
+  offset: { type: 'integer', minimum: 0, description: 'On a room message: its offset in the room.' },
+  volatile: { const: true, description: 'On a volatile room message: not stored, no offset to recover from.' }
 }
 
 /** The `{ type, data, id? }` envelope of message `type` (room messages carry their position too). */
@@ -200,7 +201,8 @@ export function asyncApiDocument (routes: readonly ContractRoute[], options: Asy
       operation(key, 'receive', key, [replyKey, errorKey])
     }
     for (const [type, schema] of Object.entries(route.contract.server)) {
-      const key = uniqueKey(type, channelMessages)
+      // A type both sides send (say, `typing`) is two messages: the server's is keyed `<type>.server`.
+      const key = uniqueKey(type in channelMessages ? `${type}.server` : type, channelMessages)
       channelMessages[key] = { name: type, title: type, payload: envelopeSchema(type, schemas.convert(schema, where('server', type)), requestId, ROOM_POSITION) }
       operation(key, 'send', key)
     }

@@ -1,9 +1,10 @@
 import { CloseCode, shouldReconnect } from '../close-codes.js'
-import type { ClientData, ClientType, Contract, ReplyData, ServerData, ServerType } from '../messages/contract.js'
+import type { ClientData, ClientType, Contract, PresenceMeta, ReplyData, ServerData, ServerType } from '../messages/contract.js'
 import { backoffDelay } from './backoff.js'
 import { RealtimeClientError } from './errors.js'
+import { MAX_RESYNCS, RoomResync, snapshotPosition, type HeldMessage, type SnapshotLoader, type SnapshotPosition } from './resync.js'
 import { checkers, describe } from '../options/checks.js'
-import { AUTH, envelope, ERROR, JOIN, JOIN_REPLY, LEAVE, LEAVE_REPLY, LOST, PING, PONG, PRESENCE, type LostData } from '../protocol.js'
+import { AUTH, envelope, ERROR, JOIN, JOIN_REPLY, LEAVE, LEAVE_REPLY, LOST, PING, PONG, PRESENCE, type LostData, type PresenceData } from '../protocol.js'
 
 /**
  * An event handler slot of a socket. The client only ever assigns to these, never calls them, so a
@@ -15,6 +16,8 @@ export type SocketEventHandler<E> = { handle (event: E): void }['handle']
 /** The part of the WHATWG WebSocket the client uses; browsers' and `ws`'s both fit. */
 export interface WebSocketLike {
   readonly readyState: number
+  /** Bytes sent but not yet written to the network, where the socket reports it: a volatile send is dropped above 0. */
+  readonly bufferedAmount?: number
   send (data: string): void
   close (code?: number, reason?: string): void
   onopen: SocketEventHandler<unknown> | null
@@ -106,6 +109,8 @@ interface Queued {
 interface RoomState {
   meta: unknown
   position: { epoch: string, offset: number } | null
+  /** With a snapshot loader: how the room is reloaded when it cannot be recovered. */
+  resync: RoomResync | null
   /** The socket this room was last joined on: a room is joined once per connection. */
   joinedOn: WebSocketLike | null
   /** join() calls made while not connected, settled by the join on the next connection. */
@@ -260,17 +265,34 @@ export class RealtimeClient<C extends Contract> {
   onJoin (listener: (outcome: JoinOutcome) => void): () => void { return add(this.joinListeners, listener) }
   /** The server lost messages of a room (e.g. its Redis restarted): reload that room from your source. */
   onLost (listener: (lost: { room: string, epoch: string, offset: number }) => void): () => void { return add(this.lostListeners, listener) }
-  /** `$presence` join and leave notices. */
-  onPresence (listener: (notice: unknown) => void): () => void { return add(this.presenceListeners, listener) }
+  /** `$presence` join and leave notices; `meta` is typed by the contract's `presence` schema (null on a leave). */
+  onPresence (listener: (notice: PresenceData<PresenceMeta<C>>) => void): () => void {
+    return add(this.presenceListeners, listener as Listener<[unknown]>)
+  }
+
   /** Error envelopes that answer no request, and expired queue entries. */
   onError (listener: (error: Error) => void): () => void { return add(this.errorListeners, listener) }
   onClose (listener: (info: CloseInfo) => void): () => void { return add(this.closeListeners, listener) }
 
   // ---- sending ----
 
-  /** Sends a client message of the contract now, or queues it while the client is not open. */
-  send<K extends ClientType<C>>(type: K, data: ClientData<C, K>): void {
-    this.transmit(envelope(type, data))
+  /**
+   * Sends a client message of the contract now (true), or queues it while the client is not open
+   * (false). With `{ volatile: true }` (a typing indicator, a cursor) it is never queued: it is
+   * dropped (false) unless the client is open and its socket has nothing unsent.
+   */
+  send<K extends ClientType<C>>(type: K, data: ClientData<C, K>, options?: { volatile?: boolean }): boolean {
+    if (options !== undefined) {
+      check.object('send options', options, ['volatile'], 'an object { volatile?: boolean }')
+      if (options.volatile !== undefined) check.boolean('volatile', options.volatile)
+    }
+    if (options?.volatile === true) {
+      const socket = this.openSocket()
+      if (socket === null || (socket.bufferedAmount ?? 0) > 0) return false
+      socket.send(envelope(type, data))
+      return true
+    }
+    return this.transmit(envelope(type, data))
   }
 
   /** Sends a request and resolves with its typed reply; rejects with a RealtimeClientError. */
@@ -281,13 +303,22 @@ export class RealtimeClient<C extends Contract> {
   /**
    * Joins a room; after a reconnect it is joined again, recovering from the last offset seen. `from`
    * is a position the app already has (e.g. history loaded over HTTP): the join recovers from there.
+   * `snapshot` loads the app's state with the server's snapshot helper and returns its position:
+   * it is called first, the join goes on from exactly there, and it is called again whenever the
+   * room can no longer be recovered (`recovered: false`, `$lost`): the client re-syncs instead of
+   * leaving the app to reload (see docs/rooms.md#snapshot-then-stream).
    * Called while not connected, it joins as soon as the connection opens.
    */
-  async join (room: string, options?: { meta?: unknown, from?: { epoch: string, offset: number }, timeoutMs?: number }): Promise<JoinOutcome> {
+  async join (room: string, options?: { meta?: PresenceMeta<C>, from?: SnapshotPosition, snapshot?: SnapshotLoader, timeoutMs?: number }): Promise<JoinOutcome> {
     if (this.stopped && this.currentState === 'closed') throw new RealtimeClientError('FST_RT_CLIENT_CLOSED', 'The client is closed')
-    const state: RoomState = this.rooms.get(room) ?? { meta: undefined, position: null, joinedOn: null, waiters: [] }
+    if (options?.snapshot !== undefined) check.func('snapshot', options.snapshot, 'a function () => Promise<{ epoch, offset }>')
+    const state: RoomState = this.rooms.get(room) ?? { meta: undefined, position: null, resync: null, joinedOn: null, waiters: [] }
     if (options?.meta !== undefined) state.meta = options.meta
     if (options?.from !== undefined) state.position = { epoch: options.from.epoch, offset: options.from.offset }
+    if (options?.snapshot !== undefined) {
+      state.resync = new RoomResync(options.snapshot)
+      state.position = snapshotPosition(await options.snapshot())
+    }
     this.rooms.set(room, state)
     if (this.currentState === 'open') return await this.joinRoom(room, state, options?.timeoutMs)
     const timeout = options?.timeoutMs ?? this.requestTimeoutMs
@@ -515,15 +546,80 @@ export class RealtimeClient<C extends Contract> {
       const state = this.rooms.get(lost.room)
       if (state !== undefined) state.position = { epoch: lost.epoch, offset: lost.offset }
       emit(this.lostListeners, lost)
+      if (state !== undefined) this.resync(lost.room, state, lost)
       return
     }
     if (type === PONG || type === JOIN_REPLY || type === LEAVE_REPLY) return
-    const meta: MessageMeta = typeof message.room === 'string'
-      ? { room: message.room, epoch: message.epoch as string, offset: message.offset as number }
-      : {}
-    if (meta.room !== undefined) this.advance(meta.room, meta.epoch as string, meta.offset as number)
+    if (typeof message.room === 'string') {
+      const held = { type, data: message.data, room: message.room, epoch: message.epoch as string, offset: message.offset as number }
+      if (this.rooms.get(held.room)?.resync?.hold(held) === true) return
+      this.deliver(held)
+      return
+    }
+    this.dispatch(type, message.data, {})
+  }
+
+  /** A room message to the app, after its position is kept. */
+  private deliver (message: HeldMessage): void {
+    this.advance(message.room, message.epoch, message.offset)
+    this.dispatch(message.type, message.data, { room: message.room, epoch: message.epoch, offset: message.offset })
+  }
+
+  private dispatch (type: string, data: unknown, meta: MessageMeta): void {
     const set = this.handlers.get(type)
-    if (set !== undefined) for (const listener of set) listener(message.data, meta)
+    if (set !== undefined) for (const listener of set) listener(data, meta)
+  }
+
+  /**
+   * A room joined with a snapshot loader that cannot be recovered from where the client stood: live
+   * messages from `live` on are held while the app reloads. A snapshot at or past `live` in the same
+   * epoch lets the held messages after it through (none is missed: they came in live after `live`;
+   * none is seen twice: the snapshot holds those up to its offset); otherwise the room is joined
+   * again from the snapshot, which the server recovers.
+   */
+  private resync (room: string, state: RoomState, live: SnapshotPosition): void {
+    const resync = state.resync
+    if (resync === null || resync.held !== null) return
+    const held: HeldMessage[] = []
+    resync.held = held
+    resync.overflowed = false
+    // Called in a promise: a loader that throws at once must not throw out of the socket's event.
+    Promise.resolve().then(async () => snapshotPosition(await resync.load())).then((snapshot) => { this.resynced(room, state, resync, held, live, snapshot) }, (error: unknown) => {
+      // The app could not reload: what was held goes through, as without a loader.
+      resync.held = null
+      this.report(error as Error)
+      if (this.rooms.get(room) === state) for (const message of held) this.deliver(message)
+    })
+  }
+
+  private resynced (room: string, state: RoomState, resync: RoomResync, held: HeldMessage[], live: SnapshotPosition, snapshot: SnapshotPosition): void {
+    resync.held = null
+    if (this.rooms.get(room) !== state) return
+    if (!resync.overflowed && snapshot.epoch === live.epoch && snapshot.offset >= live.offset) {
+      resync.attempts = 0
+      state.position = snapshot
+      resync.through = snapshot
+      for (const message of held) if (!resync.hold(message)) this.deliver(message)
+      return
+    }
+    if (++resync.attempts > MAX_RESYNCS) {
+      resync.attempts = 0
+      this.report(new RealtimeClientError('FST_RT_CLIENT_RESYNC_FAILED', `${room} could not be re-synced after ${MAX_RESYNCS} reloads; it stays joined live`))
+      for (const message of held) this.deliver(message)
+      return
+    }
+    // Behind the live stream or from another epoch: leave, and join again from the snapshot, which
+    // replays what follows it; what arrives until the join reply is dropped.
+    state.position = snapshot
+    const socket = this.socket
+    // The connection dropped while the app reloaded: the rejoin after the reconnect starts from the snapshot.
+    /* c8 ignore next */
+    if (socket === null || state.joinedOn !== socket) return
+    resync.held = []
+    resync.rejoining = true
+    this.call(LEAVE, { room }, undefined, socket)
+      .then(async () => { if (this.rooms.get(room) === state) await this.joinRoom(room, state, undefined, socket) })
+      .catch((error: unknown) => { this.report(error as Error) })
   }
 
   /** Keeps the newest position seen per joined room: what a rejoin recovers from. */
@@ -570,6 +666,14 @@ export class RealtimeClient<C extends Contract> {
    */
   private joined (state: RoomState, outcome: JoinOutcome, from: { epoch: string, offset: number } | null): void {
     state.joinedOn = this.socket
+    const resync = state.resync
+    if (resync !== null) {
+      resync.through = null
+      if (resync.rejoining) {
+        resync.rejoining = false
+        resync.held = null
+      }
+    }
     // Recovered: the replay follows and advances from where the client stood. Otherwise the reply is
     // where it stands now.
     state.position = outcome.recovered === true && from !== null ? from : { epoch: outcome.epoch, offset: outcome.offset }
@@ -578,6 +682,8 @@ export class RealtimeClient<C extends Contract> {
       waiter.resolve(outcome)
     }
     emit(this.joinListeners, outcome)
+    if (outcome.recovered === false) this.resync(outcome.room, state, outcome)
+    else if (resync !== null) resync.attempts = 0
   }
 
   private call (type: string, data: unknown, timeoutMs: number | undefined, socket?: WebSocketLike, onReply?: (data: unknown) => void): Promise<unknown> {
@@ -603,12 +709,19 @@ export class RealtimeClient<C extends Contract> {
     })
   }
 
-  private transmit (text: string, id?: string): void {
+  /** The socket to send on now, or null while the client is not open; throws FST_RT_CLIENT_CLOSED once it is closed for good. */
+  private openSocket (): WebSocketLike | null {
     if (this.stopped && this.currentState === 'closed') throw new RealtimeClientError('FST_RT_CLIENT_CLOSED', 'The client is closed')
     const socket = this.socket
-    if (this.currentState === 'open' && socket !== null && socket.readyState === OPEN) {
+    return this.currentState === 'open' && socket !== null && socket.readyState === OPEN ? socket : null
+  }
+
+  /** Sends now (true) or queues (false). */
+  private transmit (text: string, id?: string): boolean {
+    const socket = this.openSocket()
+    if (socket !== null) {
       socket.send(text)
-      return
+      return true
     }
     this.expire(Date.now())
     if (this.queue.length >= this.queueMax) {
@@ -616,6 +729,7 @@ export class RealtimeClient<C extends Contract> {
       this.dropQueued(this.queue.shift() as Queued, new RealtimeClientError('FST_RT_CLIENT_QUEUE_FULL', 'Dropped from the full offline queue for a newer message'))
     }
     this.queue.push(id === undefined ? { text, at: Date.now() } : { text, at: Date.now(), id })
+    return false
   }
 
   private expire (now: number): void {

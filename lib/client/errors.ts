@@ -27,8 +27,10 @@ export const clientErrorCodes = {
   FST_RT_CLIENT_SERVER_ERROR: 'The server answered with an error',
   /** The first-message `$auth` got an error answer (the client stops) or no answer in time (it reconnects). */
   FST_RT_CLIENT_AUTH_FAILED: 'The server did not accept the $auth message',
-  /** An option has a wrong value. */
-  FST_RT_CLIENT_INVALID_OPTION: 'Invalid client option'
+  /** An option has a wrong value (or a snapshot loader resolved with no position). */
+  FST_RT_CLIENT_INVALID_OPTION: 'Invalid client option',
+  /** A room joined with a snapshot loader could not be brought back after several reloads; it stays joined live. */
+  FST_RT_CLIENT_RESYNC_FAILED: 'The room could not be re-synced'
 } as const
 
 export type ClientErrorCode = keyof typeof clientErrorCodes

@@ -2,6 +2,7 @@
 // imported as a type only.
 export { RealtimeClient } from './client.js'
 export type { ClientOptions, ClientState, CloseInfo, JoinOutcome, MessageMeta, SocketEventHandler, WebSocketClass, WebSocketLike } from './client.js'
+export type { SnapshotLoader, SnapshotPosition } from './resync.js'
 export { backoffDelay } from './backoff.js'
 export { RealtimeClientError, clientErrorCodes } from './errors.js'
 export type { ClientErrorCode } from './errors.js'

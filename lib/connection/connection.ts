@@ -406,9 +406,11 @@ export class RealtimeConnection {
   /**
    * @internal A room message built once for many connections (the hub's fan-out). Its frame is
    * built by the first connection that can use it and the same bytes go to every socket that needs
-   * nothing of its own: no compression, nothing queued in ws. Every other case is `sendText()`.
+   * nothing of its own: no compression, nothing queued in ws. Every other case is `sendText()`,
+   * except for a `droppable` (volatile) message, which is dropped, and false returned, unless it
+   * can go out now: it is never queued.
    */
-  sendShared (message: SharedMessage): void {
+  sendShared (message: SharedMessage, droppable = false): boolean {
     let wire = message.wire as SharedFrame | null
     if (wire === null) {
       const payload = Buffer.from(message.text)
@@ -418,9 +420,14 @@ export class RealtimeConnection {
     if (wire.frame !== null && this.writableNow() && !this.shouldCompress(wire.size, undefined) && senderIdle(this.ws)) {
       this.account(wire.size)
       this.socket.write(wire.frame)
-      return
+      return true
     }
+    // The hub drops a volatile message for any unsent byte before it gets here; this keeps
+    // sendShared right on its own (a turn's own frames over writeLimit), which the hub's check preempts.
+    /* c8 ignore next */
+    if (droppable && !this.writableNow()) return false
     this.sendText(message.text).catch(ignoreClosed)
+    return true
   }
 
   /** Counts one message and hands it to ws inside this turn's cork. */

@@ -3,12 +3,16 @@ import type { FastifyBaseLogger } from 'fastify'
 import { CloseCode } from '../close-codes.js'
 import type { RealtimeMetrics } from '../metrics.js'
 import { errors } from '../errors.js'
+import { check } from '../options/server-checks.js'
 import { lostNotice, presenceNotice } from '../protocol.js'
-import type { Broker, HistoryPage, HistoryQuery, Position, RoomMessage } from './broker.js'
+import type { Broker, HistoryPage, Position, RoomMessage } from './broker.js'
 import type { PresenceEntry, PresenceStore } from './presence.js'
 import { floorAt, passFloor, type Floor } from './floor.js'
 import { recover } from './recovery.js'
 import { SharedMessage, type MemberLink } from './member.js'
+import { isVolatile, volatileBody } from './volatile.js'
+import { readRange, type HistoryRange } from './history-query.js'
+import { checkTarget, CONTROL_ROOM, controlBody, disconnectCommand, readControl, type DisconnectTarget } from './control.js'
 
 export interface HubSettings {
   /** Longest room name, in characters. @default 128 */
@@ -64,14 +68,32 @@ export interface JoinResult {
   readonly recovered?: boolean
 }
 
+/** One local connection, as `connections()` lists it. */
+export interface ConnectionInfo {
+  readonly connectionId: string
+  readonly userId: string | null
+  /** The app rooms it is in. */
+  readonly rooms: string[]
+}
+
 export interface HubStats {
   published: number
   delivered: number
   slowConsumerCloses: number
   lostNotices: number
+  /** Volatile messages not delivered to a member that could not take them at once. */
+  volatileDropped: number
+}
+
+/** How a message is sent: `volatile` ones are not stored, take no offset and are dropped, never queued, for a member that cannot take them now. */
+export interface RoomSendOptions {
+  /** @default false */
+  volatile?: boolean
 }
 
 const INTERNAL_PREFIX = '$'
+/** Longest user id `toUser` and `disconnect` take (the user's room name is made of it). */
+const MAX_USER_ID_LENGTH = 1024
 
 /** A route's or a user's room: no presence, history or client joins. */
 function isInternal (room: string): boolean {
@@ -95,7 +117,7 @@ function notice (room: string, event: 'join' | 'leave', member: Member, meta: un
  * message (one string) to the local members, bounded per member by the slow-consumer rule.
  */
 export class Hub {
-  readonly stats: HubStats = { published: 0, delivered: 0, slowConsumerCloses: 0, lostNotices: 0 }
+  readonly stats: HubStats = { published: 0, delivered: 0, slowConsumerCloses: 0, lostNotices: 0, volatileDropped: 0 }
   private readonly local = new Map<string, Set<Member>>()
   /** Rooms in `local` that are not internal: what maxRooms bounds. */
   private appRooms = 0
@@ -110,7 +132,7 @@ export class Hub {
     readonly presenceStore: PresenceStore
   ) {
     broker.attach({
-      message: (message) => { this.fanOut(message) },
+      message: (message) => { if (message.room === CONTROL_ROOM) this.onControl(message.text); else this.fanOut(message) },
       lost: (room, position) => { this.onLost(room, position) },
       error: (error) => { this.log.warn({ err: error }, 'realtime: broker error (it retries by itself)') }
     })
@@ -125,6 +147,21 @@ export class Hub {
     if (room.startsWith(INTERNAL_PREFIX)) throw new errors.FST_RT_INVALID_ROOM(`names starting with "${INTERNAL_PREFIX}" are reserved`)
     if (CONTROL.test(room)) throw new errors.FST_RT_INVALID_ROOM('control characters are not allowed')
     return room
+  }
+
+  /** Throws FST_RT_INVALID_USER_ID unless `userId` is a user id `toUser` can address. */
+  checkUser (userId: unknown): string {
+    if (typeof userId !== 'string' || userId.length === 0 || userId.length > MAX_USER_ID_LENGTH) {
+      throw new errors.FST_RT_INVALID_USER_ID(`expected a non-empty string of at most ${MAX_USER_ID_LENGTH} characters`)
+    }
+    return userId
+  }
+
+  /** Throws FST_RT_INVALID_OPTION unless `options` is `{ volatile?: boolean }` or undefined. */
+  static sendOptions (options: unknown): RoomSendOptions {
+    if (options === undefined) return {}
+    const { volatile } = check.object('send options', options, ['volatile'], 'an object { volatile?: boolean }')
+    return volatile === undefined ? {} : { volatile: check.boolean('volatile', volatile) }
   }
 
   /** The internal room of every connection of one user. */
@@ -161,6 +198,55 @@ export class Hub {
     }
     members.add(member)
     return this.subscriptions.get(room) as Promise<void>
+  }
+
+  /**
+   * Registers a contract connection: its route's room, its user's room, and the control room every
+   * instance with members listens on (for `disconnect()`). Resolves once all three are live.
+   */
+  async enter (member: Member, routeUrl: string): Promise<void> {
+    await this.enterInternal(member, CONTROL_ROOM)
+    await this.enterInternal(member, Hub.routeRoom(routeUrl))
+    if (member.userId !== null) await this.enterInternal(member, Hub.userRoom(member.userId))
+  }
+
+  /**
+   * Closes connections on every instance, through the control room: every one of a user, one by
+   * its id, or every member of a room. Resolves once the command is published; an id or room with
+   * no connection closes nothing.
+   */
+  async disconnect (target: DisconnectTarget, code?: number, reason?: string): Promise<void> {
+    const command = disconnectCommand(target, code, reason)
+    if ('userId' in command.target) this.checkUser(command.target.userId)
+    if ('room' in command.target) this.checkRoom(command.target.room)
+    await this.broker.publish(CONTROL_ROOM, controlBody(command), { history: false })
+  }
+
+  /** This instance's connections (of contract routes): all, or those of a room, a user or an id. */
+  connections (filter?: DisconnectTarget): ConnectionInfo[] {
+    return this.localMembers(filter === undefined ? undefined : checkTarget(filter)).map((member) => ({
+      connectionId: member.id,
+      userId: member.userId,
+      rooms: [...member.rooms].filter((room) => !isInternal(room))
+    }))
+  }
+
+  /** The open local members a target names (a closing one is on its way out of every room). */
+  private localMembers (target: DisconnectTarget | undefined): Member[] {
+    let members: Iterable<Member> = this.local.get(CONTROL_ROOM) ?? []
+    if (target !== undefined && !('connectionId' in target)) {
+      members = this.local.get('userId' in target ? Hub.userRoom(this.checkUser(target.userId)) : this.checkRoom(target.room)) ?? []
+    }
+    return [...members].filter((member) => !member.connection.closed && (target === undefined || !('connectionId' in target) || member.id === target.connectionId))
+  }
+
+  /** A command from the control room (this instance's own too): closes the local connections it names. */
+  private onControl (text: string): void {
+    const command = readControl(text)
+    for (const member of this.localMembers(command.target)) {
+      this.log.info({ connectionId: member.id, code: command.code }, 'realtime: disconnecting a connection on request')
+      void member.connection.close({ code: command.code, reason: command.reason })
+    }
   }
 
   /**
@@ -216,7 +302,7 @@ export class Hub {
       const waiting = pending.get(room) ?? []
       pending.delete(room)
       for (const message of waiting) {
-        if (passFloor(floor, message)) this.deliver(member, new SharedMessage(message.text))
+        if (passFloor(floor, message)) this.deliver(member, new SharedMessage(message.text), isVolatile(message))
       }
       if (options.notice === true) {
         stillOpen(member)
@@ -259,7 +345,7 @@ export class Hub {
   }
 
   /** Takes a closed connection out of every room, announcing the leave where the join was announced. */
-  async disconnect (member: Member): Promise<void> {
+  async remove (member: Member): Promise<void> {
     for (const room of [...member.rooms]) {
       try {
         await this.leave(member, room)
@@ -276,19 +362,23 @@ export class Hub {
     return list
   }
 
-  /** Publishes one serialized body to each room (from checkRooms). */
-  async publishAll (rooms: readonly string[], body: string, options: { except?: string } = {}): Promise<void> {
-    for (const room of rooms) await this.publish(room, body, options)
+  /** Publishes one serialized body to each room (from checkRooms); a volatile one unstored and marked. */
+  async publishAll (rooms: readonly string[], body: string, options: { except?: string } & RoomSendOptions = {}): Promise<void> {
+    const volatile = options.volatile === true
+    const text = volatile ? volatileBody(body) : body
+    const publish = options.except === undefined ? { history: !volatile } : { history: !volatile, except: options.except }
+    for (const room of rooms) await this.publish(room, text, publish)
   }
 
   /** Sends to every connection of a user, on every instance (not kept in history). */
-  async toUser (userId: string, body: string): Promise<void> {
-    await this.publish(Hub.userRoom(userId), body, { history: false })
+  async toUser (userId: string, body: string, options?: RoomSendOptions): Promise<void> {
+    const room = Hub.userRoom(this.checkUser(userId))
+    await this.publish(room, Hub.sendOptions(options).volatile === true ? volatileBody(body) : body, { history: false })
   }
 
   /** Sends to every connection of a route, on every instance (not kept in history). */
-  async toRoute (url: string, body: string): Promise<void> {
-    await this.publish(Hub.routeRoom(url), body, { history: false })
+  async toRoute (url: string, body: string, options?: RoomSendOptions): Promise<void> {
+    await this.publish(Hub.routeRoom(url), Hub.sendOptions(options).volatile === true ? volatileBody(body) : body, { history: false })
   }
 
   /** Publishes a serialized `{ type, data }` body to a room on every instance. */
@@ -298,8 +388,14 @@ export class Hub {
     return message
   }
 
-  async history (room: string, query?: HistoryQuery): Promise<HistoryPage> {
-    return await this.broker.history(this.checkRoom(room), query)
+  /** A range of the room's kept messages (see HistoryRange), with its position. */
+  async history (room: string, range?: HistoryRange): Promise<HistoryPage> {
+    return await readRange(this.broker, this.checkRoom(room), range)
+  }
+
+  /** The room's position: where a client that loaded the room up to now goes on from. */
+  async position (room: string): Promise<Position> {
+    return await this.broker.position(this.checkRoom(room))
   }
 
   async presence (room: string): Promise<PresenceEntry[]> {
@@ -314,11 +410,12 @@ export class Hub {
     const members = this.local.get(message.room)
     if (members === undefined) return
     const shared = new SharedMessage(message.text)
+    const volatile = isVolatile(message)
     for (const member of members) {
       if (member.id === message.except) continue
       const waiting = member.pending?.get(message.room)
       if (waiting !== undefined) waiting.push(message)
-      else if (passFloor(member.floors?.get(message.room), message)) this.deliverGuarded(member, shared)
+      else if (passFloor(member.floors?.get(message.room), message)) this.deliverGuarded(member, shared, volatile)
     }
   }
 
@@ -327,9 +424,9 @@ export class Hub {
    * failure no rule foresaw closes that member with 1011, logged with its request id; the others
    * still get the message.
    */
-  private deliverGuarded (member: Member, message: SharedMessage): void {
+  private deliverGuarded (member: Member, message: SharedMessage, volatile = false): void {
     try {
-      this.deliver(member, message)
+      this.deliver(member, message, volatile)
     } catch (error) {
       const connection = member.connection
       connection.request.log.error({ err: error, connectionId: member.id }, 'realtime: unexpected failure delivering a room message; closing the connection with 1011')
@@ -338,9 +435,15 @@ export class Hub {
     }
   }
 
-  private deliver (member: Member, message: SharedMessage): void {
+  private deliver (member: Member, message: SharedMessage, volatile = false): void {
     const connection = member.connection
     if (connection.closed) return
+    // A volatile message is worth nothing late: a member with anything unsent goes without it.
+    if (volatile) {
+      if (connection.backlog > 0 || !connection.sendShared(message, true)) this.stats.volatileDropped++
+      else this.stats.delivered++
+      return
+    }
     // A member that cannot keep up is closed rather than buffered without bound; it may reconnect and recover.
     if (connection.backlog > this.settings.slowConsumerBytes) {
       this.stats.slowConsumerCloses++

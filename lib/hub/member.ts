@@ -23,8 +23,11 @@ export interface MemberLink {
   readonly backlog: number
   /** The request's logger (its lines carry the request id). */
   readonly request: { readonly log: FastifyBaseLogger }
-  /** Sends one shared message now, or queues it behind what is already queued; a closed connection drops it. */
-  sendShared (message: SharedMessage): void
+  /**
+   * Sends one shared message now, or queues it behind what is already queued; a closed connection
+   * drops it. A `droppable` (volatile) one is dropped instead of queued: false then.
+   */
+  sendShared (message: SharedMessage, droppable?: boolean): boolean
   /** Closes with this code and reason. */
   close (options: { code: number, reason: string }): Promise<unknown>
 }

@@ -1,9 +1,9 @@
 /** One connection in a room. */
-export interface PresenceEntry {
+export interface PresenceEntry<M = unknown> {
   readonly connectionId: string
   readonly userId: string | null
-  /** Whatever the app attached when joining; must be JSON. */
-  readonly meta: unknown
+  /** Whatever the app attached when joining; must be JSON (typed by the contract's `presence` schema where there is one). */
+  readonly meta: M
   readonly joinedAt: number
 }
 

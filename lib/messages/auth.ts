@@ -7,9 +7,9 @@ import { isId } from './request-id.js'
 import { AUTH, AUTH_REPLY, envelope } from '../protocol.js'
 
 /** First-message authentication: the client's first message must be `{ "type": "$auth", "data": token }`. */
-export interface AuthOptions {
+export interface AuthOptions<R = FastifyRequest> {
   /** Returns the user id for a valid token, or null to refuse it (close 4501, terminal). The token is never logged. */
-  verify: (token: string, request: FastifyRequest) => string | null | Promise<string | null>
+  verify: (token: string, request: R) => string | null | Promise<string | null>
   /** How long a new connection may stay silent before it is closed with 4401. @default 10000 */
   timeoutMs?: number
 }

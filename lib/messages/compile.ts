@@ -25,6 +25,8 @@ export interface CompiledOutgoing {
 export interface CompiledContract {
   readonly client: ReadonlyMap<string, CompiledClientType>
   readonly server: ReadonlyMap<string, CompiledOutgoing>
+  /** The check of a client's presence `meta` in `$join`, when the contract has a `presence` schema. */
+  readonly presence: ClientCheck | null
 }
 
 function compileOutgoing (schema: TSchema): CompiledOutgoing {
@@ -77,5 +79,6 @@ export function compileContract (contract: Contract): CompiledContract {
     }
     server.set(type, compileOutgoing(schemaOf(`server.${type}`, schema)))
   }
-  return { client, server }
+  const presence = contract.presence === undefined ? null : compileClientCheck('presence', schemaOf('presence', contract.presence))
+  return { client, server, presence }
 }

@@ -8,12 +8,15 @@ export interface ContractDefinition {
   readonly client: Readonly<Record<string, ClientMessageSpec>>
   /** What the server may send: type → schema of `data`. */
   readonly server: Readonly<Record<string, TSchema>>
+  /** The schema of a room member's presence `meta` (joins are checked against it); without it, meta is `unknown`. */
+  readonly presence?: TSchema
 }
 
 /** A message contract: define it once, import it on the server as a value and in clients as a type. */
 export interface Contract<D extends ContractDefinition = ContractDefinition> {
   readonly client: D['client']
   readonly server: D['server']
+  readonly presence?: D['presence']
 }
 
 type DataSchema<S> = S extends TSchema ? S : S extends { readonly data: infer T extends TSchema } ? T : never
@@ -33,6 +36,12 @@ export type HandlerResult<C extends Contract, K extends ClientType<C>> =
   ReplySchema<C['client'][K]> extends infer R extends TSchema ? Static<R> | Promise<Static<R>> : unknown
 /** The `data` the server sends with message `K`. */
 export type ServerData<C extends Contract, K extends ServerType<C>> = Static<C['server'][K]>
+
+/** A room member's presence `meta`: the contract's `presence` schema's type, or unknown without one. */
+export type PresenceMeta<C extends Contract> = NonNullable<C['presence']> extends infer P extends TSchema ? Static<P> : unknown
+
+/** One server message of the contract as `{ type, data }`, a union over its types. */
+export type ServerMessage<C extends Contract> = { [K in ServerType<C>]: { type: K, data: ServerData<C, K> } }[ServerType<C>]
 
 /** The wire envelope of every message. */
 export interface Envelope<T extends string = string, D = unknown> {

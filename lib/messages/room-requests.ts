@@ -42,7 +42,7 @@ export class RoomRequests {
   /** The last of this connection's $join and $leave requests, which run in order. */
   private last: Promise<void> | null = null
 
-  constructor (private readonly session: RoomRequestOwner, private readonly rooms: ClientRoomsOptions) {}
+  constructor (private readonly session: RoomRequestOwner, private readonly rooms: ClientRoomsOptions, private readonly presence: ClientCheck | null) {}
 
   /** Takes one request; returns true, or for bad input a promise of false when the connection is being closed. */
   take (type: typeof JOIN | typeof LEAVE, data: unknown, id: Id | undefined, messageLength: number): true | Promise<boolean> {
@@ -62,6 +62,10 @@ export class RoomRequests {
     }
     if (request.meta !== undefined && Buffer.byteLength(JSON.stringify(request.meta)) > MAX_META_BYTES) {
       return session.refuse(new errors.FST_RT_INVALID_MESSAGE_DATA(JSON.stringify(type)), id, [{ path: '/meta', message: `Expected at most ${MAX_META_BYTES} bytes of JSON` }])
+    }
+    if (type === JOIN && this.presence !== null && !this.presence.Check(request.meta ?? null)) {
+      const list = session.validationErrors(this.presence, request.meta ?? null, messageLength).map((error) => ({ ...error, path: `/meta${error.path}` }))
+      return session.refuse(new errors.FST_RT_INVALID_MESSAGE_DATA(JSON.stringify(type)), id, list)
     }
     // A connection's room requests run one after another, in the order they came: a $leave sent
     // right after a $join applies to the room joined. Neither ever rejects.

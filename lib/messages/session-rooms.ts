@@ -1,6 +1,8 @@
-import type { HistoryPage, HistoryQuery, PresenceEntry } from '../hub/broker.js'
-import type { Hub, JoinOptions, JoinResult, Member } from '../hub/hub.js'
+import type { Position, PresenceEntry } from '../hub/broker.js'
+import type { HistoryRange } from '../hub/history-query.js'
+import type { Hub, JoinOptions, JoinResult, Member, RoomSendOptions } from '../hub/hub.js'
 import type { Contract } from './contract.js'
+import { decodeHistory, type RoomHistory } from './history.js'
 import type { RoomsApi } from './types.js'
 
 /** What the rooms facade needs of its session. */
@@ -12,7 +14,7 @@ export interface RoomsOwner {
   /** Serializes a server message of the contract (checked when validateOutgoing is on). */
   serialize (type: string, data: unknown): string
   /** One serialization for every room, each published on every instance. */
-  publish (rooms: string | readonly string[], type: string, data: unknown, except: string | undefined): Promise<void>
+  publish (rooms: string | readonly string[], type: string, data: unknown, except: string | undefined, options: RoomSendOptions | undefined): Promise<void>
 }
 
 /** `context.rooms`: the rooms API of one connection, a thin facade over the hub. */
@@ -36,20 +38,20 @@ export class SessionRooms implements RoomsApi<Contract> {
     return await this.session.hub.leave(this.session.member, room, options)
   }
 
-  publish (rooms: string | readonly string[], type: string, data: unknown): Promise<void> {
-    return this.session.publish(rooms, type, data, undefined)
+  publish (rooms: string | readonly string[], type: string, data: unknown, options?: RoomSendOptions): Promise<void> {
+    return this.session.publish(rooms, type, data, undefined, options)
   }
 
-  broadcast (rooms: string | readonly string[], type: string, data: unknown): Promise<void> {
-    return this.session.publish(rooms, type, data, this.session.member.id)
+  broadcast (rooms: string | readonly string[], type: string, data: unknown, options?: RoomSendOptions): Promise<void> {
+    return this.session.publish(rooms, type, data, this.session.member.id, options)
   }
 
-  async toUser (userId: string, type: string, data: unknown): Promise<void> {
-    await this.session.hub.toUser(userId, this.session.serialize(type, data))
+  async toUser (userId: string, type: string, data: unknown, options?: RoomSendOptions): Promise<void> {
+    await this.session.hub.toUser(userId, this.session.serialize(type, data), options)
   }
 
-  async toRoute (type: string, data: unknown): Promise<void> {
-    await this.session.hub.toRoute(this.session.routeUrl, this.session.serialize(type, data))
+  async toRoute (type: string, data: unknown, options?: RoomSendOptions): Promise<void> {
+    await this.session.hub.toRoute(this.session.routeUrl, this.session.serialize(type, data), options)
   }
 
   presence (room: string): Promise<PresenceEntry[]> {
@@ -60,7 +62,11 @@ export class SessionRooms implements RoomsApi<Contract> {
     return this.session.hub.presenceCount(room)
   }
 
-  history (room: string, query?: HistoryQuery): Promise<HistoryPage> {
-    return this.session.hub.history(room, query)
+  async history (room: string, query?: HistoryRange): Promise<RoomHistory> {
+    return decodeHistory(await this.session.hub.history(room, query))
+  }
+
+  position (room: string): Promise<Position> {
+    return this.session.hub.position(room)
   }
 }

@@ -4,7 +4,7 @@ import type { WSMessage } from '../connection/messages.js'
 import type { DeadlineClock, DeadlineOwner } from '../connection/timers.js'
 import { CloseCode } from '../close-codes.js'
 import { errors } from '../errors.js'
-import { Hub, type Member } from '../hub/hub.js'
+import { Hub, type Member, type RoomSendOptions } from '../hub/hub.js'
 import type { ClientCheck } from './client-check.js'
 import type { CompiledClientType, CompiledContract } from './compile.js'
 import type { Contract } from './contract.js'
@@ -81,7 +81,7 @@ export class Session implements RoomsOwner, RoomRequestOwner {
   ) {
     this.context = { connection, request, userId: member.userId, send: (type, data) => this.send(type, data), rooms: new SessionRooms(this) }
     this.limiter = settings.rateLimit === null ? null : new RateLimiter(settings.rateLimit, Date.now())
-    this.roomRequests = settings.rooms === null ? null : new RoomRequests(this, settings.rooms)
+    this.roomRequests = settings.rooms === null ? null : new RoomRequests(this, settings.rooms, compiled.presence)
     // A handler only runs for a matched route, so its URL is always known.
     this.routeUrl = request.routeOptions.url as string
   }
@@ -92,12 +92,7 @@ export class Session implements RoomsOwner, RoomRequestOwner {
   /** Registers the connection with the hub, runs it, and always takes it out of every room. */
   serve (): Promise<void> {
     // A promise chain, not an async function: an open connection then holds one suspended frame (run's), not two.
-    return this.enter().then(() => this.run()).finally(() => this.hub.disconnect(this.member))
-  }
-
-  private async enter (): Promise<void> {
-    await this.hub.enterInternal(this.member, Hub.routeRoom(this.routeUrl))
-    if (this.member.userId !== null) await this.hub.enterInternal(this.member, Hub.userRoom(this.member.userId))
+    return this.hub.enter(this.member, this.routeUrl).then(() => this.run()).finally(() => this.hub.remove(this.member))
   }
 
   serialize (type: string, data: unknown): string {
@@ -105,9 +100,10 @@ export class Session implements RoomsOwner, RoomRequestOwner {
   }
 
   /** One serialization for every room, each published on every instance. */
-  async publish (rooms: string | readonly string[], type: string, data: unknown, except: string | undefined): Promise<void> {
+  async publish (rooms: string | readonly string[], type: string, data: unknown, except: string | undefined, options: RoomSendOptions | undefined): Promise<void> {
     const list = this.hub.checkRooms(rooms)
-    await this.hub.publishAll(list, this.serialize(type, data), except === undefined ? {} : { except })
+    const send = Hub.sendOptions(options)
+    await this.hub.publishAll(list, this.serialize(type, data), except === undefined ? send : { ...send, except })
   }
 
   async run (): Promise<void> {
