@@ -296,8 +296,10 @@ const fastifyRealtime: FastifyPluginAsync<RealtimePluginOptions & RealtimeHubOpt
   }
   fastify.addHook('onClose', async (instance) => {
     unwatch()
-    // Last: every connection has closed by now (preClose), so nothing publishes any more.
-    // A broker closes its own presence store.
+    // Every connection has closed by now (preClose); their sessions may still be leaving rooms,
+    // whose leave notices and presence removal need the broker: waited for, within closeTimeout.
+    await hub.whenEmpty(settings.closeTimeout)
+    // Last: nothing publishes any more. A broker closes its own presence store.
     if (hub.presenceStore !== broker.presence) await hub.presenceStore.close()
     await broker.close()
   })

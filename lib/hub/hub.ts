@@ -125,6 +125,9 @@ export class Hub {
   private readonly subscriptions = new Map<string, Promise<void>>()
   /** Subscribe and unsubscribe calls per room, in order, so a quick leave and join cannot cross. */
   private readonly transitions = new Map<string, Promise<void>>()
+  /** Members entered and not yet out of every room: shutdown waits for them (their leave notices) before the broker closes. */
+  private readonly present = new Set<Member>()
+  private readonly emptyWaiters = new Set<() => void>()
 
   constructor (
     readonly broker: Broker, readonly settings: HubSettings, private readonly log: FastifyBaseLogger, readonly metrics: RealtimeMetrics,
@@ -205,6 +208,7 @@ export class Hub {
    * instance with members listens on (for `disconnect()`). Resolves once all three are live.
    */
   async enter (member: Member, routeUrl: string): Promise<void> {
+    this.present.add(member)
     await this.enterInternal(member, CONTROL_ROOM)
     await this.enterInternal(member, Hub.routeRoom(routeUrl))
     if (member.userId !== null) await this.enterInternal(member, Hub.userRoom(member.userId))
@@ -353,6 +357,26 @@ export class Hub {
         this.log.warn({ err: error, room }, 'realtime: leaving a room on disconnect failed')
       }
     }
+    this.present.delete(member)
+    if (this.present.size === 0) for (const done of [...this.emptyWaiters]) done()
+  }
+
+  /**
+   * Resolves once every entered member is out of every room (leave notices and presence removal
+   * done), or after `limitMs`: shutdown calls it before closing the broker, so a slow close
+   * handler or broker delays the shutdown by that much at most.
+   */
+  async whenEmpty (limitMs: number): Promise<void> {
+    if (this.present.size === 0) return
+    await new Promise<void>((resolve) => {
+      const done = (): void => {
+        clearTimeout(timer)
+        this.emptyWaiters.delete(done)
+        resolve()
+      }
+      const timer = setTimeout(done, limitMs)
+      this.emptyWaiters.add(done)
+    })
   }
 
   /** One room or several, each checked (FST_RT_INVALID_ROOM), before anything is serialized or sent. */

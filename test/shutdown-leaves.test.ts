@@ -1,0 +1,77 @@
+import t, { type Test } from 'tap'
+import { Type } from '@sinclair/typebox'
+import WebSocket from 'ws'
+import { contractHandler, defineContract, MemoryBroker } from '../lib/index.js'
+import { RealtimeClient } from '../lib/client/index.js'
+import { build, deferred } from './support/helpers.js'
+
+// Shutdown closes the broker only after the closed connections have left their rooms, so their
+// leave notices and presence removal still go out (on Redis they need the broker), within closeTimeout.
+
+const chat = defineContract({ client: { say: Type.String() }, server: {} })
+
+/** A memory broker that records the leave notices it publishes and when it is closed. */
+function recordingBroker (): { broker: MemoryBroker, events: string[] } {
+  const events: string[] = []
+  const broker = new MemoryBroker()
+  const publish = broker.publish.bind(broker)
+  broker.publish = async (room, text, options) => {
+    if (text.includes('"event":"leave"')) events.push(`leave ${room}`)
+    return await publish(room, text, options)
+  }
+  const close = broker.close.bind(broker)
+  broker.close = async () => {
+    events.push('broker closed')
+    await close()
+  }
+  return { broker, events }
+}
+
+async function joinedClient (t: Test, url: string): Promise<RealtimeClient<typeof chat>> {
+  const client = new RealtimeClient<typeof chat>({ url: `${url}/chat`, WebSocket, backoff: { baseMs: 20, maxRetries: 1 } })
+  t.teardown(() => { client.close() })
+  await client.join('lobby')
+  return client
+}
+
+t.test('app.close() waits for a closing connection to leave its rooms before it closes the broker', async (t) => {
+  const { broker, events } = recordingBroker()
+  const closing = deferred()
+  const { app, url } = await build(t, (app) => {
+    app.get('/chat', { realtime: true }, contractHandler(chat, {
+      say () {},
+      // A close handler that is still busy when preClose has seen every connection closed: the
+      // room is left after it, and before, the broker was already closed by then.
+      async close () {
+        closing.resolve()
+        await new Promise((resolve) => setTimeout(resolve, 100))
+      }
+    }, { rooms: { authorize: () => true, notices: true } }))
+  }, { broker, closeTimeout: 5000 })
+  await joinedClient(t, url)
+  const closed = app.close()
+  await closing.promise
+  await closed
+  t.same(events, ['leave lobby', 'broker closed'], 'the leave notice went out, then the broker closed')
+})
+
+t.test('a connection that never finishes leaving holds app.close() for closeTimeout at most', async (t) => {
+  const { broker, events } = recordingBroker()
+  const closing = deferred()
+  const { app, url } = await build(t, (app) => {
+    app.get('/chat', { realtime: true }, contractHandler(chat, {
+      say () {},
+      async close () {
+        closing.resolve()
+        // Never settles: the session never reaches its rooms' leave.
+        await new Promise(() => {})
+      }
+    }, { rooms: { authorize: () => true, notices: true } }))
+  }, { broker, closeTimeout: 150 })
+  await joinedClient(t, url)
+  const started = Date.now()
+  await app.close()
+  await closing.promise
+  t.same(events, ['broker closed'], 'the broker closed without the leave')
+  t.ok(Date.now() - started < 5000, 'app.close() did not hang')
+})
