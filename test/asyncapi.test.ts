@@ -96,14 +96,16 @@ t.test('routes keep their prefix, their parameters, and their querystring and he
       scope.get('/files/*', { realtime: true }, contractHandler(small, noop(small) as never))
     }, { prefix: '/v1' })
     app.get('/auth', { realtime: true, onRequest: tokenAuth({ verify: () => 'u', from: ['header', 'query', 'cookie', 'protocol'] }) }, contractHandler(small, noop(small) as never))
+    // The same channel name as /auth: the key gets a number.
+    app.get('/auth/', { realtime: true }, contractHandler(small, noop(small) as never))
     // A plain realtime route is no contract route: it is not in the document.
     app.get('/raw', { realtime: true }, async () => {})
   })
   const document = app.realtime.asyncapi()
   const { serious } = await diagnose(document)
   t.same(serious, [])
-  t.same(Object.values(document.channels).map((channel) => channel.address), ['/auth', '/v1/rooms/{id}', '/v1', '/v1/files/{wildcard}'])
-  t.same(Object.keys(document.channels), ['auth', 'v1_rooms_id', 'v1', 'v1_files_wildcard'])
+  t.same(Object.values(document.channels).map((channel) => channel.address), ['/auth', '/auth/', '/v1/rooms/{id}', '/v1', '/v1/files/{wildcard}'])
+  t.same(Object.keys(document.channels), ['auth', 'auth_2', 'v1_rooms_id', 'v1', 'v1_files_wildcard'])
   t.match(document.channels.v1_rooms_id, {
     parameters: { id: {} },
     bindings: { ws: { method: 'GET', query: { properties: { since: { type: 'integer' } } }, headers: { required: ['x-client'] } } }
