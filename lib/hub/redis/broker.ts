@@ -133,9 +133,9 @@ export class RedisBroker implements Broker {
   private async read (room: string, query: HistoryQuery, withExcept: boolean): Promise<HistoryPage> {
     const since = wholeQueryNumber(query.since ?? 0)
     const max = query.limit === 0 ? 0 : this.limits.size
-    const rewound = this.rewind.reading(room)
+    const wentBack = this.rewind.reading(room)
     let { position, entries } = await this.entries(room, since, max)
-    if (rewound({ position, messages: entries.slice(-1).map((entry) => toMessage(room, position.epoch, entry)) })) {
+    if (wentBack({ position, messages: entries.slice(-1).map((entry) => toMessage(room, position.epoch, entry)) })) {
       // Below what this instance saw of the epoch: a new epoch, and the page of that.
       await this.restart(room, position.epoch, 0)
       ;({ position, entries } = await this.entries(room, since, max))

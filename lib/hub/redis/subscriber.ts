@@ -17,6 +17,7 @@ export class RedisSubscriber {
   /** On a Redis Cluster: resubscribes the rooms whose slot moved or whose master failed over. */
   private readonly topology: TopologyWatch | null
 
+  /** `inspect` sees each message before the delivery does (the broker's rewind check). */
   constructor (client: AnyRedis, private readonly prefix: string, private readonly sharded: boolean, private readonly delivery: OrderedDelivery, onError: (error: Error) => void, topologyCheckMs: number, private readonly inspect: (message: RoomMessage) => void) {
     this.connection = subscriberOf(client, sharded)
     this.connection.on('error', onError)
