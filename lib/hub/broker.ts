@@ -120,6 +120,15 @@ export interface Broker {
   position (room: string): Promise<Position>
   /** The room's position and its kept messages after `since`, oldest first (see history-order). */
   history (room: string, query?: HistoryQuery): Promise<HistoryPage>
+  /**
+   * Optional, for brokers whose history can go backwards within an epoch (a Redis failover to a
+   * replica that lacked the last writes): a client recovering showed an offset of the room's
+   * current epoch above its position, so the offsets after the position were handed out before and
+   * may be handed out again to other messages. The broker starts a new epoch if the room is still
+   * at `position.epoch` (every member is told `$lost`, no recovery reaches across) and returns the
+   * room's position after. Recovery answers `recovered: false` either way.
+   */
+  rewound? (room: string, position: Position): Promise<Position>
   /** Stops delivery and releases what the broker opened. The hub calls it when the app closes. */
   close (): Promise<void>
   /**

@@ -15,7 +15,9 @@ export async function recover (broker: Broker, room: string, epoch: unknown, off
   const valid = typeof epoch === 'string' && typeof offset === 'number' && Number.isSafeInteger(offset) && offset >= 0
   const { position, messages } = await broker.history(room, valid ? { since: offset } : { limit: 0 })
   if (!valid || !replayable({ position, messages }, epoch, offset)) {
-    return { recovered: false, position, messages: [] }
+    // An offset of this epoch beyond the room's position: the history went backwards (Broker.rewound).
+    const rewound = valid && epoch === position.epoch && offset > position.offset ? broker.rewound : undefined
+    return { recovered: false, position: rewound === undefined ? position : await rewound.call(broker, room, position), messages: [] }
   }
   return { recovered: true, position, messages }
 }

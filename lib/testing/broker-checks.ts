@@ -261,7 +261,6 @@ const definitions: Definition[] = [
       ['a fraction', position.epoch, 0.5],
       ['NaN', position.epoch, Number.NaN],
       ['Infinity', position.epoch, Number.POSITIVE_INFINITY],
-      ['an offset beyond the last', position.epoch, 3],
       ['an offset that is not a number', position.epoch, '1'],
       ['an unsafe integer', position.epoch, 2 ** 60]
     ]
@@ -270,6 +269,14 @@ const definitions: Definition[] = [
     }
     const other = await recover(broker, 'unknown', position.epoch, 0)
     expect('no-partial-recovery', !other.recovered && other.position.offset === 0, 'the epoch of another room')
+    // Last: a broker with rewound() takes such an offset as proof its history went backwards.
+    const beyond = await recover(broker, 'g', position.epoch, 3)
+    if (broker.rewound === undefined) {
+      same('no-partial-recovery', beyond, { recovered: false, position, messages: [] }, 'an offset beyond the last')
+    } else {
+      expect('no-partial-recovery', !beyond.recovered && beyond.messages.length === 0 && beyond.position.epoch !== position.epoch,
+        'an offset beyond the last: recovers nothing, and a broker with rewound() starts a new epoch')
+    }
   }],
 
   ['messages published with history: false are delivered, not kept, and take no offset', 'unstored', async (session) => {

@@ -8,6 +8,7 @@ import { commandClient } from './cluster-client.js'
 import { roomKeys } from './keys.js'
 import { settings, type RedisBrokerOptions } from './options.js'
 import { RedisPresence } from './presence.js'
+import { RewindWatch } from './rewind.js'
 import { withScripts, type Client } from './scripts.js'
 import { RedisSubscriber } from './subscriber.js'
 
@@ -31,6 +32,8 @@ export class RedisBroker implements Broker {
   private readonly limits: HistoryLimits
   private readonly sharded: boolean
   private readonly onError: (error: Error) => void
+  /** Finds a room's history gone backwards after a failover (rewind.ts). */
+  private readonly rewind = new RewindWatch()
   private events: BrokerEvents | undefined
   private closed = false
 
@@ -52,7 +55,9 @@ export class RedisBroker implements Broker {
     this.client = withScripts(client)
     this.presence = new RedisPresence(this.client, this.prefix, s.presenceTtlMs, this.onError)
     this.delivery = new OrderedDelivery((room, query) => this.read(room, query, true))
-    this.subscriber = new RedisSubscriber(client, this.prefix, s.sharded, this.delivery, this.onError, s.topologyCheckMs)
+    this.subscriber = new RedisSubscriber(client, this.prefix, s.sharded, this.delivery, this.onError, s.topologyCheckMs, (message) => {
+      if (this.rewind.message(message)) this.restart(message.room, message.epoch, 0).catch(this.onError)
+    })
   }
 
   attach (events: BrokerEvents): void {
@@ -73,11 +78,13 @@ export class RedisBroker implements Broker {
   }
 
   subscribe (room: string): Promise<void> {
+    this.rewind.follow(room)
     return this.delivery.follow(room, () => this.subscriber.listen([room]), () => this.unsubscribe(room))
   }
 
   async unsubscribe (room: string): Promise<void> {
     if (!this.delivery.unfollow(room)) return
+    this.rewind.forget(room)
     await this.subscriber.unlisten(room)
   }
 
@@ -99,12 +106,40 @@ export class RedisBroker implements Broker {
   }
 
   /**
+   * Starts a new epoch for a room still at `epoch` whose history went backwards (restartScript):
+   * every instance's members get `$lost`. `minAgeMs` > 0 leaves an epoch this started less than
+   * that long ago as it is. Resolves to the room's position after.
+   */
+  private async restart (room: string, epoch: string, minAgeMs: number): Promise<Position> {
+    const keys = roomKeys(this.prefix, room)
+    const [now, offset] = await this.client.fastifyRealtimeRestart(
+      keys.meta, keys.stream, epoch, randomUUID(), this.limits.ttlMs, minAgeMs, keys.channel, this.sharded ? 1 : 0
+    ) as [string, string]
+    return { epoch: now, offset: Number(offset) }
+  }
+
+  /**
+   * A client's claim (recovery.ts), which nothing here can check: so at most one restart per room
+   * per minute comes from claims, or a forged offset could make every member reload at will.
+   */
+  async rewound (room: string, position: Position): Promise<Position> {
+    return await this.restart(room, position.epoch, CLAIMED_RESTART_GAP_MS)
+  }
+
+  /**
    * A history page; `withExcept` (for catch-ups, whose messages still skip their sender) keeps
    * each message's `except`, which history() leaves out.
    */
   private async read (room: string, query: HistoryQuery, withExcept: boolean): Promise<HistoryPage> {
     const since = wholeQueryNumber(query.since ?? 0)
-    const { position, entries } = await this.entries(room, since, query.limit === 0 ? 0 : this.limits.size)
+    const max = query.limit === 0 ? 0 : this.limits.size
+    const wentBack = this.rewind.reading(room)
+    let { position, entries } = await this.entries(room, since, max)
+    if (wentBack({ position, messages: entries.slice(-1).map((entry) => toMessage(room, position.epoch, entry)) })) {
+      // Below what this instance saw of the epoch: a new epoch, and the page of that.
+      await this.restart(room, position.epoch, 0)
+      ;({ position, entries } = await this.entries(room, since, max))
+    }
     let messages = entries.map((entry) => {
       const message = toMessage(room, position.epoch, entry)
       const except = entry[1][5]
@@ -122,11 +157,15 @@ export class RedisBroker implements Broker {
     if (this.closed) return
     this.closed = true
     this.delivery.clear()
+    this.rewind.clear()
     await this.presence.close()
     this.subscriber.disconnect()
     if (this.ownsClient) this.client.disconnect()
   }
 }
+
+/** The least time between two restarts of a room's epoch on a client's claim (see rewound()). */
+const CLAIMED_RESTART_GAP_MS = 60_000
 
 function toMessage (room: string, epoch: string, [id, fields]: StreamEntry): RoomMessage {
   return { room, epoch, offset: Number(fields[1]), time: Number(id.slice(0, id.indexOf('-'))), text: fields[3] }

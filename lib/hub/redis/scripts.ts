@@ -5,6 +5,7 @@ type Script = (...args: Array<string | number>) => Promise<unknown>
 interface Scripted {
   fastifyRealtimePublish: Script
   fastifyRealtimeRead: Script
+  fastifyRealtimeRestart: Script
   fastifyRealtimePresenceAdd: Script
   fastifyRealtimePresence: Script
   fastifyRealtimePresenceCount: Script
@@ -93,6 +94,30 @@ end
 return { meta[1], meta[2], entries }
 `
 
+/**
+ * KEYS: meta, stream. ARGV: old epoch, new epoch, ttl ms, least age ms of the epoch, channel,
+ * sharded (1/0). Starts the new epoch (offset 0, no stream) if the room is still at the old one and
+ * its epoch was not started by this script less than the least age ago (0: whatever its age), and
+ * tells every instance on the channel: `0|time|epoch|1||`, a stored message at offset 0 of the new
+ * epoch, which no publish makes, so each instance's delivery finds the epoch changed, catches up
+ * and reports the room lost. Returns { epoch, offset }: the room's position after.
+ */
+const restartScript = `${now}
+local epoch, ttl = ARGV[2], tonumber(ARGV[3])
+${ensureEpoch}
+local meta = redis.call('HMGET', KEYS[1], 'epoch', 'offset', 'restarted')
+local minAge = tonumber(ARGV[4])
+if meta[1] == ARGV[1] and (minAge == 0 or not meta[3] or now - tonumber(meta[3]) >= minAge) then
+  local time = string.format('%d', now)
+  redis.call('DEL', KEYS[2])
+  redis.call('HSET', KEYS[1], 'epoch', epoch, 'offset', 0, 'restarted', time)
+  redis.call('PEXPIRE', KEYS[1], ttl)
+  redis.call(ARGV[6] == '1' and 'SPUBLISH' or 'PUBLISH', ARGV[5], '0|' .. time .. '|' .. epoch .. '|1||')
+  return { epoch, '0' }
+end
+return { meta[1], meta[2] }
+`
+
 /** Drops the entries of KEYS (hash, expiry zset) whose expiry has passed; HDEL in chunks, as Lua's unpack() is bounded. */
 const cleanPresence = `${now}
 local gone = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now)
@@ -125,6 +150,7 @@ return redis.call('ZCOUNT', KEYS[2], '(' .. string.format('%d', now), '+inf')
 export function withScripts (client: AnyRedis): Client {
   client.defineCommand('fastifyRealtimePublish', { numberOfKeys: 2, lua: publishScript })
   client.defineCommand('fastifyRealtimeRead', { numberOfKeys: 2, lua: readScript })
+  client.defineCommand('fastifyRealtimeRestart', { numberOfKeys: 2, lua: restartScript })
   client.defineCommand('fastifyRealtimePresenceAdd', { numberOfKeys: 2, lua: presenceAddScript })
   client.defineCommand('fastifyRealtimePresence', { numberOfKeys: 2, lua: presenceScript })
   client.defineCommand('fastifyRealtimePresenceCount', { numberOfKeys: 2, lua: presenceCountScript })

@@ -17,7 +17,8 @@ export class RedisSubscriber {
   /** On a Redis Cluster: resubscribes the rooms whose slot moved or whose master failed over. */
   private readonly topology: TopologyWatch | null
 
-  constructor (client: AnyRedis, private readonly prefix: string, private readonly sharded: boolean, private readonly delivery: OrderedDelivery, onError: (error: Error) => void, topologyCheckMs: number) {
+  /** `inspect` sees each message before the delivery does (the broker's rewind check). */
+  constructor (client: AnyRedis, private readonly prefix: string, private readonly sharded: boolean, private readonly delivery: OrderedDelivery, onError: (error: Error) => void, topologyCheckMs: number, private readonly inspect: (message: RoomMessage) => void) {
     this.connection = subscriberOf(client, sharded)
     this.connection.on('error', onError)
     // Buffers: the header counts the bytes of `except`.
@@ -71,6 +72,7 @@ export class RedisSubscriber {
     }
     if (payload[third + 1] === 0x30) message = { ...message, history: false }
     if (fifth !== fourth + 1) message = { ...message, except: payload.toString('utf8', fifth + 1, exceptEnd) }
+    this.inspect(message)
     // A message may still arrive between unsubscribing and Redis confirming it: the delivery drops it.
     this.delivery.receive(message)
   }
