@@ -1,5 +1,6 @@
 import t, { type Test } from 'tap'
 import { Type } from '@sinclair/typebox'
+import type { FastifyInstance } from 'fastify'
 import WebSocket from 'ws'
 import { contractHandler, defineContract, MemoryBroker } from '../lib/index.js'
 import { RealtimeClient } from '../lib/client/index.js'
@@ -34,21 +35,24 @@ async function joinedClient (t: Test, url: string): Promise<RealtimeClient<typeo
   return client
 }
 
-t.test('app.close() waits for a closing connection to leave its rooms before it closes the broker', async (t) => {
+/** An app whose chat route has rooms with notices and the given close handler, on a recording broker, with a client in the lobby. */
+async function closingApp (t: Test, close: () => Promise<void>, closeTimeout: number): Promise<{ app: FastifyInstance, events: string[] }> {
   const { broker, events } = recordingBroker()
-  const closing = deferred()
   const { app, url } = await build(t, (app) => {
-    app.get('/chat', { realtime: true }, contractHandler(chat, {
-      say () {},
-      // A close handler that is still busy when preClose has seen every connection closed: the
-      // room is left after it, and before, the broker was already closed by then.
-      async close () {
-        closing.resolve()
-        await new Promise((resolve) => setTimeout(resolve, 100))
-      }
-    }, { rooms: { authorize: () => true, notices: true } }))
-  }, { broker, closeTimeout: 5000 })
+    app.get('/chat', { realtime: true }, contractHandler(chat, { say () {}, close }, { rooms: { authorize: () => true, notices: true } }))
+  }, { broker, closeTimeout })
   await joinedClient(t, url)
+  return { app, events }
+}
+
+t.test('app.close() waits for a closing connection to leave its rooms before it closes the broker', async (t) => {
+  const closing = deferred()
+  // A close handler still busy when preClose has seen every connection closed: the room is left
+  // after it, and before, the broker was already closed by then.
+  const { app, events } = await closingApp(t, async () => {
+    closing.resolve()
+    await new Promise((resolve) => setTimeout(resolve, 100))
+  }, 5000)
   const closed = app.close()
   await closing.promise
   await closed
@@ -56,19 +60,12 @@ t.test('app.close() waits for a closing connection to leave its rooms before it 
 })
 
 t.test('a connection that never finishes leaving holds app.close() for closeTimeout at most', async (t) => {
-  const { broker, events } = recordingBroker()
   const closing = deferred()
-  const { app, url } = await build(t, (app) => {
-    app.get('/chat', { realtime: true }, contractHandler(chat, {
-      say () {},
-      async close () {
-        closing.resolve()
-        // Never settles: the session never reaches its rooms' leave.
-        await new Promise(() => {})
-      }
-    }, { rooms: { authorize: () => true, notices: true } }))
-  }, { broker, closeTimeout: 150 })
-  await joinedClient(t, url)
+  // Never settles: the session never reaches its rooms' leave.
+  const { app, events } = await closingApp(t, async () => {
+    closing.resolve()
+    await new Promise(() => {})
+  }, 150)
   const started = Date.now()
   await app.close()
   await closing.promise
