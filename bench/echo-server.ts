@@ -1,7 +1,7 @@
 /**
  * One server of bench/echo.ts or bench/idle.ts, started by it in a child process of its own:
  *
- *   echo-server.ts raw            a plain ws WebSocketServer, the baseline
+ *   echo-server.ts raw            a plain ws WebSocketServer, the baseline (`raw keep-request`: each connection keeps its request)
  *   echo-server.ts fastify        a bare @fastify/websocket route
  *   echo-server.ts typed          @fastify/websocket + a TypeBox TypeCompiler check of data
  *   echo-server.ts realtime       fastify-realtime: contractHandler with an `echo` request
@@ -82,10 +82,13 @@ function statsEndpoints (request: IncomingMessage, response: ServerResponse): vo
 
 // ---- (1) raw ws ----
 
-function startRaw (): void {
+/** `keepRequest`: each connection holds its upgrade request, as an app that reads it later would. */
+function startRaw (keepRequest: boolean): void {
   const server = createServer(statsEndpoints)
   const wss = new WebSocketServer({ server, path: '/' })
-  wss.on('connection', (ws: WebSocket) => {
+  const requests = new WeakMap<WebSocket, IncomingMessage>()
+  wss.on('connection', (ws: WebSocket, request: IncomingMessage) => {
+    if (keepRequest) requests.set(ws, request)
     ws.on('message', (data: RawData, isBinary: boolean) => {
       if (isBinary) return
       const message = JSON.parse(String(data)) as Envelope
@@ -186,7 +189,7 @@ function startSocketIo (): void {
 
 const [variant, mode] = process.argv.slice(2)
 if (variant === 'raw') {
-  startRaw()
+  startRaw(mode === 'keep-request')
 } else if (variant === 'fastify' || variant === 'typed') {
   await startFastify(variant === 'typed')
 } else if (variant === 'realtime' || variant === 'realtime-raw') {

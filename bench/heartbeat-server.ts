@@ -74,8 +74,11 @@ function onData (this: Socket): void {
 const app = Fastify({ logger: false })
 // Every client comes from 127.0.0.1: the caps (10000 in all, 100 per address) are raised past the run's size.
 await app.register(realtime, { maxConnections: 20_000, maxConnectionsPerIp: 20_000 })
+// The TCP socket, for the ping spy above: the connection keeps a record of its request, not the raw one.
+app.decorateRequest('tcp', null)
+app.addHook('onRequest', async (request) => { (request as unknown as { tcp: unknown }).tcp = request.raw.socket })
 app.get('/hb', { realtime: { heartbeat } }, async (connection) => {
-  const socket = connection.request.raw.socket
+  const socket = (connection.request as unknown as { tcp: Socket }).tcp
   const { id = '' } = connection.request.query as { id?: string }
   open++
   await connection.whenClosed()

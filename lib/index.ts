@@ -9,6 +9,7 @@ import { ServerResponse, type IncomingMessage } from 'node:http'
 import type { Socket } from 'node:net'
 import type { WebSocketServer } from 'ws'
 import type { RealtimeConnection } from './connection/connection.js'
+import type { RealtimeRequest } from './connection/request.js'
 import { bridgeUpgrades, markUpgrade } from './connection/ws-internals.js'
 import { WsServers, wsServerOptions } from './connection/ws-servers.js'
 import { DeadlineClock } from './connection/timers.js'
@@ -35,6 +36,7 @@ import { serveAsyncApi, type AsyncApiServeOptions } from './asyncapi/serve.js'
 export { RealtimeConnection } from './connection/connection.js'
 export type { BinaryData, CloseOptions, IteratedMessage, ReceiveJsonOptions, ReceiveOptions, SendOptions } from './connection/connection.js'
 export type { WSMessage, WSMessageType } from './connection/messages.js'
+export type { DroppedRequestMember, RealtimeRequest } from './connection/request.js'
 export { CloseCode, RECONNECT_RANGE, TERMINAL_RANGE, shouldReconnect } from './close-codes.js'
 export { errors } from './errors.js'
 export { defineContract } from './messages/contract.js'
@@ -75,7 +77,10 @@ export type { HistoryQuerystring, HistoryResponse, HistoryRouteOptions } from '.
 export type { RealtimeErrorCode } from './errors.js'
 export type { CompressOptions, OriginCheck, OriginRule, RealtimePluginOptions, RealtimeRouteOptions } from './options/route.js'
 
-/** A realtime route handler: gets the connection and the Fastify request; the connection closes with 1000 when it returns. */
+/**
+ * A realtime route handler: gets the connection and what it keeps of the request (`RealtimeRequest`,
+ * the same object as `connection.request`); the connection closes with 1000 when it returns.
+ */
 export type RealtimeHandler<
   RawServer extends RawServerBase = RawServerDefault,
   RawRequest extends RawRequestDefaultExpression<RawServer> = RawRequestDefaultExpression<RawServer>,
@@ -87,7 +92,7 @@ export type RealtimeHandler<
 > = (
   this: FastifyInstance<RawServer, RawRequest, RawReplyDefaultExpression<RawServer>, Logger, TypeProvider>,
   connection: RealtimeConnection,
-  request: FastifyRequest<RouteGeneric, RawServer, RawRequest, SchemaCompiler, TypeProvider, ContextConfig, Logger>
+  request: RealtimeRequest<RouteGeneric, RawServer, RawRequest, SchemaCompiler, TypeProvider, ContextConfig, Logger>
 ) => unknown
 
 declare module 'fastify' {

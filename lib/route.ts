@@ -4,16 +4,18 @@ import { normalizeOptions } from './options/route.js'
 import type { PluginContext } from './context.js'
 import { RealtimeConnection } from './connection/connection.js'
 import type { RealtimeSocket } from './connection/socket.js'
-import { bridged, releaseUpgrade } from './connection/ws-internals.js'
+import { bridged, releaseUpgrade, upgradeSocket } from './connection/ws-internals.js'
+import { realtimeRequest, type DefaultRealtimeRequest } from './connection/request.js'
 import { WsServers } from './connection/ws-servers.js'
 import { handshakeHook } from './handshake/hook.js'
 import { redactingSerializer } from './handshake/redaction.js'
 import { checkHandshake, looksLikeHandshake } from './handshake/validate.js'
 import { kContractRoute, kPlainRoute, kRouteServer, kTokenAuth } from './symbols.js'
 import type { ContractRouteTag } from './messages/contract-handler.js'
+import type { SessionEnd } from './messages/session.js'
 import type { TokenAuthSource } from './asyncapi/document.js'
 
-export type RealtimeHandlerFunction = (this: FastifyInstance, connection: RealtimeConnection, request: FastifyRequest) => unknown
+export type RealtimeHandlerFunction = (this: FastifyInstance, connection: RealtimeConnection, request: DefaultRealtimeRequest) => unknown
 
 type LogSerializers = NonNullable<RouteOptions['logSerializers']>
 
@@ -57,12 +59,11 @@ function httpFallback (request: FastifyRequest, reply: FastifyReply): void {
 }
 
 /** Keeps what the AsyncAPI document needs of a contract route (asyncapi/document.ts). */
-function describeRoute (routeOptions: RouteOptions, handler: RealtimeHandlerFunction, plugin: PluginContext): void {
-  const tag = (handler as { [kContractRoute]?: ContractRouteTag })[kContractRoute]
-  if (tag === undefined) return
+function describeRoute (routeOptions: RouteOptions, tag: ContractRouteTag, plugin: PluginContext): void {
   const schema = (routeOptions.schema ?? {}) as { querystring?: unknown, headers?: unknown }
   const tokenAuth = hookList(routeOptions.onRequest).map((hook) => (hook as { [kTokenAuth]?: TokenAuthSource })[kTokenAuth]).find((found) => found !== undefined)
-  plugin.contractRoutes.push({ ...tag, url: routeOptions.url, querystring: schema.querystring, headers: schema.headers, tokenAuth: tokenAuth ?? null })
+  const { contract, firstMessageAuth, clientRooms } = tag
+  plugin.contractRoutes.push({ contract, firstMessageAuth, clientRooms, url: routeOptions.url, querystring: schema.querystring, headers: schema.headers, tokenAuth: tokenAuth ?? null })
 }
 
 /** The handler returned (or its promise resolved): the connection closes with 1000. */
@@ -76,14 +77,25 @@ function handlerFailed (this: RealtimeConnection, error: unknown): void {
   void this.close({ code: 1011, reason: 'Internal error' })
 }
 
+/** How a contract session ends its connection: as a handler's return or throw. */
+const sessionEnd: SessionEnd = {
+  done (connection) { handlerDone.call(connection) },
+  failed (connection, error) { handlerFailed.call(connection, error) }
+}
+
 /**
  * Runs the handler, then ends the connection aiohttp's way: 1000 on return, 1011 on a throw. No
  * async function: an open connection keeps no suspended frame of its own here, only the two
- * reactions on the handler's promise. close() with these codes cannot fail.
+ * reactions on the handler's promise; a contract route's session (`start`) not even those.
+ * close() with these codes cannot fail.
  */
-function runHandler (this: FastifyInstance, handler: RealtimeHandlerFunction, connection: RealtimeConnection): void {
+function runHandler (this: FastifyInstance, handler: RealtimeHandlerFunction, start: ContractRouteTag['start'] | undefined, connection: RealtimeConnection): void {
   let result: unknown
   try {
+    if (start !== undefined) {
+      start(connection, connection.request, sessionEnd)
+      return
+    }
     result = handler.call(this, connection, connection.request)
   } catch (error) {
     handlerFailed.call(connection, error)
@@ -112,7 +124,8 @@ export function convertRealtimeRoute (routeOptions: RouteOptions & { realtime?: 
   routeOptions.logSerializers = redactedSerializers(routeOptions, plugin)
   // Fastify's automatic HEAD route can never be upgraded.
   if (methods.every((method) => method === 'HEAD')) return
-  describeRoute(routeOptions, handler, plugin)
+  const tag = (handler as { [kContractRoute]?: ContractRouteTag })[kContractRoute]
+  if (tag !== undefined) describeRoute(routeOptions, tag, plugin)
   const url = routeOptions.url
   routeOptions.onRequest = [handshakeHook(settings, plugin.handshakes, plugin.metrics) as Hook, ...hookList(routeOptions.onRequest)]
   // The plugin's onRequest hook marks each upgrade request for it (ws-internals.ts's bridge).
@@ -125,13 +138,14 @@ export function convertRealtimeRoute (routeOptions: RouteOptions & { realtime?: 
       socket.close(1011, 'Internal error')
       return
     }
-    // An open connection keeps its request, so it lets go of what only the upgrade needed: the
-    // ServerResponse, and @fastify/websocket's 'error' listener, whose closure holds the reply
-    // (the connection listens for errors itself).
+    // An open connection keeps a record of its request (connection/request.ts), not the request:
+    // the IncomingMessage, Fastify's request and reply and the upgrade's ServerResponse can go.
+    // The TCP socket still points at the ServerResponse, and @fastify/websocket's 'error'
+    // listener closes over the reply (the connection listens for errors itself): both let go.
     releaseUpgrade(request.raw)
     socket.removeAllListeners('error')
-    const connection = new RealtimeConnection(socket as RealtimeSocket, request, settings, plugin, url)
+    const connection = new RealtimeConnection(socket as RealtimeSocket, realtimeRequest(request), upgradeSocket(request.raw), settings, plugin, this, url)
     // Nothing returned: @fastify/websocket would hang a closure holding the reply on a promise.
-    runHandler.call(this, handler, connection)
+    runHandler.call(this, handler, tag?.start, connection)
   }
 }

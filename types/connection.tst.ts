@@ -1,6 +1,6 @@
 import Fastify, { type FastifyRequest } from 'fastify'
 import { describe, expect, test } from 'tstyche'
-import type { RealtimeConnection, WSMessage, WSMessageType } from '../lib/index.js'
+import type { RealtimeConnection, RealtimeRequest, WSMessage, WSMessageType } from '../lib/index.js'
 
 // Only the types are under test: the handler body is never run.
 declare const conn: RealtimeConnection
@@ -107,7 +107,7 @@ describe('closing and state', () => {
     expect(conn.protocol).type.toBe<string | null>()
     expect(conn.closed).type.toBe<boolean>()
     expect(conn.bufferedAmount).type.toBe<number>()
-    expect(conn.request).type.toBe<FastifyRequest>()
+    expect(conn.request).type.toBe<RealtimeRequest>()
   })
 
   test('state that the connection owns is read-only', () => {

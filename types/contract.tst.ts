@@ -4,7 +4,7 @@ import { Type, type Static } from '@sinclair/typebox'
 import { describe, expect, test } from 'tstyche'
 import {
   contractHandler, defineContract, MessageError,
-  type ClientData, type ClientType, type MessageContext, type MessageHandlers, type RealtimeConnection, type ReplyData,
+  type ClientData, type ClientType, type MessageContext, type MessageHandlers, type RealtimeConnection, type RealtimeRequest, type ReplyData,
   type ServerData, type ServerType
 } from '../lib/index.js'
 
@@ -45,7 +45,7 @@ describe('handler data', () => {
         expect(ctx.type).type.toBe<'join'>()
         expect(ctx.id).type.toBe<string | number | undefined>()
         expect(ctx.connection).type.toBe<RealtimeConnection>()
-        expect(ctx.request).type.toBe<FastifyRequest>()
+        expect(ctx.request).type.toBe<RealtimeRequest>()
         return { members: [] }
       },
       say (_data, ctx) { expect(ctx.type).type.toBe<'say'>() },
@@ -226,7 +226,7 @@ describe('on a route', () => {
   })
 
   test('it fits a route of an app with a TypeBox type provider and a querystring schema', () => {
-    // request.query is typed in hooks and function handlers (types/route.tst.ts); here ctx.request is a FastifyRequest.
+    // request.query is typed in hooks and function handlers (types/route.tst.ts) and in ctx.request (types/typed-context.tst.ts).
     const typed = app.withTypeProvider<TypeBoxTypeProvider>()
     expect(typed.get('/chat', { realtime: true, schema: { querystring: Type.Object({ token: Type.String() }) } }, contractHandler(chat, handlers)))
       .type.not.toRaiseError()

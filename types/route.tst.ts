@@ -2,21 +2,41 @@ import Fastify, { type FastifyInstance, type FastifyRequest } from 'fastify'
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import { Type } from '@sinclair/typebox'
 import { describe, expect, test } from 'tstyche'
-import type { RealtimeConnection } from '../lib/index.js'
+import type { RealtimeConnection, RealtimeRequest } from '../lib/index.js'
 
 const app = Fastify()
 const typed = app.withTypeProvider<TypeBoxTypeProvider>()
 const room = Type.Object({ room: Type.String() })
 
 describe('app.get() with realtime', () => {
-  test('the handler gets the connection and the Fastify request', () => {
+  test('the handler gets the connection and what it keeps of the request', () => {
     app.get('/x', { realtime: true }, async (conn, request) => {
       expect(conn).type.toBe<RealtimeConnection>()
-      expect(request).type.toBe<FastifyRequest>()
+      expect(request).type.toBe<RealtimeRequest>()
     })
     app.get('/x', { realtime: { heartbeat: 1000, protocols: ['chat'] } }, async (conn, request) => {
       expect(conn).type.toBe<RealtimeConnection>()
-      expect(request).type.toBe<FastifyRequest>()
+      expect(request).type.toBe<RealtimeRequest>()
+    })
+  })
+
+  test('the kept request has what handlers use, typed from the route, and nothing that needs the raw request', () => {
+    typed.get('/rooms/:room', { realtime: true, schema: { params: room, querystring: Type.Object({ page: Type.Number() }) } }, async (_conn, request) => {
+      expect(request.params).type.toBe<{ room: string }>()
+      expect(request.query).type.toBe<{ page: number }>()
+      expect(request.id).type.toBe<string>()
+      expect(request.ip).type.toBe<string>()
+      expect(request.url).type.toBe<string>()
+      expect(request.headers['user-agent']).type.toBe<string | undefined>()
+      expect(request.log).type.toBe<FastifyRequest['log']>()
+      // Decorations (augmented FastifyRequest members) are kept: tokenAuth()'s own is one.
+      expect(request.realtimeUser).type.toBe<string | null>()
+      expect(request).type.not.toHaveProperty('raw')
+      expect(request).type.not.toHaveProperty('socket')
+      expect(request).type.not.toHaveProperty('body')
+      expect(request).type.not.toHaveProperty('server')
+      expect(request).type.not.toHaveProperty('routeOptions')
+      expect(request).type.not.toHaveProperty('ips')
     })
   })
 
@@ -75,14 +95,14 @@ describe('app.get() with realtime', () => {
 })
 
 describe('app.route() with realtime', () => {
-  test('the handler gets the connection and the Fastify request', () => {
+  test('the handler gets the connection and what it keeps of the request', () => {
     app.route({
       method: 'GET',
       url: '/x',
       realtime: { closeTimeout: 5000, compress: { threshold: 1024 } },
       handler: async (conn, request) => {
         expect(conn).type.toBe<RealtimeConnection>()
-        expect(request).type.toBe<FastifyRequest>()
+        expect(request).type.toBe<RealtimeRequest>()
       }
     })
     app.route({

@@ -1,5 +1,5 @@
-import type { FastifyRequest } from 'fastify'
 import type { Duplex } from 'node:stream'
+import type { FastifyInstance } from 'fastify'
 import { WebSocket } from 'ws'
 import { errors, closeCodeOf } from '../errors.js'
 import { CloseCode, isSendableCloseCode } from '../close-codes.js'
@@ -11,7 +11,8 @@ import { MessageQueue } from './message-queue.js'
 import { CLOSED_MESSAGE, CLOSING_MESSAGE, type WSMessage } from './messages.js'
 import type { RealtimeSocket } from './socket.js'
 import type { DeadlineClock } from './timers.js'
-import { senderIdle, textFrame, upgradeSocket } from './ws-internals.js'
+import { senderIdle, textFrame } from './ws-internals.js'
+import type { DefaultRealtimeRequest } from './request.js'
 import { nestsDeeperThan } from './json-depth.js'
 import type { SharedMessage } from '../hub/member.js'
 
@@ -48,6 +49,8 @@ type State = 'open' | 'closing' | 'closed'
 /** @internal Takes messages as they arrive, instead of `receive()` (the contract router). */
 export interface MessageSink {
   accept (message: WSMessage): void
+  /** The connection has closed (after its last message): called once, from the socket's close event or at attach. */
+  closed (): void
 }
 
 interface Waiter {
@@ -84,8 +87,8 @@ export interface ConnectionContext {
  * published class does not name those interfaces; both are checked where a connection is handed over.
  */
 export class RealtimeConnection {
-  /** The Fastify request that opened this connection. */
-  readonly request: FastifyRequest
+  /** What the connection keeps of the request that opened it (connection/request.ts says what). */
+  readonly request: DefaultRealtimeRequest
   /** The negotiated subprotocol, or null. */
   readonly protocol: string | null
 
@@ -112,10 +115,16 @@ export class RealtimeConnection {
 
   /** @internal The plugin instance this connection belongs to: its hub, clock and metrics. */
   readonly plugin: ConnectionContext
+  /** @internal The Fastify instance of the route (a handler's `this`). */
+  readonly app: FastifyInstance
 
-  /** `route`: the route's URL, known when the route was declared (Fastify builds `request.routeOptions` anew on every read). */
-  constructor (ws: RealtimeSocket, request: FastifyRequest, settings: RouteSettings, plugin: ConnectionContext, route: string) {
+  /**
+   * `socket`: the TCP socket under ws (or the stream of `app.injectWS()`). `route`: the route's
+   * URL, known when the route was declared.
+   */
+  constructor (ws: RealtimeSocket, request: DefaultRealtimeRequest, socket: Duplex, settings: RouteSettings, plugin: ConnectionContext, app: FastifyInstance, route: string) {
     this.ws = ws
+    this.app = app
     this.request = request
     this.settings = settings
     this.plugin = plugin
@@ -130,7 +139,6 @@ export class RealtimeConnection {
     ws.on('pong', onPong)
     ws.on('error', onError)
     ws.on('close', onClose)
-    const socket = upgradeSocket(request.raw)
     this.socket = socket
     socket.on('data', onSocketData)
     // A plain property: defining one with attributes can turn the socket's properties into a dictionary.
@@ -142,8 +150,8 @@ export class RealtimeConnection {
     this.reschedule()
   }
 
-  /** The route this connection came in on. */
-  private readonly route: string
+  /** @internal The route this connection came in on. */
+  readonly route: string
   /** The TCP socket under ws, corked while this turn's frames accumulate. */
   private readonly socket: Duplex
   /** permessage-deflate was negotiated and the route compresses. */
@@ -209,11 +217,13 @@ export class RealtimeConnection {
 
   /**
    * @internal From now on every message goes to `sink` as it arrives (and what is queued, at once),
-   * in order, instead of to `receive()`; the end of the connection is `whenClosed()`.
+   * in order, instead of to `receive()`, and its end to `sink.closed()`: the sink holds no promise
+   * while the connection is open.
    */
   attach (sink: MessageSink): void {
     this.sink = sink
     this.drainToSink()
+    if (this.state === 'closed') sink.closed()
   }
 
   /** @internal Holds messages back from the sink (they queue, and reading pauses above readLimit), or lets them go again. */
@@ -606,6 +616,7 @@ export class RealtimeConnection {
     if (this.failure !== null) this.knownCloseCode = 1006
     this.wake(CLOSED_MESSAGE)
     this.resolveClosed?.()
+    this.sink?.closed()
   }
 
   private fail (error: Error & { code: string, closeCode?: number }): void {

@@ -167,21 +167,14 @@ export function upgradeSocket (raw: IncomingMessage): Duplex {
   return (raw as UpgradeRequest)[kUpgradeSocket] ?? raw.socket
 }
 
-/*
- * What the upgrade leaves behind. @fastify/websocket routes the upgrade request through Fastify with
- * a ServerResponse assigned to the TCP socket (so the socket points at it) and keeps the socket and
- * the bytes after the head on the request under its own symbols. None of it is used once the socket
- * is a WebSocket, but the connection keeps the request (`connection.request`) for its whole life.
- * Each is let go only where it is found as expected; otherwise it stays (memory, not behaviour).
+/**
+ * Lets go of what the upgrade leaves behind on the TCP socket, which lives on under the WebSocket:
+ * @fastify/websocket routes the upgrade request through Fastify with a ServerResponse assigned to
+ * the socket, so the socket points at the response and through it at the IncomingMessage. It is
+ * detached only where it is found as expected; otherwise it stays (memory, not behaviour).
  */
-const UPGRADE_KEYS = new Set(['ws-socket', 'ws-head'])
-
-/** Lets go of the upgrade's ServerResponse and of @fastify/websocket's references on the request. */
 export function releaseUpgrade (raw: IncomingMessage): void {
   const socket = raw.socket as (Duplex & { _httpMessage?: { detachSocket?: (socket: Duplex) => void } | null }) | undefined
   const response = socket?._httpMessage
   if (typeof response?.detachSocket === 'function') response.detachSocket(socket as Duplex)
-  for (const key of Object.getOwnPropertySymbols(raw)) {
-    if (UPGRADE_KEYS.has(String(key.description))) (raw as unknown as Record<symbol, unknown>)[key] = undefined
-  }
 }

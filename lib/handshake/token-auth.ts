@@ -31,7 +31,7 @@ declare module 'fastify' {
  * `ctx.userId` a `string`. Throws FST_RT_UNAUTHORIZED (401) when the request has none, which only a
  * route without `tokenAuth()` in its `onRequest` hooks can get to (the connection closes with 1011).
  */
-export function requireUser (request: FastifyRequest): string {
+export function requireUser (request: Pick<FastifyRequest, 'realtimeUser'>): string {
   const user = request.realtimeUser
   if (typeof user !== 'string') throw new errors.FST_RT_UNAUTHORIZED()
   return user

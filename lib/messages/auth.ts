@@ -1,4 +1,4 @@
-import type { FastifyRequest } from 'fastify'
+import type { DefaultRealtimeRequest } from '../connection/request.js'
 import type { RealtimeConnection } from '../connection/connection.js'
 import { CloseCode } from '../close-codes.js'
 import type { RealtimeMetrics } from '../metrics.js'
@@ -7,7 +7,7 @@ import { isId } from './request-id.js'
 import { AUTH, AUTH_REPLY, envelope } from '../protocol.js'
 
 /** First-message authentication: the client's first message must be `{ "type": "$auth", "data": token }`. */
-export interface AuthOptions<R = FastifyRequest> {
+export interface AuthOptions<R = DefaultRealtimeRequest> {
   /** Returns the user id for a valid token, or null to refuse it (close 4501, terminal). The token is never logged. */
   verify: (token: string, request: R) => string | null | Promise<string | null>
   /** How long a new connection may stay silent before it is closed with 4401. @default 10000 */
@@ -36,7 +36,7 @@ function authEnvelope (text: string, maxDepth: number): { token: string, id: str
  * user id, or null after closing the connection (4401 silent too long, 4501 refused) or when the
  * connection ended meanwhile.
  */
-export async function authenticate (connection: RealtimeConnection, request: FastifyRequest, auth: Required<AuthOptions>, metrics: RealtimeMetrics, maxDepth: number): Promise<string | null> {
+export async function authenticate (connection: RealtimeConnection, request: DefaultRealtimeRequest, auth: Required<AuthOptions>, metrics: RealtimeMetrics, maxDepth: number): Promise<string | null> {
   let message
   try {
     message = await connection.receive({ timeout: auth.timeoutMs })

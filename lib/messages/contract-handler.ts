@@ -7,15 +7,22 @@ import { LIFECYCLE, type CompiledContract } from './compile.js'
 import type { Contract } from './contract.js'
 import { contractSettings } from '../options/contract.js'
 import { compiledFor } from './outgoing.js'
-import { Session } from './session.js'
+import { Session, type SessionEnd } from './session.js'
+import type { DefaultRealtimeRequest } from '../connection/request.js'
 import { kContractRoute } from '../symbols.js'
 import type { AnyHandler, ContractOptions, MessageHandlers, RouteRequest, UserIdOf } from './types.js'
 
-/** What a contract route's handler carries under kContractRoute. */
+/** What a contract route's handler carries under kContractRoute: what the AsyncAPI document reads, and how the route starts a session. */
 export interface ContractRouteTag {
   readonly contract: Contract
   readonly firstMessageAuth: boolean
   readonly clientRooms: boolean
+  /** Runs a connection as the handler does, ending through `end` instead of a promise the route would hold. */
+  readonly start: (connection: RealtimeConnection, request: DefaultRealtimeRequest, end: SessionEnd) => void
+}
+
+function isThenable (value: unknown): value is PromiseLike<unknown> {
+  return typeof (value as { then?: unknown } | null)?.then === 'function'
 }
 
 /**
@@ -62,22 +69,32 @@ export function contractHandler<
   const compiled = compiledFor(contract)
   checkHandlers(compiled, handlers as Record<string, unknown>)
   const settings = contractSettings((options ?? {}) as ContractOptions)
-  const handler: ContractRouteHandler<S, TP> = async function realtimeContract (connection: RealtimeConnection, request: RouteRequest<S, TP>): Promise<void> {
+  const serve = (connection: RealtimeConnection, request: DefaultRealtimeRequest, userId: string | null, end: SessionEnd): void => {
     // The plugin instance the connection came through: its hub and its clock.
     const { hub, clock } = connection.plugin
-    let userId = settings.userId === null ? null : await settings.userId(request)
-    if (settings.auth !== null) {
-      const verified = await authenticate(connection, request, settings.auth, hub.metrics, settings.maxDepth)
-      if (verified === null) return
-      userId = verified
-    }
-    // The route's own instance (a handler's `this`), also when the route was registered in a plugin.
-    const session = new Session(request.server, compiled, handlers as unknown as Record<string, AnyHandler>, settings, connection, request, hub, clock, new Member(connection, userId))
-    // Returned, not awaited, so this frame is not kept for the life of the connection.
-    return session.serve()
+    new Session(compiled, handlers as unknown as Record<string, AnyHandler>, settings, connection, request, hub, clock, new Member(connection, userId)).serve(end)
   }
-  // What the AsyncAPI document reads of the route (route.ts collects it at registration).
-  const described: ContractRouteTag = { contract, firstMessageAuth: settings.auth !== null, clientRooms: settings.rooms !== null }
+  // The user first, when the options name one: at once, or after a promise or the first message.
+  const start = (connection: RealtimeConnection, request: DefaultRealtimeRequest, end: SessionEnd): void => {
+    const userId = settings.userId === null ? null : settings.userId(request)
+    if (settings.auth === null && !isThenable(userId)) {
+      serve(connection, request, userId, end)
+      return
+    }
+    const identify = async (): Promise<string | null | undefined> => {
+      const named = await userId
+      // undefined: the first message's token was refused, and the connection is closing.
+      return settings.auth === null ? named : await authenticate(connection, request, settings.auth, connection.plugin.metrics, settings.maxDepth) ?? undefined
+    }
+    identify().then((user) => { user === undefined ? end.done(connection) : serve(connection, request, user, end) }, (error: unknown) => { end.failed(connection, error) })
+  }
+  const handler: ContractRouteHandler<S, TP> = async function realtimeContract (connection: RealtimeConnection, request: RouteRequest<S, TP>): Promise<void> {
+    await new Promise<void>((resolve, reject) => {
+      start(connection, request, { done: () => { resolve() }, failed: (_connection, error) => { reject(error) } })
+    })
+  }
+  // Read by route.ts at registration: the AsyncAPI document's facts, and the start without a promise.
+  const described: ContractRouteTag = { contract, firstMessageAuth: settings.auth !== null, clientRooms: settings.rooms !== null, start }
   Object.defineProperty(handler, kContractRoute, { value: described })
   return handler
 }

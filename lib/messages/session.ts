@@ -1,5 +1,6 @@
-import type { FastifyInstance, FastifyRequest } from 'fastify'
-import type { RealtimeConnection } from '../connection/connection.js'
+import type { FastifyInstance } from 'fastify'
+import type { MessageSink, RealtimeConnection } from '../connection/connection.js'
+import type { DefaultRealtimeRequest } from '../connection/request.js'
 import type { WSMessage } from '../connection/messages.js'
 import type { DeadlineClock, DeadlineOwner } from '../connection/timers.js'
 import { CloseCode } from '../close-codes.js'
@@ -52,10 +53,19 @@ class RequestDeadlines implements DeadlineOwner {
 }
 
 /**
+ * How a session tells its route that it is over: done (the connection closes with 1000 if it has
+ * not closed already), or failed (logged; it closes with 1011).
+ */
+export interface SessionEnd {
+  done (connection: RealtimeConnection): void
+  failed (connection: RealtimeConnection, error: unknown): void
+}
+
+/**
  * One connection of a contract route: takes its messages as they arrive, checks and dispatches each
  * to its handler, answers requests (with a deadline on the plugin's clock) and bounds what runs at once.
  */
-export class Session implements RoomsOwner, RoomRequestOwner {
+export class Session implements RoomsOwner, RoomRequestOwner, MessageSink {
   private inFlight = 0
   /** Requests awaiting their handler's promise, in the order they started. */
   private pending: Set<PendingRequest> | null = null
@@ -66,33 +76,39 @@ export class Session implements RoomsOwner, RoomRequestOwner {
   /** The reason in the peer's close frame, for the close handler. */
   private closeReason = ''
   readonly context: MessageContext<Contract>
+  readonly app: FastifyInstance
+  /** Told once the session is over (serve()). */
+  private end: SessionEnd | null = null
 
   constructor (
-    readonly app: FastifyInstance,
     private readonly compiled: CompiledContract,
     private readonly handlers: Record<string, AnyHandler>,
     readonly settings: ContractSettings,
     private readonly connection: RealtimeConnection,
-    readonly request: FastifyRequest,
+    readonly request: DefaultRealtimeRequest,
     readonly hub: Hub,
     /** The plugin instance's clock, which also runs its connections' deadlines. */
     private readonly clock: DeadlineClock,
     readonly member: Member
   ) {
+    this.app = connection.app
     this.context = { connection, request, userId: member.userId, send: (type, data) => this.send(type, data), rooms: new SessionRooms(this) }
     this.limiter = settings.rateLimit === null ? null : new RateLimiter(settings.rateLimit, Date.now())
     this.roomRequests = settings.rooms === null ? null : new RoomRequests(this, settings.rooms, compiled.presence)
-    // A handler only runs for a matched route, so its URL is always known.
-    this.routeUrl = request.routeOptions.url as string
+    this.routeUrl = connection.route
   }
 
   /** The route this connection came in on. */
   readonly routeUrl: string
 
-  /** Registers the connection with the hub, runs it, and always takes it out of every room. */
-  serve (): Promise<void> {
-    // A promise chain, not an async function: an open connection then holds one suspended frame (run's), not two.
-    return this.hub.enter(this.member, this.routeUrl).then(() => this.run()).finally(() => this.hub.remove(this.member))
+  /**
+   * Registers the connection with the hub, runs its open handler, then takes its messages; once it
+   * has closed, runs the close handler, always takes it out of every room, and tells `end`. Callbacks
+   * rather than an async function: an open connection holds no promise, frame or closure of its own.
+   */
+  serve (end: SessionEnd): void {
+    this.end = end
+    this.hub.enter(this.member, this.routeUrl).then(() => this.open()).then(undefined, (error: unknown) => { this.finish(error) })
   }
 
   serialize (type: string, data: unknown): string {
@@ -106,17 +122,36 @@ export class Session implements RoomsOwner, RoomRequestOwner {
     await this.hub.publishAll(list, this.serialize(type, data), except === undefined ? send : { ...send, except })
   }
 
-  async run (): Promise<void> {
-    const { handlers, context, connection } = this
-    // A failing open handler fails the connection (logged, close 1011) like any route handler.
-    await handlers.open?.call(this.app, context)
+  /** Runs the open handler; a failing one fails the connection (logged, close 1011) like any route handler. */
+  private open (): Promise<void> | undefined {
+    const opened: unknown = this.handlers.open?.call(this.app, this.context)
+    if (isThenable(opened)) return Promise.resolve(opened).then(() => { this.connection.attach(this) })
     // From here messages are pushed to accept() as they arrive: no promise or suspended loop per
     // message, and a read that brings several frames dispatches them all in its own turn.
-    connection.attach(this)
-    await connection.whenClosed()
+    this.connection.attach(this)
+    return undefined
+  }
+
+  /** @internal The connection closed: the close handler runs (its failure is reported, as a message handler's). */
+  closed (): void {
     this.clock.cancel(this.deadlines)
     this.deadlines.session = null
-    if (handlers.close !== undefined) await this.guard('close', () => handlers.close?.call(this.app, context, this.connection.closeCode, this.closeReason))
+    const close = this.handlers.close
+    if (close === undefined) {
+      this.finish(null)
+      return
+    }
+    this.guard('close', () => close.call(this.app, this.context, this.connection.closeCode, this.closeReason))
+      .then(() => { this.finish(null) }, (error: unknown) => { this.finish(error) })
+  }
+
+  /** Out of every room whatever happened, then the route is told; a failure to leave outweighs the session's own. */
+  private finish (error: unknown): void {
+    const end = this.end as SessionEnd
+    this.hub.remove(this.member).then(
+      () => { error === null ? end.done(this.connection) : end.failed(this.connection, error) },
+      (failure: unknown) => { end.failed(this.connection, failure) }
+    )
   }
 
   /**

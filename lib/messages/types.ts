@@ -1,8 +1,9 @@
 import type { IncomingMessage } from 'node:http'
 import type {
-  FastifyInstance, FastifyRequest, FastifySchema, FastifyTypeProvider, FastifyTypeProviderDefault, RawServerDefault, RouteGenericInterface
+  FastifyInstance, FastifySchema, FastifyTypeProvider, FastifyTypeProviderDefault, RawServerDefault, RouteGenericInterface
 } from 'fastify'
 import type { RealtimeConnection } from '../connection/connection.js'
+import type { DefaultRealtimeRequest, RealtimeRequest } from '../connection/request.js'
 import type { Position, PresenceEntry } from '../hub/broker.js'
 import type { HistoryRange } from '../hub/history-query.js'
 import type { JoinOptions, JoinResult, RoomSendOptions } from '../hub/hub.js'
@@ -17,11 +18,12 @@ export type { AuthOptions } from './auth.js'
 export type { RateLimitOptions } from './rate-limit.js'
 
 /**
- * The request of a contract route, typed by the route's schema and the app's type provider: the
- * route passes both to `contractHandler()` (`request.query` is `Static<querystring>` with TypeBox).
+ * What a contract route's connections keep of their request (`RealtimeRequest`), typed by the
+ * route's schema and the app's type provider: the route passes both to `contractHandler()`
+ * (`request.query` is `Static<querystring>` with TypeBox).
  */
 export type RouteRequest<S extends FastifySchema = FastifySchema, TP extends FastifyTypeProvider = FastifyTypeProviderDefault> =
-  FastifyRequest<RouteGenericInterface, RawServerDefault, IncomingMessage, S, TP>
+  RealtimeRequest<RouteGenericInterface, RawServerDefault, IncomingMessage, S, TP>
 
 /**
  * Who a route's connections belong to: `string` where the options guarantee a user, else
@@ -37,7 +39,7 @@ export type UserIdOf<UF, O> = O extends { auth: object }
   : UF extends (...args: never[]) => infer U ? (null extends Awaited<U> ? string | null : string) : string | null
 
 /** Rooms clients join and leave themselves, with `$join` and `$leave` messages. */
-export interface ClientRoomsOptions<C extends Contract = Contract, R = FastifyRequest, U extends string | null = string | null> {
+export interface ClientRoomsOptions<C extends Contract = Contract, R = DefaultRealtimeRequest, U extends string | null = string | null> {
   /** Decides every client join; required, so no room is open to clients by accident. */
   authorize: (this: FastifyInstance, room: string, context: MessageContext<C, R, U>) => boolean | Promise<boolean>
   /** Publish `$presence` join and leave notices, for every room or the rooms a function picks (each costs a fan-out). @default false */
@@ -45,7 +47,7 @@ export interface ClientRoomsOptions<C extends Contract = Contract, R = FastifyRe
 }
 
 /** How a contract route treats bad input and requests. */
-export interface ContractOptions<C extends Contract = Contract, R = FastifyRequest, U extends string | null = string | null> {
+export interface ContractOptions<C extends Contract = Contract, R = DefaultRealtimeRequest, U extends string | null = string | null> {
   /** Authenticate with the first message; until then nothing the client sends is dispatched. Handlers then see `ctx.userId` as `string`. */
   auth?: AuthOptions<R>
   /**
@@ -117,7 +119,7 @@ export interface RoomsApi<C extends Contract> {
 }
 
 /** What every handler gets beside its data. */
-export interface MessageContext<C extends Contract, R = FastifyRequest, U extends string | null = string | null> {
+export interface MessageContext<C extends Contract, R = DefaultRealtimeRequest, U extends string | null = string | null> {
   readonly connection: RealtimeConnection
   /** The request that opened the connection, typed by the route's schema and type provider. */
   readonly request: R
@@ -129,17 +131,17 @@ export interface MessageContext<C extends Contract, R = FastifyRequest, U extend
 }
 
 /** The context of one client message: its type and, for a request, its id. */
-export interface RequestContext<C extends Contract, K extends ClientType<C>, R = FastifyRequest, U extends string | null = string | null> extends MessageContext<C, R, U> {
+export interface RequestContext<C extends Contract, K extends ClientType<C>, R = DefaultRealtimeRequest, U extends string | null = string | null> extends MessageContext<C, R, U> {
   readonly type: K
   /** The request id the client sent, or undefined for a plain event. */
   readonly id: string | number | undefined
 }
 
-export type MessageHandler<C extends Contract, K extends ClientType<C>, R = FastifyRequest, U extends string | null = string | null> =
+export type MessageHandler<C extends Contract, K extends ClientType<C>, R = DefaultRealtimeRequest, U extends string | null = string | null> =
   (this: FastifyInstance, data: ClientData<C, K>, context: RequestContext<C, K, R, U>) => HandlerResult<C, K>
 
 /** One handler per client message type, plus optional lifecycle handlers. */
-export type MessageHandlers<C extends Contract, R = FastifyRequest, U extends string | null = string | null> = { [K in ClientType<C>]: MessageHandler<C, K, R, U> } & {
+export type MessageHandlers<C extends Contract, R = DefaultRealtimeRequest, U extends string | null = string | null> = { [K in ClientType<C>]: MessageHandler<C, K, R, U> } & {
   /** After the upgrade, before any message is dispatched. */
   open?: (this: FastifyInstance, context: MessageContext<C, R, U>) => unknown
   /** After the connection ended: the close code (null if unknown) and the peer's reason. */

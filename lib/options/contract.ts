@@ -1,4 +1,4 @@
-import type { FastifyRequest } from 'fastify'
+import type { DefaultRealtimeRequest } from '../connection/request.js'
 import { errors } from '../errors.js'
 import type { AuthOptions } from '../messages/auth.js'
 import { defaultRateLimit, type RateLimitOptions, type RateLimitSettings } from '../messages/rate-limit.js'
@@ -10,7 +10,7 @@ export interface ContractSettings {
   readonly rateLimit: RateLimitSettings | null
   readonly auth: Required<AuthOptions> | null
   readonly rooms: ClientRoomsOptions | null
-  readonly userId: ((request: FastifyRequest) => string | null | Promise<string | null>) | null
+  readonly userId: ((request: DefaultRealtimeRequest) => string | null | Promise<string | null>) | null
   readonly onInvalid: 'reply' | 1007 | 1008
   readonly requestTimeout: number
   readonly validateOutgoing: boolean
