@@ -34,6 +34,9 @@ interface PendingRequest {
 // A reply to a client that left has nobody to reach.
 function ignoreGone (): void {}
 
+// An open session has nothing more to do until its connection closes (Session.closed).
+function waitForClose (): void {}
+
 function isThenable (value: unknown): value is PromiseLike<unknown> {
   return typeof (value as { then?: unknown } | null)?.then === 'function'
 }
@@ -108,7 +111,7 @@ export class Session implements RoomsOwner, RoomRequestOwner, MessageSink {
    */
   serve (end: SessionEnd): void {
     this.end = end
-    this.hub.enter(this.member, this.routeUrl).then(() => this.open()).then(undefined, (error: unknown) => { this.finish(error) })
+    this.after(this.hub.enter(this.member, this.routeUrl).then(() => this.open()), waitForClose)
   }
 
   serialize (type: string, data: unknown): string {
@@ -141,17 +144,20 @@ export class Session implements RoomsOwner, RoomRequestOwner, MessageSink {
       this.finish(null)
       return
     }
-    this.guard('close', () => close.call(this.app, this.context, this.connection.closeCode, this.closeReason))
-      .then(() => { this.finish(null) }, (error: unknown) => { this.finish(error) })
+    // guard() reports a failing close handler itself and resolves.
+    this.after(this.guard('close', () => close.call(this.app, this.context, this.connection.closeCode, this.closeReason)), () => { this.finish(null) })
   }
 
-  /** Out of every room whatever happened, then the route is told; a failure to leave outweighs the session's own. */
-  private finish (error: unknown): void {
+  /** Runs `next` once `step` has resolved; a step that rejects ends the session as failed (the route logs it and closes with 1011). */
+  private after (step: Promise<unknown>, next: () => void): void {
+    step.then(next, (error: unknown) => { this.finish({ error }) })
+  }
+
+  /** Out of every room whatever happened (remove() logs what it could not leave), then the route is told. */
+  private finish (failure: { error: unknown } | null): void {
     const end = this.end as SessionEnd
-    this.hub.remove(this.member).then(
-      () => { error === null ? end.done(this.connection) : end.failed(this.connection, error) },
-      (failure: unknown) => { end.failed(this.connection, failure) }
-    )
+    const tell = (): void => { failure === null ? end.done(this.connection) : end.failed(this.connection, failure.error) }
+    this.hub.remove(this.member).then(tell, tell)
   }
 
   /**
