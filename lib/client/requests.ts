@@ -50,17 +50,20 @@ export class Requests {
 
   /** Resolves or rejects the request with this id; false if none waits for it. */
   settle (id: string, type: string, data: unknown): boolean {
-    if (type === ERROR) return this.fail(id, serverError(data))
     const pending = this.take(id)
     if (pending === undefined) return false
+    if (type === ERROR) {
+      pending.reject(serverError(data))
+      return true
+    }
     pending.onReply?.(data)
     pending.resolve(data)
     return true
   }
 
-  /** Rejects the request with this id; false if none waits for it. */
-  fail (id: string, error: Error): boolean {
-    const pending = this.take(id)
+  /** Rejects the request with this id, if it is one; false if none waits for it (an event, or a request that timed out). */
+  fail (id: string | undefined, error: Error): boolean {
+    const pending = id === undefined ? undefined : this.take(id)
     if (pending === undefined) return false
     pending.reject(error)
     return true

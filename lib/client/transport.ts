@@ -26,8 +26,8 @@ export interface TransportOwner {
   lost (error: RealtimeClientError): void
   /** The client stopped for good: nothing waiting for a connection gets one. */
   stopped (): void
-  /** A queued request dropped from the queue: fails at once; false if no request waits on this id. */
-  failRequest (id: string, error: RealtimeClientError): boolean
+  /** A message dropped from the queue: the request waiting on `id` fails at once; false if none does. */
+  failRequest (id: string | undefined, error: RealtimeClientError): boolean
   state (state: ClientState): void
   close (info: CloseInfo): void
   error (error: Error): void
@@ -146,7 +146,7 @@ export class Transport {
 
   /** A dropped request fails at once; a dropped event is reported. */
   private dropQueued (queued: Queued, error: RealtimeClientError): void {
-    if (queued.id === undefined || !this.owner.failRequest(queued.id, error)) this.owner.error(error)
+    if (!this.owner.failRequest(queued.id, error)) this.owner.error(error)
   }
 
   private flush (): void {
