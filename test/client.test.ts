@@ -182,7 +182,7 @@ t.test('recovery after a dropped connection to the same server replays exactly w
   // Drop the TCP connection without a close frame, as a network failure would.
   const recovered = deferred<{ recovered?: boolean }>()
   c.onJoin((outcome) => { recovered.resolve(outcome) })
-  const rawSocket = (c as unknown as { socket: { _socket: import('node:net').Socket } }).socket._socket
+  const rawSocket = (c as unknown as { transport: { socket: { _socket: import('node:net').Socket } } }).transport.socket._socket
   await new Promise<void>((resolve) => { c.onState((state) => { if (state === 'reconnecting') resolve() }); rawSocket.destroy() })
   await app.realtime.publish(chat, 'news', 'message', { text: 'two', from: 's' })
   await app.realtime.publish(chat, 'news', 'message', { text: 'three', from: 's' })
@@ -201,7 +201,7 @@ t.test('two drops in a row: every message arrives once, in order, each rejoin af
   c.on('message', (data) => { events.push(data.text) })
   let sent = 0
   const publish = async (): Promise<void> => { await app.realtime.publish(chat, 'feed', 'message', { text: `m${++sent}`, from: 's' }) }
-  const socketOf = (): import('node:net').Socket => (c as unknown as { socket: { _socket: import('node:net').Socket } }).socket._socket
+  const socketOf = (): import('node:net').Socket => (c as unknown as { transport: { socket: { _socket: import('node:net').Socket } } }).transport.socket._socket
   for (let drop = 0; drop < 2; drop++) {
     const rejoined = new Promise<void>((resolve) => { const off = c.onJoin(() => { off(); resolve() }) })
     await new Promise<void>((resolve) => { const off = c.onState((state) => { if (state === 'reconnecting') { off(); resolve() } }); socketOf().destroy() })
@@ -223,7 +223,7 @@ t.test('requests in flight fail with FST_RT_CLIENT_CONNECTION_LOST when the conn
   const c = makeClient(t, url)
   await until(c, 'open')
   const pending = c.request('slow', { ms: 1000 })
-  const rawSocket = (c as unknown as { socket: { _socket: import('node:net').Socket } }).socket._socket
+  const rawSocket = (c as unknown as { transport: { socket: { _socket: import('node:net').Socket } } }).transport.socket._socket
   rawSocket.destroy()
   await t.rejects(pending, { code: 'FST_RT_CLIENT_CONNECTION_LOST' })
 })
@@ -260,7 +260,7 @@ t.test('a dead server (no answer to $ping) is detected and the client reconnects
   const c = makeClient(t, url, { pingIntervalMs: 40, pongTimeoutMs: 40 })
   await until(c, 'open')
   // Stop reading on the client side: no $pong can reach it, as with a server that hangs.
-  const socket = (c as unknown as { socket: { _socket: import('node:net').Socket } }).socket._socket
+  const socket = (c as unknown as { transport: { socket: { _socket: import('node:net').Socket } } }).transport.socket._socket
   socket.pause()
   const closed = deferred<{ code: number, willReconnect: boolean }>()
   c.onClose((info) => { closed.resolve(info) })

@@ -3,7 +3,7 @@
 // routes' tables are checked in readme.test.ts, contractHandler()'s in options-checked.test.ts.)
 import t, { type Test } from 'tap'
 import './support/process-guard.js'
-import { clientDefaults, clientOptionNames } from '../lib/client/client.js'
+import { clientDefaults, clientOptionNames } from '../lib/client/options.js'
 import { tokenAuthDefaults, tokenAuthOptionNames } from '../lib/handshake/token-auth.js'
 import { historyRouteDefaults, historyRouteOptionNames } from '../lib/history-route.js'
 import { optionNames as redisOptionNames, redisBrokerDefaults } from '../lib/hub/redis/options.js'

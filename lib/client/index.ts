@@ -1,7 +1,10 @@
 // The browser and Node client. Nothing here imports Node built-ins or server code; the contract is
 // imported as a type only.
 export { RealtimeClient } from './client.js'
-export type { ClientOptions, ClientState, CloseInfo, JoinOutcome, MessageMeta, SocketEventHandler, WebSocketClass, WebSocketLike } from './client.js'
+export type { ClientOptions } from './options.js'
+export type { ClientState, CloseInfo } from './transport.js'
+export type { JoinOutcome, MessageMeta } from './rooms.js'
+export type { SocketEventHandler, WebSocketClass, WebSocketLike } from './socket.js'
 export type { SnapshotLoader, SnapshotPosition } from './resync.js'
 export { backoffDelay } from './backoff.js'
 export { RealtimeClientError, clientErrorCodes } from './errors.js'

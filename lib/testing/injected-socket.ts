@@ -1,6 +1,6 @@
 import type { FastifyInstance } from 'fastify'
 import type { WebSocket } from 'ws'
-import type { SocketEventHandler, WebSocketClass, WebSocketLike } from '../client/client.js'
+import type { SocketEventHandler, WebSocketClass, WebSocketLike } from '../client/socket.js'
 
 // The client's socket over `app.injectWS()`: an in-memory stream into the app's router, with every
 // hook, schema and handler of a real upgrade, and no port. The client builds one per (re)connect
