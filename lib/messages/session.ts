@@ -4,7 +4,8 @@ import type { WSMessage } from '../connection/messages.js'
 import type { DeadlineClock, DeadlineOwner } from '../connection/timers.js'
 import { CloseCode } from '../close-codes.js'
 import { errors } from '../errors.js'
-import { Hub, type Member, type RoomSendOptions } from '../hub/hub.js'
+import { Hub, type RoomSendOptions } from '../hub/hub.js'
+import type { Member } from '../hub/member.js'
 import type { ClientCheck } from './client-check.js'
 import type { CompiledClientType, CompiledContract } from './compile.js'
 import type { Contract } from './contract.js'
@@ -89,10 +90,11 @@ export class Session implements RoomsOwner, RoomRequestOwner {
   /** The route this connection came in on. */
   readonly routeUrl: string
 
-  /** Registers the connection with the hub, runs it, and always takes it out of every room. */
+  /** Registers the connection with the registry, runs it, and always takes it out of every room. */
   serve (): Promise<void> {
+    const { registry } = this.connection.plugin
     // A promise chain, not an async function: an open connection then holds one suspended frame (run's), not two.
-    return this.hub.enter(this.member, this.routeUrl).then(() => this.run()).finally(() => this.hub.remove(this.member))
+    return registry.enter(this.member, this.routeUrl).then(() => this.run()).finally(() => registry.exit(this.member))
   }
 
   serialize (type: string, data: unknown): string {
