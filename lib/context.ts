@@ -4,6 +4,7 @@ import type { DeadlineClock } from './connection/timers.js'
 import type { GuardSettings } from './options/guard.js'
 import type { Handshakes } from './handshake/handshakes.js'
 import type { Hub } from './hub/hub.js'
+import type { Registry } from './hub/registry.js'
 import type { RealtimeMetrics } from './metrics.js'
 import type { RouteSettings } from './options/route.js'
 import type { WsServers } from './connection/ws-servers.js'
@@ -20,6 +21,8 @@ export interface PluginContext extends ConnectionContext {
   readonly guard: GuardSettings
   /** Rooms, presence and history over the broker. */
   readonly hub: Hub
+  /** The contract connections: listed, disconnected, waited for on shutdown. */
+  readonly registry: Registry
   /** One timer for every deadline of this instance: connections', handshakes' and requests'. */
   readonly clock: DeadlineClock
   readonly metrics: RealtimeMetrics

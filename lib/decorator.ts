@@ -3,7 +3,8 @@ import { decodeHistory, type RoomHistory } from './messages/history.js'
 import { compiledFor, serializeOutgoing } from './messages/outgoing.js'
 import type { Broker, HistoryPage, Position, PresenceEntry } from './hub/broker.js'
 import type { HistoryRange } from './hub/history-query.js'
-import { Hub, type ConnectionInfo, type HubStats, type RoomSendOptions } from './hub/hub.js'
+import { Hub, type HubStats, type RoomSendOptions } from './hub/hub.js'
+import type { ConnectionInfo, Registry } from './hub/registry.js'
 import type { DisconnectTarget } from './hub/control.js'
 import type { AsyncApiDocument, AsyncApiOptions } from './asyncapi/document.js'
 import { prometheusText, type RealtimeMetrics } from './metrics.js'
@@ -76,7 +77,7 @@ function historyReader (hub: Hub): RealtimeDecorator['history'] {
   return history
 }
 
-export function createDecorator (hub: Hub, metrics: RealtimeMetrics, restarting: () => void, asyncapi: RealtimeDecorator['asyncapi']): RealtimeDecorator {
+export function createDecorator (hub: Hub, registry: Registry, metrics: RealtimeMetrics, restarting: () => void, asyncapi: RealtimeDecorator['asyncapi']): RealtimeDecorator {
   const body = (contract: Contract, type: string, data: unknown): string => serializeOutgoing(compiledFor(contract), type, data, false)
   return {
     async publish (contract, rooms, type, data, options) {
@@ -91,8 +92,8 @@ export function createDecorator (hub: Hub, metrics: RealtimeMetrics, restarting:
     presenceCount: (room) => hub.presenceCount(room),
     history: historyReader(hub),
     position: (room) => hub.position(room),
-    disconnect: (target, code, reason) => hub.disconnect(target, code, reason),
-    connections: (filter) => hub.connections(filter),
+    disconnect: (target, code, reason) => registry.disconnect(target, code, reason),
+    connections: (filter) => registry.connections(filter),
     async snapshot (room, load) {
       if (typeof load !== 'function') throw new errors.FST_RT_INVALID_OPTION('"load"', 'expected a function (position) => state')
       const position = await hub.position(room)

@@ -29,6 +29,7 @@ import type { Broker, HistoryLimits } from './hub/broker.js'
 import { MemoryPresence, type PresenceStore } from './hub/presence.js'
 import { MemoryBroker } from './hub/memory.js'
 import { Hub } from './hub/hub.js'
+import { Registry } from './hub/registry.js'
 import { createDecorator, type RealtimeDecorator } from './decorator.js'
 import { asyncApiDocument } from './asyncapi/document.js'
 import { serveAsyncApi, type AsyncApiServeOptions } from './asyncapi/serve.js'
@@ -62,7 +63,8 @@ export type { Recovery } from './hub/recovery.js'
 export { SLOW_CONSUMER_CLOSE } from './hub/hub.js'
 export type { HistoryRange } from './hub/history-query.js'
 export type { DisconnectTarget } from './hub/control.js'
-export type { ConnectionInfo, HubSettings, HubStats, JoinOptions, JoinResult, RoomSendOptions } from './hub/hub.js'
+export type { HubSettings, HubStats, JoinOptions, JoinResult, RoomSendOptions } from './hub/hub.js'
+export type { ConnectionInfo } from './hub/registry.js'
 export type { RealtimeDecorator, RoomSnapshot } from './decorator.js'
 export type { AsyncApiDocument, AsyncApiOptions, AsyncApiServer } from './asyncapi/document.js'
 export type { AsyncApiServeOptions } from './asyncapi/serve.js'
@@ -210,12 +212,14 @@ const fastifyRealtime: FastifyPluginAsync<RealtimePluginOptions & RealtimeHubOpt
   const metrics = createMetrics()
   const broker: Broker = checked.broker ?? new MemoryBroker({ history: checked.history })
   const hub = new Hub(broker, checked.hub, fastify.log, metrics, checked.presence ?? broker.presence ?? new MemoryPresence())
+  const registry = new Registry(hub, fastify.log)
   const clock = new DeadlineClock()
   const handshakes = new Handshakes(clock, guard.handshakeTimeout, new ConnectionSlots(guard, metrics), metrics, fastify.log)
   const plugin: PluginContext = {
     settings,
     guard,
     hub,
+    registry,
     clock,
     handshakes,
     requestSerializer: requestSerializerOf(fastify.log),
@@ -226,7 +230,7 @@ const fastifyRealtime: FastifyPluginAsync<RealtimePluginOptions & RealtimeHubOpt
     shutdown: { code: CloseCode.GOING_AWAY, reason: 'Server shutting down' }
   }
   fastify.decorateRequest('realtimeUser', null)
-  fastify.decorate('realtime', createDecorator(hub, metrics, () => {
+  fastify.decorate('realtime', createDecorator(hub, registry, metrics, () => {
     plugin.shutdown = { code: CloseCode.SERVICE_RESTART, reason: 'Server restarting' }
   }, (asyncapiOptions) => asyncApiDocument(plugin.contractRoutes, asyncapiOptions)))
 
@@ -303,7 +307,7 @@ const fastifyRealtime: FastifyPluginAsync<RealtimePluginOptions & RealtimeHubOpt
     unwatch()
     // Every connection has closed by now (preClose); their sessions may still be leaving rooms,
     // whose leave notices and presence removal need the broker: waited for, within closeTimeout.
-    await hub.whenEmpty(settings.closeTimeout)
+    await registry.whenEmpty(settings.closeTimeout)
     // Last: nothing publishes any more. A broker closes its own presence store.
     if (hub.presenceStore !== broker.presence) await hub.presenceStore.close()
     await broker.close()

@@ -5,6 +5,7 @@ import { errors, closeCodeOf } from '../errors.js'
 import { CloseCode, isSendableCloseCode } from '../close-codes.js'
 import type { RouteSettings } from '../options/route.js'
 import type { Hub } from '../hub/hub.js'
+import type { Registry } from '../hub/registry.js'
 import type { RealtimeMetrics } from '../metrics.js'
 import { kConnection, kPeerClose } from '../symbols.js'
 import { MessageQueue } from './message-queue.js'
@@ -69,7 +70,7 @@ const DEFAULT_JSON_DEPTH = 64
 
 /**
  * What a connection needs of its plugin instance (lib/context.ts's PluginContext has it all): the
- * plugin's one clock, its counters, its set of open connections, and the hub its session talks to.
+ * plugin's one clock, its counters, its set of open connections, and the hub and registry its session talks to.
  * Declared here so the connection layer imports nothing above it.
  */
 export interface ConnectionContext {
@@ -77,6 +78,7 @@ export interface ConnectionContext {
   readonly metrics: RealtimeMetrics
   readonly connections: Set<RealtimeConnection>
   readonly hub: Hub
+  readonly registry: Registry
 }
 
 /**

@@ -1,4 +1,3 @@
-import { randomUUID } from 'node:crypto'
 import type { FastifyBaseLogger } from 'fastify'
 import { CloseCode } from '../close-codes.js'
 import type { RealtimeMetrics } from '../metrics.js'
@@ -7,12 +6,11 @@ import { check } from '../options/server-checks.js'
 import { lostNotice, presenceNotice } from '../protocol.js'
 import type { Broker, HistoryPage, Position, RoomMessage } from './broker.js'
 import type { PresenceEntry, PresenceStore } from './presence.js'
-import { floorAt, passFloor, type Floor } from './floor.js'
+import { floorAt, passFloor } from './floor.js'
 import { recover } from './recovery.js'
-import { SharedMessage, type MemberLink } from './member.js'
+import { SharedMessage, type Member } from './member.js'
 import { isVolatile, volatileBody } from './volatile.js'
 import { readRange, type HistoryRange } from './history-query.js'
-import { checkTarget, CONTROL_ROOM, controlBody, disconnectCommand, readControl, type DisconnectTarget } from './control.js'
 
 export interface HubSettings {
   /** Longest room name, in characters. @default 128 */
@@ -29,24 +27,6 @@ export const defaultHubSettings: HubSettings = Object.freeze({ maxRoomNameLength
 
 /** The close code for a member that cannot keep up: in the reconnect range. */
 export const SLOW_CONSUMER_CLOSE = CloseCode.SLOW_CONSUMER
-
-/** One connection known to the hub. */
-// Connection ids: unique across instances (a random prefix per process) and cheap (a counter).
-const ID_PREFIX = randomUUID().slice(0, 13)
-let lastId = 0
-
-export class Member {
-  readonly id = `${ID_PREFIX}${(++lastId).toString(36)}`
-  readonly rooms = new Set<string>()
-  /** Rooms being joined: their live messages wait here until the join reply and replay are out. Made on the first join (most members never join one). */
-  pending: Map<string, RoomMessage[]> | null = null
-  /** Rooms whose join was announced: their leave (or this connection's end) is announced too. Made on the first such join. */
-  announced: Set<string> | null = null
-  /** App rooms joined: the floor under which nothing is delivered again (floor.ts). Made on the first join. */
-  floors: Map<string, Floor> | null = null
-
-  constructor (readonly connection: MemberLink, readonly userId: string | null) {}
-}
 
 export interface JoinOptions {
   /** Shown in presence; must be JSON. */
@@ -68,14 +48,6 @@ export interface JoinResult {
   readonly recovered?: boolean
 }
 
-/** One local connection, as `connections()` lists it. */
-export interface ConnectionInfo {
-  readonly connectionId: string
-  readonly userId: string | null
-  /** The app rooms it is in. */
-  readonly rooms: string[]
-}
-
 export interface HubStats {
   published: number
   delivered: number
@@ -95,8 +67,8 @@ const INTERNAL_PREFIX = '$'
 /** Longest user id `toUser` and `disconnect` take (the user's room name is made of it). */
 const MAX_USER_ID_LENGTH = 1024
 
-/** A route's or a user's room: no presence, history or client joins. */
-function isInternal (room: string): boolean {
+/** A route's, a user's or the control room: no presence, history or client joins. */
+export function isInternal (room: string): boolean {
   return room.startsWith(INTERNAL_PREFIX)
 }
 
@@ -125,9 +97,8 @@ export class Hub {
   private readonly subscriptions = new Map<string, Promise<void>>()
   /** Subscribe and unsubscribe calls per room, in order, so a quick leave and join cannot cross. */
   private readonly transitions = new Map<string, Promise<void>>()
-  /** Members entered and not yet out of every room: shutdown waits for them (their leave notices) before the broker closes. */
-  private readonly present = new Set<Member>()
-  private readonly emptyWaiters = new Set<() => void>()
+  /** Internal rooms whose messages are for this instance, not its members: each one's reader. */
+  private readonly readers = new Map<string, (text: string) => void>()
 
   constructor (
     readonly broker: Broker, readonly settings: HubSettings, private readonly log: FastifyBaseLogger, readonly metrics: RealtimeMetrics,
@@ -135,7 +106,11 @@ export class Hub {
     readonly presenceStore: PresenceStore
   ) {
     broker.attach({
-      message: (message) => { if (message.room === CONTROL_ROOM) this.onControl(message.text); else this.fanOut(message) },
+      message: (message) => {
+        const read = this.readers.get(message.room)
+        if (read !== undefined) read(message.text)
+        else this.fanOut(message)
+      },
       lost: (room, position) => { this.onLost(room, position) },
       error: (error) => { this.log.warn({ err: error }, 'realtime: broker error (it retries by itself)') }
     })
@@ -186,7 +161,7 @@ export class Hub {
   }
 
   /**
-   * Puts a member in an internal room (its route's, its user's): no presence, history or replay, so
+   * Puts a member in an internal room (the registry's: its route's, its user's, the control room): no presence, history or replay, so
    * no position to read; it resolves once the room's subscription is live. One per connection, so kept
    * cheap. `join` starts with it too.
    */
@@ -204,53 +179,16 @@ export class Hub {
   }
 
   /**
-   * Registers a contract connection: its route's room, its user's room, and the control room every
-   * instance with members listens on (for `disconnect()`). Resolves once all three are live.
+   * Hands the messages of an internal room to `read` instead of its members: commands to this
+   * instance (the registry's control room), which its members still hold the subscription of.
    */
-  async enter (member: Member, routeUrl: string): Promise<void> {
-    this.present.add(member)
-    await this.enterInternal(member, CONTROL_ROOM)
-    await this.enterInternal(member, Hub.routeRoom(routeUrl))
-    if (member.userId !== null) await this.enterInternal(member, Hub.userRoom(member.userId))
+  readBy (room: string, read: (text: string) => void): void {
+    this.readers.set(room, read)
   }
 
-  /**
-   * Closes connections on every instance, through the control room: every one of a user, one by
-   * its id, or every member of a room. Resolves once the command is published; an id or room with
-   * no connection closes nothing.
-   */
-  async disconnect (target: DisconnectTarget, code?: number, reason?: string): Promise<void> {
-    const command = disconnectCommand(target, code, reason)
-    if ('userId' in command.target) this.checkUser(command.target.userId)
-    if ('room' in command.target) this.checkRoom(command.target.room)
-    await this.broker.publish(CONTROL_ROOM, controlBody(command), { history: false })
-  }
-
-  /** This instance's connections (of contract routes): all, or those of a room, a user or an id. */
-  connections (filter?: DisconnectTarget): ConnectionInfo[] {
-    return this.localMembers(filter === undefined ? undefined : checkTarget(filter)).map((member) => ({
-      connectionId: member.id,
-      userId: member.userId,
-      rooms: [...member.rooms].filter((room) => !isInternal(room))
-    }))
-  }
-
-  /** The open local members a target names (a closing one is on its way out of every room). */
-  private localMembers (target: DisconnectTarget | undefined): Member[] {
-    let members: Iterable<Member> = this.local.get(CONTROL_ROOM) ?? []
-    if (target !== undefined && !('connectionId' in target)) {
-      members = this.local.get('userId' in target ? Hub.userRoom(this.checkUser(target.userId)) : this.checkRoom(target.room)) ?? []
-    }
-    return [...members].filter((member) => !member.connection.closed && (target === undefined || !('connectionId' in target) || member.id === target.connectionId))
-  }
-
-  /** A command from the control room (this instance's own too): closes the local connections it names. */
-  private onControl (text: string): void {
-    const command = readControl(text)
-    for (const member of this.localMembers(command.target)) {
-      this.log.info({ connectionId: member.id, code: command.code }, 'realtime: disconnecting a connection on request')
-      void member.connection.close({ code: command.code, reason: command.reason })
-    }
+  /** This instance's members of a room, as they are now. */
+  members (room: string): Iterable<Member> {
+    return this.local.get(room) ?? []
   }
 
   /**
@@ -357,26 +295,6 @@ export class Hub {
         this.log.warn({ err: error, room }, 'realtime: leaving a room on disconnect failed')
       }
     }
-    this.present.delete(member)
-    if (this.present.size === 0) for (const done of [...this.emptyWaiters]) done()
-  }
-
-  /**
-   * Resolves once every entered member is out of every room (leave notices and presence removal
-   * done), or after `limitMs`: shutdown calls it before closing the broker, so a slow close
-   * handler or broker delays the shutdown by that much at most.
-   */
-  async whenEmpty (limitMs: number): Promise<void> {
-    if (this.present.size === 0) return
-    await new Promise<void>((resolve) => {
-      const done = (): void => {
-        clearTimeout(timer)
-        this.emptyWaiters.delete(done)
-        resolve()
-      }
-      const timer = setTimeout(done, limitMs)
-      this.emptyWaiters.add(done)
-    })
   }
 
   /** One room or several, each checked (FST_RT_INVALID_ROOM), before anything is serialized or sent. */

@@ -1,4 +1,7 @@
+import { randomUUID } from 'node:crypto'
 import type { FastifyBaseLogger } from 'fastify'
+import type { RoomMessage } from './broker.js'
+import type { Floor } from './floor.js'
 
 /**
  * One message on its way to many members, made once per fan-out. The hub knows only its text; the
@@ -30,4 +33,22 @@ export interface MemberLink {
   sendShared (message: SharedMessage, droppable?: boolean): boolean
   /** Closes with this code and reason. */
   close (options: { code: number, reason: string }): Promise<unknown>
+}
+
+// Connection ids: unique across instances (a random prefix per process) and cheap (a counter).
+const ID_PREFIX = randomUUID().slice(0, 13)
+let lastId = 0
+
+/** One connection known to the hub: its link, its user, and its rooms. */
+export class Member {
+  readonly id = `${ID_PREFIX}${(++lastId).toString(36)}`
+  readonly rooms = new Set<string>()
+  /** Rooms being joined: their live messages wait here until the join reply and replay are out. Made on the first join (most members never join one). */
+  pending: Map<string, RoomMessage[]> | null = null
+  /** Rooms whose join was announced: their leave (or this connection's end) is announced too. Made on the first such join. */
+  announced: Set<string> | null = null
+  /** App rooms joined: the floor under which nothing is delivered again (floor.ts). Made on the first join. */
+  floors: Map<string, Floor> | null = null
+
+  constructor (readonly connection: MemberLink, readonly userId: string | null) {}
 }

@@ -1,7 +1,7 @@
 import type { FastifySchema, FastifyTypeProvider, FastifyTypeProviderDefault } from 'fastify'
 import type { RealtimeConnection } from '../connection/connection.js'
 import { errors } from '../errors.js'
-import { Member } from '../hub/hub.js'
+import { Member } from '../hub/member.js'
 import { authenticate } from './auth.js'
 import { LIFECYCLE, type CompiledContract } from './compile.js'
 import type { Contract } from './contract.js'

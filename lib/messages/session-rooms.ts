@@ -1,6 +1,7 @@
 import type { Position, PresenceEntry } from '../hub/broker.js'
 import type { HistoryRange } from '../hub/history-query.js'
-import type { Hub, JoinOptions, JoinResult, Member, RoomSendOptions } from '../hub/hub.js'
+import type { Hub, JoinOptions, JoinResult, RoomSendOptions } from '../hub/hub.js'
+import type { Member } from '../hub/member.js'
 import type { Contract } from './contract.js'
 import { decodeHistory, type RoomHistory } from './history.js'
 import type { RoomsApi } from './types.js'

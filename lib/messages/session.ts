@@ -5,7 +5,8 @@ import type { WSMessage } from '../connection/messages.js'
 import type { DeadlineClock, DeadlineOwner } from '../connection/timers.js'
 import { CloseCode } from '../close-codes.js'
 import { errors } from '../errors.js'
-import { Hub, type Member, type RoomSendOptions } from '../hub/hub.js'
+import { Hub, type RoomSendOptions } from '../hub/hub.js'
+import type { Member } from '../hub/member.js'
 import type { ClientCheck } from './client-check.js'
 import type { CompiledClientType, CompiledContract } from './compile.js'
 import type { Contract } from './contract.js'
@@ -105,13 +106,13 @@ export class Session implements RoomsOwner, RoomRequestOwner, MessageSink {
   readonly routeUrl: string
 
   /**
-   * Registers the connection with the hub, runs its open handler, then takes its messages; once it
+   * Registers the connection with the registry, runs its open handler, then takes its messages; once it
    * has closed, runs the close handler, always takes it out of every room, and tells `end`. Callbacks
    * rather than an async function: an open connection holds no promise, frame or closure of its own.
    */
   serve (end: SessionEnd): void {
     this.end = end
-    this.after(this.hub.enter(this.member, this.routeUrl).then(() => this.open()), waitForClose)
+    this.after(this.connection.plugin.registry.enter(this.member, this.routeUrl).then(() => this.open()), waitForClose)
   }
 
   serialize (type: string, data: unknown): string {
@@ -153,11 +154,11 @@ export class Session implements RoomsOwner, RoomRequestOwner, MessageSink {
     step.then(next, (error: unknown) => { this.finish({ error }) })
   }
 
-  /** Out of every room whatever happened (remove() logs what it could not leave), then the route is told. */
+  /** Out of the registry and every room whatever happened (what it could not leave is logged), then the route is told. */
   private finish (failure: { error: unknown } | null): void {
     const end = this.end as SessionEnd
     const tell = (): void => { failure === null ? end.done(this.connection) : end.failed(this.connection, failure.error) }
-    this.hub.remove(this.member).then(tell, tell)
+    this.connection.plugin.registry.exit(this.member).then(tell, tell)
   }
 
   /**
