@@ -10,6 +10,7 @@ import { compiledFor } from './outgoing.js'
 import { Session, type SessionEnd } from './session.js'
 import type { DefaultRealtimeRequest } from '../connection/request.js'
 import { kContractRoute } from '../symbols.js'
+import { isThenable } from './thenable.js'
 import type { AnyHandler, ContractOptions, MessageHandlers, RouteRequest, UserIdOf } from './types.js'
 
 /** What a contract route's handler carries under kContractRoute: what the AsyncAPI document reads, and how the route starts a session. */
@@ -19,10 +20,6 @@ export interface ContractRouteTag {
   readonly clientRooms: boolean
   /** Runs a connection as the handler does, ending through `end` instead of a promise the route would hold. */
   readonly start: (connection: RealtimeConnection, request: DefaultRealtimeRequest, end: SessionEnd) => void
-}
-
-function isThenable (value: unknown): value is PromiseLike<unknown> {
-  return typeof (value as { then?: unknown } | null)?.then === 'function'
 }
 
 /**

@@ -20,6 +20,7 @@ import { isId, MAX_ID_LENGTH, type Id } from './request-id.js'
 import { RoomRequests, type RoomRequestOwner } from './room-requests.js'
 import { envelope, JOIN, LEAVE, PING, PONG } from '../protocol.js'
 import { SessionRooms, type RoomsOwner } from './session-rooms.js'
+import { isThenable } from './thenable.js'
 import type { AnyHandler, MessageContext, RequestContext } from './types.js'
 
 type ClientEntry = CompiledClientType
@@ -37,10 +38,6 @@ function ignoreGone (): void {}
 
 // An open session has nothing more to do until its connection closes (Session.closed).
 function waitForClose (): void {}
-
-function isThenable (value: unknown): value is PromiseLike<unknown> {
-  return typeof (value as { then?: unknown } | null)?.then === 'function'
-}
 
 /**
  * The clock's hold on a session's requests. The clock keeps a cancelled entry until its time comes
