@@ -1,5 +1,5 @@
 import type { FastifyInstance } from 'fastify'
-import type { MessageSink, RealtimeConnection } from '../connection/connection.js'
+import type { RealtimeConnection } from '../connection/connection.js'
 import type { DefaultRealtimeRequest } from '../connection/request.js'
 import type { WSMessage } from '../connection/messages.js'
 import type { DeadlineClock, DeadlineOwner } from '../connection/timers.js'
@@ -66,7 +66,8 @@ export interface SessionEnd {
  * One connection of a contract route: takes its messages as they arrive, checks and dispatches each
  * to its handler, answers requests (with a deadline on the plugin's clock) and bounds what runs at once.
  */
-export class Session implements RoomsOwner, RoomRequestOwner, MessageSink {
+// Also the connection's MessageSink (an internal interface, checked where attach() takes it).
+export class Session implements RoomsOwner, RoomRequestOwner {
   private inFlight = 0
   /** Requests awaiting their handler's promise, in the order they started. */
   private pending: Set<PendingRequest> | null = null
